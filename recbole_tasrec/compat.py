@@ -1,0 +1,307 @@
+"""Fixes for RecBole 1.2.1 on numpy 2, pandas 3, torch >= 2.6, scipy >= 1.13 and current Ray.
+
+RecBole 1.2.1 is the last release and breaks on a modern stack in a handful of known places
+(listed in DESIGN.md section 5). :func:`apply` patches each of them once, idempotently; it runs
+when ``recbole_tasrec`` is imported, and no other module of this package patches RecBole.
+Every patch names the upstream file and line it answers and has a test in ``tests/test_compat.py``
+that fails without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+_APPLIED = False
+_RUN_DIR: Path = Path("runs")  # where the current run's logs and tensorboard files go
+
+
+def run_dir() -> Path:
+    """The folder that RecBole's hard-coded ``./log`` and ``./log_tensorboard`` now land in."""
+    return _RUN_DIR
+
+
+# --- numpy 2 ------------------------------------------------------------------------------------------
+def _numpy_aliases(_config: Any = None) -> None:
+    """Replacement for ``Config.compatibility_settings`` (recbole/config/configurator.py:625-635).
+
+    Upstream assigns ``np.float = np.float_`` and friends; numpy 2 removed ``np.float_``, ``np.complex_``
+    and ``np.unicode_``, so every ``Config()`` raised. RecBole's code still uses the old aliases
+    ``np.float`` (evaluator/metrics.py:90, data/dataset/dataset.py:652, data/interaction.py:31),
+    ``np.bool`` (evaluator/metrics.py:287) and ``np.long`` (model/abstract_recommender.py:309), so those
+    are defined, with the meaning they had in numpy 1.
+    """
+    for name, value in {"float": np.float64, "int": np.int_, "bool": np.bool_, "long": np.int_}.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+# --- torch >= 2.6 ---------------------------------------------------------------------------------------
+class _TorchTrustedLoad:
+    """``torch`` as RecBole's modules see it, with ``torch.load(..., weights_only=False)`` by default.
+
+    torch 2.6 made ``weights_only=True`` the default; RecBole's checkpoints pickle the ``Config`` object, so
+    ``trainer/trainer.py:583`` (``evaluate(load_best_model=True)``), ``trainer/trainer.py:323`` (resume) and
+    ``quick_start/quick_start.py:250`` (``load_data_and_model``) fail. Those files only load checkpoints
+    that RecBole wrote itself, which are trusted.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("weights_only", False)
+        return torch.load(f, *args, **kwargs)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs a patch right after a module is first imported, so that a heavy module is patched only if used.
+
+    ``recbole.quick_start`` imports ray at import time (quick_start.py:20); importing it eagerly here
+    would cost every ``import recbole_tasrec`` a Ray import.
+    """
+
+    def __init__(self, module: str, patch: Callable[[Any], None]) -> None:
+        self.module, self.patch = module, patch
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.module:
+            return None
+        sys.meta_path.remove(self)  # one shot: the module is imported once
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, patch = spec.loader, self.patch
+
+        class _PatchingLoader(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> Any:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: Any) -> None:
+                loader.exec_module(module)
+                patch(module)
+
+        spec.loader = _PatchingLoader()
+        return spec
+
+
+def _patch_when_imported(module: str, patch: Callable[[Any], None]) -> None:
+    if module in sys.modules:
+        patch(sys.modules[module])
+    else:
+        sys.meta_path.insert(0, _AfterImport(module, patch))
+
+
+def _trusted_torch_load(module: Any) -> None:
+    module.torch = _TorchTrustedLoad()
+
+
+# --- pandas 3 ---------------------------------------------------------------------------------------
+def _fill_nan(self: Any) -> None:
+    """Replacement for ``Dataset._fill_nan`` (recbole/data/dataset/dataset.py:648/650).
+
+    Upstream calls ``feat[field].fillna(..., inplace=True)``; under pandas 3 copy-on-write ``feat[field]``
+    is a copy, so the NaN stays and later becomes a garbage id. Same filling rules, assigned back.
+    """
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(
+                    lambda x, d=dtype: np.array([], dtype=d) if isinstance(x, float) else x
+                )
+
+
+@contextlib.contextmanager
+def _elementwise_len() -> Iterator[None]:
+    """Make ``Series.agg(len)`` mean one length per row again, while a RecBole method runs.
+
+    pandas 3 applies a function given to ``Series.agg`` to the whole Series first, so ``agg(len)`` returns the
+    Series' length instead of each sequence's. RecBole relies on the old meaning in ``dataset.py:712, 792, 809,
+    1217`` and ``sequential_dataset.py:152`` (``_benchmark_presets``). ``agg(np.concatenate)``, used beside it,
+    is unaffected.
+    """
+    original = pd.Series.agg
+
+    def agg(self: pd.Series, func: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if func is len:
+            return self.map(len)
+        return original(self, func, *args, **kwargs)
+
+    pd.Series.agg = agg
+    try:
+        yield
+    finally:
+        pd.Series.agg = original
+
+
+def _with_elementwise_len(method: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _elementwise_len():
+            return method(*args, **kwargs)
+
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class _WritableColumns(dict):
+    """A DataFrame's columns as ``name -> object with .values``, each a private, writable numpy copy."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        super().__init__(
+            (name, _Column(np.array(frame[name].to_numpy(), copy=True))) for name in frame.columns
+        )
+
+
+class _Column:
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+def _dataframe_to_interaction(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap ``Dataset._dataframe_to_interaction`` (recbole/data/dataset/dataset.py:2202).
+
+    Under pandas 3 copy-on-write, ``Series.values`` is read-only; ``torch.LongTensor(values)`` then shares
+    memory that must not be written and warns. The tensors get private copies instead.
+    """
+
+    def to_interaction(self: Any, data: Any) -> Any:
+        return original(self, _WritableColumns(data) if isinstance(data, pd.DataFrame) else data)
+
+    to_interaction.__wrapped__ = original  # type: ignore[attr-defined]
+    return to_interaction
+
+
+# --- scipy >= 1.13 -----------------------------------------------------------------------------------
+def _dok_update(self: sp.dok_matrix, data: dict) -> None:
+    """``dok_matrix._update`` was removed in scipy 1.13; LightGCN, NGCF, NCL, GCMC and SpectralCF call it
+    (e.g. recbole/model/general_recommender/lightgcn.py:111) to bulk-insert a dict of entries."""
+    rows, cols = zip(*data.keys(), strict=True) if data else ((), ())
+    values = np.fromiter(data.values(), dtype=self.dtype, count=len(data))
+    self[np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)] = values
+
+
+# --- run output ---------------------------------------------------------------------------------------
+def set_run_dir(path: str | os.PathLike[str]) -> Path:
+    """Send RecBole's logs and tensorboard runs of the coming run under ``path``."""
+    global _RUN_DIR
+    _RUN_DIR = Path(path).resolve()
+    _RUN_DIR.mkdir(parents=True, exist_ok=True)
+    return _RUN_DIR
+
+
+def _init_logger_in_run_dir(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap ``init_logger`` (recbole/utils/logger.py:75 hard-codes ``./log/``).
+
+    The log file goes under the config's ``run_dir``. Upstream configures the root logger with
+    ``logging.basicConfig``, which does nothing once handlers exist, so a second run in one process (tests,
+    Ray workers, sweeps) logged into the first run's file: the old handlers are closed first.
+    """
+
+    def init_logger(config: Any) -> None:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        target = set_run_dir(config["run_dir"] or "runs")
+        with contextlib.chdir(target):
+            original(config)
+
+    init_logger.__wrapped__ = original  # type: ignore[attr-defined]
+    return init_logger
+
+
+def _tensorboard_in_run_dir(logger: Any) -> Any:
+    """Replacement for ``get_tensorboard`` (recbole/utils/utils.py:220 hard-codes ``log_tensorboard``).
+
+    Same naming rule (the run's log file name), but under ``<run_dir>/log_tensorboard`` and as an absolute
+    path: the writer reopens its file on every write, so a relative one would follow the working directory.
+    """
+    from recbole.utils import get_local_time
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_files = [h.baseFilename for h in logger.handlers if hasattr(h, "baseFilename")]
+    name = Path(log_files[0]).stem if log_files else f"model-{get_local_time()}"
+    return SummaryWriter(str(run_dir() / "log_tensorboard" / name))
+
+
+# --- dataset cache ------------------------------------------------------------------------------------
+#: Keys of this package that shape the processed data set. RecBole's saved-dataset cache
+#: (recbole/data/utils.py:55-70) compares only ``dataset_arguments``; without these a changed key would
+#: silently reuse a stale cache.
+DATASET_KEYS = [
+    "day_span",
+    "min_session_length",
+    "min_item_clicks",
+    "test_day_ratio",
+    "valid_session_ratio",
+    "drop_unseen_targets",
+    "DAY_FIELD",
+    "MAX_ITEM_LIST_LENGTH",
+]
+
+
+def apply() -> None:
+    """Apply every patch once. Safe to call again."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    import recbole.config.configurator as configurator
+    import recbole.data.dataset.dataset as dataset_module
+    import recbole.data.dataset.sequential_dataset as sequential_module
+    import recbole.trainer.trainer as trainer_module
+    import recbole.utils as utils
+    import recbole.utils.logger as logger_module
+    from recbole.utils.argument_list import dataset_arguments
+
+    _numpy_aliases()
+    configurator.Config.compatibility_settings = _numpy_aliases
+
+    trainer_module.torch = _TorchTrustedLoad()
+    _patch_when_imported("recbole.quick_start.quick_start", _trusted_torch_load)
+
+    dataset_module.Dataset._fill_nan = _fill_nan
+    dataset_module.Dataset._dataframe_to_interaction = _dataframe_to_interaction(
+        dataset_module.Dataset._dataframe_to_interaction
+    )
+    for cls, name in [
+        (dataset_module.Dataset, "_normalize"),
+        (dataset_module.Dataset, "_discretization"),
+        (dataset_module.Dataset, "_remap"),
+        (sequential_module.SequentialDataset, "_benchmark_presets"),
+    ]:
+        setattr(cls, name, _with_elementwise_len(getattr(cls, name)))
+
+    if not hasattr(sp.dok_matrix, "_update"):
+        sp.dok_matrix._update = _dok_update
+
+    init_logger = _init_logger_in_run_dir(logger_module.init_logger)
+    logger_module.init_logger = utils.init_logger = init_logger
+    utils.get_tensorboard = trainer_module.get_tensorboard = _tensorboard_in_run_dir
+
+    dataset_arguments.extend(key for key in DATASET_KEYS if key not in dataset_arguments)
+    _APPLIED = True

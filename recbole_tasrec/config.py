@@ -1,0 +1,108 @@
+"""RecBole's ``Config`` with this package's property files layered in.
+
+Precedence, lowest first (RecBole's own order, with this package's files slotted in after RecBole's):
+RecBole's internal defaults < ``properties/overall.yaml`` < ``properties/dataset/<dataset>.yaml`` <
+``properties/model/<Model>.yaml`` < the user's ``config_file_list`` < ``config_dict`` < ``cmd_args``.
+
+Unlike RecBole's ``Config``, this one never reads ``sys.argv`` by itself: pytest and Ray workers carry
+their own ``--flags`` there. The command line reaches it explicitly through ``cmd_args``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import get_model as recbole_get_model
+
+from recbole_tasrec.compat import DATASET_KEYS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def properties_dir() -> Path:
+    """``properties/`` of a source checkout, or the copy a wheel carries inside the package."""
+    packaged = Path(__file__).resolve().parent / "properties"
+    return packaged if packaged.is_dir() else PROJECT_ROOT / "properties"
+
+
+def get_model(name: str) -> type:
+    """A model class by name: this package's models first (``recbole_tasrec.model.<name>``), then RecBole's."""
+    module_name = f"recbole_tasrec.model.{name.lower()}"
+    if importlib.util.find_spec(module_name) is not None:
+        module = importlib.import_module(module_name)
+        if hasattr(module, name):
+            return getattr(module, name)
+    return recbole_get_model(name)
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, str]:
+    """``['--epochs=3', ...]`` -> ``{'epochs': '3'}``; RecBole's ``Config`` converts the values' types."""
+    overrides: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            raise ValueError(
+                f"cannot read {arg!r} as a RecBole setting: write it as --key=value, e.g. --epochs=5"
+            )
+        if overrides.get(key, value) != value:
+            raise ValueError(f"--{key} is given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
+class Config(RecBoleConfig):
+    """RecBole ``Config`` that also loads ``properties/{overall,dataset/<dataset>,model/<Model>}.yaml``.
+
+    Args:
+        model: a model name (this package's or RecBole's) or class.
+        dataset: the data set's name (a folder under ``data_path``).
+        config_file_list: the user's yaml files.
+        config_dict: settings, e.g. from a sweep.
+        cmd_args: ``--key=value`` strings from a command line; they win over everything else.
+    """
+
+    def __init__(
+        self,
+        model: str | type | None = None,
+        dataset: str | None = None,
+        config_file_list: list[str] | None = None,
+        config_dict: dict[str, Any] | None = None,
+        cmd_args: Sequence[str] = (),
+    ) -> None:
+        self._cmd_args = list(cmd_args)
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self) -> dict[str, Any]:
+        return self._convert_config_dict(parse_overrides(self._cmd_args))
+
+    def _get_model_and_dataset(self, model: Any, dataset: Any) -> tuple[str, type, str]:
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if isinstance(model, str):
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model: str, model_class: type, dataset: str) -> None:
+        super()._load_internal_config_dict(model, model_class, dataset)
+        props = properties_dir()
+        for path in [
+            props / "overall.yaml",
+            props / "dataset" / f"{dataset}.yaml",
+            props / "model" / f"{model}.yaml",
+        ]:
+            if path.is_file():
+                self._update_internal_config_dict(str(path))
+        data_path = Path(self.internal_config_dict.get("data_path") or "atomic_data")
+        if not data_path.is_absolute():  # the package's default points into the checkout, wherever one runs
+            self.internal_config_dict["data_path"] = str(PROJECT_ROOT / data_path)
+        self.parameters["Dataset"] += [key for key in DATASET_KEYS if key not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self) -> None:
+        super()._set_default_parameters()
+        if "checkpoint_dir" not in self.external_config_dict:
+            self.final_config_dict["checkpoint_dir"] = str(Path(self.final_config_dict["run_dir"]) / "saved")

@@ -1,0 +1,231 @@
+"""The day-indexed session data set: the paper's protocol (3.1) as a RecBole ``SequentialDataset``.
+
+One processed data set serves TASRec and every RecBole sequential model, so all see the same samples:
+
+1. filters in SR-GNN's order, one pass: short sessions, rare items, short sessions again;
+2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 holding the first
+   click of the data; derived from the float64 timestamps, before RecBole makes them float32 tensors;
+3. split by day: the last ``max(1, round(D * test_day_ratio))`` days test, the last ``valid_session_ratio``
+   of the training sessions (by start time) validate; a session is never cut across splits;
+4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
+5. valid/test samples whose target never occurs in training are dropped (``drop_unseen_targets``).
+
+The clicks of every day stay attached to the data set (the data itself, O(clicks)); the temporal graph of
+any day is computed from them with a run's own graph settings (:class:`~recbole_tasrec.data.DailyGraphs`),
+so one processed data set serves a whole sweep over those settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from recbole.data.dataset import SequentialDataset
+from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType, set_color
+
+from recbole_tasrec.data.temporal_graph import transition_pairs
+
+SECONDS_PER_DAY = 86_400
+TRAIN, VALID, TEST = 0, 1, 2
+
+
+class DataSplitError(ValueError):
+    """The data cannot be split as configured (too few days, an empty split, ...)."""
+
+
+@dataclass(frozen=True)
+class DayClicks:
+    """Every kept click, ordered by (day, session start, session, time); ``offsets[t]:offsets[t + 1]`` are
+    day ``t``'s clicks. Sessions of a day are contiguous, so consecutive clicks of one session are
+    neighbours in these arrays."""
+
+    session: np.ndarray  # remapped session id of each click
+    item: np.ndarray  # remapped item id of each click
+    offsets: np.ndarray  # (n_days + 1,) start of each day in the arrays above
+
+    @property
+    def n_days(self) -> int:
+        return len(self.offsets) - 1
+
+    def day(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(session, item) of day ``t``'s clicks."""
+        lo, hi = self.offsets[t], self.offsets[t + 1]
+        return self.session[lo:hi], self.item[lo:hi]
+
+    def transitions(self, window: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each day's (src, dst) click pairs within ``window`` positions (Eq. 1's raw material)."""
+        return [transition_pairs(*self.day(t), window=window) for t in range(self.n_days)]
+
+
+class TASRecDataset(SequentialDataset):
+    """Day-indexed ``SequentialDataset``; see the module docstring for the protocol.
+
+    Attributes set after loading (shared by the split copies that ``build`` returns):
+        day_field: the samples' day field (``DAY_FIELD``).
+        n_days: days in the data; n_train_days: the first test day (days ``< n_train_days`` train).
+        session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
+        day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
+    """
+
+    def __init__(self, config) -> None:
+        self.day_field = config["DAY_FIELD"] or "day"
+        super().__init__(config)
+
+    # --- 1. filters ---------------------------------------------------------------------------------
+    def _data_filtering(self) -> None:
+        super()._data_filtering()
+        self._filter_like_srgnn()
+
+    def _filter_like_srgnn(self) -> None:
+        """Short sessions, then rare items, then short sessions again: one pass, as SR-GNN (not k-core)."""
+        df = self.inter_feat
+        min_len, min_clicks = int(self.config["min_session_length"]), int(self.config["min_item_clicks"])
+        before = _counts(df, self.uid_field, self.iid_field)
+        keep = df.groupby(self.uid_field, sort=False)[self.iid_field].transform("size") >= min_len
+        df = df[keep]
+        df = df[df.groupby(self.iid_field, sort=False)[self.uid_field].transform("size") >= min_clicks]
+        df = df[df.groupby(self.uid_field, sort=False)[self.iid_field].transform("size") >= min_len]
+        if df.empty:
+            raise DataSplitError(
+                f"no session of {self.dataset_name} survives the filters (sessions shorter than {min_len} "
+                f"clicks, items with fewer than {min_clicks} clicks): lower min_item_clicks or check the data"
+            )
+        self.inter_feat = df
+        after = _counts(df, self.uid_field, self.iid_field)
+        self.logger.info(
+            set_color("filters", "pink")
+            + f": clicks {before[0]:,} -> {after[0]:,}, sessions {before[1]:,} -> "
+            f"{after[1]:,}, items {before[2]:,} -> {after[2]:,} (sessions >= {min_len}, items >= {min_clicks} clicks)"
+        )
+
+    # --- 2. days and the split, on the float64 timestamps -------------------------------------------------
+    def _data_processing(self) -> None:
+        super()._data_processing()
+        if self.benchmark_filename_list is not None:
+            raise ValueError("TASRecDataset splits by day itself; benchmark_filename is not supported")
+        self._assign_days_and_split()
+
+    def _assign_days_and_split(self) -> None:
+        df = self.inter_feat
+        uid, time = self.uid_field, self.time_field
+        span = int(self.config["day_span"])
+        if span < 1:
+            raise ValueError(f"day_span must be a positive number of calendar days, got {span}")
+        start = df.groupby(uid, sort=False)[time].transform("min").to_numpy(np.float64)
+        origin = np.floor(start.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY  # midnight UTC of the first click
+        day = ((start - origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
+        # canonical row order: by session start, session, then time (float64, so no float32 ties)
+        order = np.lexsort((df[time].to_numpy(np.float64), df[uid].to_numpy(), start))
+        df = df.iloc[order].reset_index(drop=True)
+        df[self.day_field] = day[order].astype(np.float64)
+        self.set_field_property(self.day_field, FeatureType.FLOAT, FeatureSource.INTERACTION, 1)
+        self.inter_feat = df
+
+        n_sessions = int(df[uid].max()) + 1
+        sessions = df.drop_duplicates(uid)  # first click of each session, in start order
+        sid = sessions[uid].to_numpy()
+        self.session_day = np.full(n_sessions, -1, dtype=np.int64)
+        self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
+        self.n_days = int(self.session_day.max()) + 1
+        n_test = max(1, round(self.n_days * float(self.config["test_day_ratio"])))
+        self.n_train_days = self.n_days - n_test
+        if self.n_train_days < 1:
+            raise DataSplitError(
+                f"{self.dataset_name} spans {self.n_days} day(s) of {span} calendar day(s); the test split takes "
+                f"{n_test}, leaving none to train on: lower day_span (now {span}) or use more data"
+            )
+        self.session_split = np.full(n_sessions, -1, dtype=np.int8)
+        day_of = self.session_day[sid]
+        train_sids = sid[day_of < self.n_train_days]  # already in start order
+        n_valid = int(round(len(train_sids) * float(self.config["valid_session_ratio"])))
+        self.session_split[train_sids] = TRAIN
+        self.session_split[train_sids[len(train_sids) - n_valid :]] = VALID
+        self.session_split[sid[day_of >= self.n_train_days]] = TEST
+
+        item = df[self.iid_field].to_numpy(np.int64)
+        row_day = df[self.day_field].to_numpy(np.int64)
+        self.day_clicks = DayClicks(
+            session=df[uid].to_numpy(np.int64),
+            item=item,
+            offsets=np.searchsorted(row_day, np.arange(self.n_days + 1)),
+        )
+        train_rows = self.session_split[self.day_clicks.session] == TRAIN
+        self.train_items = np.unique(item[train_rows])
+        empty = np.flatnonzero(np.diff(self.day_clicks.offsets) == 0)
+        if len(empty):
+            self.logger.warning(
+                f"{len(empty)} day(s) have no session (days {empty[:10].tolist()}...): they only decay the graph"
+            )
+
+    # --- 4. prefix samples -------------------------------------------------------------------------------
+    def data_augmentation(self) -> None:
+        """RecBole's prefix augmentation, vectorised (RecBole's loops in Python over every click).
+
+        Same output as ``SequentialDataset.data_augmentation``: a sample per click after a session's first,
+        its target row's fields, and ``<field>_list`` with the previous ``MAX_ITEM_LIST_LENGTH`` values of
+        every other field, left-aligned and zero-padded. Rows are already in session order (see above).
+        """
+        self._aug_presets()
+        feat = self.inter_feat
+        sessions = feat[self.uid_field]
+        n = len(sessions)
+        row = torch.arange(n)
+        is_first = torch.ones(n, dtype=torch.bool)
+        is_first[1:] = sessions[1:] != sessions[:-1]
+        first_row = torch.cummax(torch.where(is_first, row, torch.zeros_like(row)), dim=0).values
+        target = row[~is_first]
+        length = torch.clamp(target - first_row[target], max=self.max_item_list_len)
+        offsets = torch.arange(self.max_item_list_len)
+        index = (target - length).unsqueeze(1) + offsets
+        valid = offsets < length.unsqueeze(1)
+        index = torch.where(valid, index, torch.zeros_like(index))
+
+        new_dict = {self.item_list_length_field: length}
+        for field in feat:
+            if field == self.uid_field:
+                continue
+            values = feat[field][index]
+            mask = valid.view(valid.shape + (1,) * (values.dim() - 2))
+            new_dict[getattr(self, f"{field}_list_field")] = torch.where(
+                mask, values, torch.zeros_like(values)
+            )
+        new_data = feat[target]
+        new_data.update(Interaction(new_dict))
+        self.inter_feat = new_data
+
+    # --- 3 + 5. the split --------------------------------------------------------------------------------
+    def build(self) -> list[SequentialDataset]:
+        """Split the prefix samples by the sessions' splits; returns ``[train, valid, test]``."""
+        self._change_feat_format()
+        sessions = self.inter_feat[self.uid_field].numpy()
+        split = self.session_split[sessions]
+        targets = self.inter_feat[self.iid_field].numpy()
+        seen = np.isin(targets, self.train_items)
+        parts, dropped = [], []
+        for which in (TRAIN, VALID, TEST):
+            keep = split == which
+            if which != TRAIN and self.config["drop_unseen_targets"]:
+                dropped.append(int((keep & ~seen).sum()))
+                keep &= seen
+            parts.append(torch.from_numpy(np.flatnonzero(keep)))
+        for name, index in zip(("train", "valid", "test"), parts, strict=True):
+            if len(index) == 0:
+                raise DataSplitError(
+                    f"the {name} split of {self.dataset_name} is empty ({self.n_days} days, {self.n_train_days} "
+                    "for training): use more data, or change day_span / test_day_ratio / valid_session_ratio"
+                )
+        self.logger.info(
+            set_color("day split", "pink")
+            + f": {self.n_days} days of {self.config['day_span']} calendar day(s), "
+            f"test days {self.n_train_days}..{self.n_days - 1}; samples train {len(parts[0]):,}, valid "
+            f"{len(parts[1]):,}, test {len(parts[2]):,}"
+            + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
+        )
+        return [self.copy(self.inter_feat[index]) for index in parts]
+
+
+def _counts(df: pd.DataFrame, uid: str, iid: str) -> tuple[int, int, int]:
+    return len(df), df[uid].nunique(), df[iid].nunique()

@@ -1,0 +1,180 @@
+r"""TASRec: Temporal Augmented graph neural network for Session-based Recommendation.
+
+Reference:
+    Huachi Zhou, Qiaoyu Tan, Xiao Huang, Kaixiong Zhou, Xiaoling Wang. "Temporal Augmented Graph Neural
+    Networks for Session-Based Recommendations." SIGIR 2021 (short paper).
+
+The model reads top to bottom like the paper (DESIGN.md section 2):
+
+* 2.1   intra-session layer: SR-GNN's gated GNN on each session graph -> ``h_1..h_l``;
+* Eq. 1 the temporal graph ``E_t`` of the sample's day, from days before it only (:class:`DailyGraphs`);
+* Eq. 2-3 a GCN over ``E_t`` (neighbours with ``e_ij >= neighbor_threshold``) -> ``x_i``;
+* Eq. 4-5 ``z_p = Dropout(x_{i_p} / ||x_{i_p}|| + h_p)``;
+* Eq. 6-7 soft-attention readout -> ``s``;
+* Eq. 8-9 ``y = softmax(s X^T)`` over all items with the raw embedding table ``X``, trained with softmax
+  cross-entropy. Eq. 9 as printed adds a ``(1 - y) log(1 - y_hat)`` term over softmax outputs; the text
+  says "cross-entropy" and every baseline uses softmax CE, so this is plain CE.
+
+Ablations (Table 2): ``use_session_graph: False`` is TASRec-temp (``z = Dropout(x_hat)``),
+``use_temporal_graph: False`` is TASRec-base (``z = Dropout(h)``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+from torch import Tensor, nn
+
+from recbole_tasrec.data.temporal_graph import DailyGraphs, TemporalGraph
+from recbole_tasrec.model.layers import (
+    AttentionReadout,
+    SessionGGNN,
+    TemporalGCN,
+    build_session_graphs,
+    gather_positions,
+    l2_normalize,
+)
+
+TEMPORAL_EVAL_MODES = ("streaming", "frozen")
+
+
+class TASRec(SequentialRecommender):
+    """TASRec as a RecBole sequential model; see the module docstring for the equations.
+
+    The data set must be a :class:`~recbole_tasrec.data.TASRecDataset` (it carries each sample's day and
+    every day's clicks). Batches may mix days: each day present is scored with its own graph; the
+    day-grouped training loader of :func:`~recbole_tasrec.run_recbole_tasrec` makes that one graph a batch.
+    """
+
+    input_type = InputType.POINTWISE
+    day_grouped_batches = True  # run_recbole_tasrec gives this model one day per training batch
+
+    def __init__(self, config: Any, dataset: Any) -> None:
+        super().__init__(config, dataset)
+        if not hasattr(dataset, "day_clicks"):
+            raise TypeError(
+                "TASRec needs the day-indexed data set recbole_tasrec.data.TASRecDataset (build it with "
+                "TASRecDataset(config), or run through recbole_tasrec.run_recbole_tasrec)"
+            )
+        if config["loss_type"] != "CE":
+            raise ValueError(
+                f"TASRec is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}"
+            )
+        self.embedding_size = int(config["embedding_size"])
+        self.use_session_graph = bool(config["use_session_graph"])
+        self.use_temporal_graph = bool(config["use_temporal_graph"])
+        if not (self.use_session_graph or self.use_temporal_graph):
+            raise ValueError("use_session_graph and use_temporal_graph cannot both be False")
+        self.session_edge_weight = config["session_edge_weight"] or "count"
+        self.temporal_eval = config["temporal_eval"] or "streaming"
+        if self.temporal_eval not in TEMPORAL_EVAL_MODES:
+            raise ValueError(
+                f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}"
+            )
+        self.day_field = dataset.day_field
+        self.n_train_days = dataset.n_train_days
+        self.neighbor_threshold = float(config["neighbor_threshold"])
+
+        # Eq. 1: the decayed temporal graph of every day, from the data set's clicks
+        self.graphs = DailyGraphs(
+            dataset.day_clicks.transitions(int(config["temporal_window"])),
+            self.n_items,
+            decay=float(config["decay"]),
+            edge_weight=config["edge_weight"],
+            prune_below=float(config["prune_below"]),
+            threshold=self.neighbor_threshold,
+        )
+        # raw item ids, so that a checkpoint alone can serve recommendations (RecBole saves other_parameter)
+        self.item_tokens = dataset.field2id_token[dataset.iid_field]
+        self.other_parameter_name = ["item_tokens"]
+
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        self.session_gnn = SessionGGNN(self.embedding_size, int(config["step"]))  # 2.1
+        self.temporal_gcn = TemporalGCN(  # Eq. 2, 3
+            self.embedding_size, int(config["n_layers"]), negative_slope=float(config["leaky_relu_slope"])
+        )
+        self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
+        self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
+        self.loss_fct = nn.CrossEntropyLoss()  # Eq. 9 (see module docstring)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``; padding stays zero."""
+        stdv = 1.0 / math.sqrt(self.embedding_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    # --- the two views of a session ------------------------------------------------------------------
+    def session_states(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
+        """2.1: ``h_p`` for every position, ``(B, L, d)``."""
+        graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight)
+        hidden = self.session_gnn(graphs.a_in, graphs.a_out, self.item_embedding(graphs.nodes))
+        return gather_positions(hidden, graphs.alias)
+
+    def graph_day(self, day: Tensor) -> Tensor:
+        """The day whose graph scores each sample: its own, or with ``temporal_eval: frozen`` at evaluation
+        time, at most the first test day (the graph stops at the end of training)."""
+        if self.training or self.temporal_eval == "streaming":
+            return day
+        return day.clamp(max=self.n_train_days)
+
+    def temporal_states(self, item_seq: Tensor, day: Tensor) -> Tensor:
+        """Eq. 2-4: ``x_{i_p} / ||x_{i_p}||`` on the graph ``E_t`` of each sample's day, ``(B, L, d)``."""
+        graph_day = self.graph_day(day)
+        days = torch.unique(graph_day)
+        if len(days) == 1:  # the day-grouped fast path
+            x = self.temporal_gcn(self.item_embedding.weight, self._propagation(int(days[0])), item_seq)
+        else:  # a batch from RecBole's own loader: one GCN per day present
+            x = item_seq.new_zeros(
+                item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype
+            )
+            for t in days.tolist():
+                rows = graph_day == t
+                x[rows] = self.temporal_gcn(self.item_embedding.weight, self._propagation(t), item_seq[rows])
+        return l2_normalize(x)
+
+    def _propagation(self, t: int) -> Tensor:
+        return self.graphs.propagation(t, device=self.item_embedding.weight.device)
+
+    # --- Eq. 5-7 ---------------------------------------------------------------------------------------
+    def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
+        """The session representation ``s`` (Eq. 7), ``(B, d)``."""
+        z = 0
+        if self.use_session_graph:
+            z = z + self.session_states(item_seq, item_seq_len)
+        if self.use_temporal_graph:
+            z = z + self.temporal_states(item_seq, day)
+        z = self.dropout(z)  # Eq. 5
+        last = self.gather_indexes(z, item_seq_len - 1)
+        return self.readout(z, item_seq > 0, last)  # Eq. 6, 7
+
+    def _session_vectors(self, interaction: Any) -> Tensor:
+        day = interaction[self.day_field].long()
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], day)
+
+    # --- Eq. 8-9 and RecBole's interface ---------------------------------------------------------------
+    def calculate_loss(self, interaction: Any) -> Tensor:
+        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()  # Eq. 8
+        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])  # Eq. 9
+
+    def predict(self, interaction: Any) -> Tensor:
+        s = self._session_vectors(interaction)
+        return (s * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction: Any) -> Tensor:
+        return self._session_vectors(interaction) @ self.item_embedding.weight.t()
+
+    # --- a self-contained checkpoint ------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """The temporal graph after every known day (what scoring the next day needs) goes into
+        ``state_dict``, so a checkpoint can serve without the training data."""
+        return {"graph": self.graphs.graph(self.graphs.n_days).state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.checkpoint_graph = TemporalGraph.from_state_dict(state["graph"])

@@ -1,0 +1,178 @@
+"""One entry point for every run: the CLI, the tests, Ray Tune and the benchmarks all call
+:func:`run_recbole_tasrec`.
+
+Every sequential model (TASRec and RecBole's own) gets the same dataset class for a data set, so all
+models see one day-based split and their numbers compare.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+from dataclasses import dataclass
+from logging import getLogger
+from pathlib import Path
+from typing import Any
+
+import torch
+from recbole.data.utils import create_samplers, get_dataloader
+from recbole.utils import ModelType, init_logger, init_seed, set_color
+from recbole.utils.argument_list import dataset_arguments
+
+from recbole_tasrec.config import Config, get_model
+from recbole_tasrec.trainer import EpochCallback, TASRecTrainer
+
+
+@dataclass
+class PreparedData:
+    """A processed data set and its day-based split, built once and shared by runs (e.g. sweep trials)."""
+
+    dataset: Any
+    train: Any
+    valid: Any
+    test: Any
+
+
+def dataset_class(config: Config) -> type:
+    """``<Model>Dataset`` of this package if a model needs its own, else the day-indexed dataset for every
+    sequential model (one split for all), else RecBole's choice."""
+    module = importlib.import_module("recbole_tasrec.data")
+    own = getattr(module, f"{config['model']}Dataset", None)
+    if own is not None:
+        return own
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        return module.TASRecDataset
+    raise ValueError(
+        f"{config['model']} is not a sequential model: recbole-tasrec runs session-based (sequential) models; "
+        "use RecBole's own run_recbole for other model types"
+    )
+
+
+def create_dataset(config: Config) -> Any:
+    """Build the processed data set, or load RecBole's saved copy when every data set key still matches
+    (``dataset_arguments`` includes this package's keys, see :mod:`recbole_tasrec.compat`)."""
+    cls = dataset_class(config)
+    saved = config["dataset_save_path"] or os.path.join(
+        config["checkpoint_dir"], f"{config['dataset']}-{cls.__name__}.pth"
+    )
+    if os.path.exists(saved):
+        with open(saved, "rb") as f:
+            dataset = pickle.load(f)
+        if all(config[key] == dataset.config[key] for key in [*dataset_arguments, "seed", "repeatable"]):
+            getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{saved}]")
+            return dataset
+    dataset = cls(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
+
+
+def prepare_data(config: Config) -> PreparedData:
+    """Load, filter and split a data set: the expensive part a sweep does once."""
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    train, valid, test = dataset.build()
+    return PreparedData(dataset, train, valid, test)
+
+
+def make_dataloaders(config: Config, prepared: PreparedData) -> tuple[Any, Any, Any]:
+    """RecBole's loaders for the split; models that score one day's graph per batch get day-grouped
+    training batches (the fast path; RecBole's own loader also works, with mixed-day batches)."""
+    built = (prepared.train, prepared.valid, prepared.test)
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, prepared.dataset, built)
+    if getattr(get_model(config["model"]), "day_grouped_batches", False):
+        from recbole_tasrec.data.dataloader import DayGroupedTrainDataLoader as train_loader_class
+    else:
+        train_loader_class = get_dataloader(config, "train")
+    train = train_loader_class(config, prepared.train, train_sampler, shuffle=config["shuffle"])
+    valid = get_dataloader(config, "valid")(config, prepared.valid, valid_sampler, shuffle=False)
+    test = get_dataloader(config, "test")(config, prepared.test, test_sampler, shuffle=False)
+    return train, valid, test
+
+
+def _check_prepared_matches(config: Config, prepared: PreparedData) -> None:
+    stale = [key for key in dataset_arguments if config[key] != prepared.dataset.config[key]]
+    if stale:
+        raise ValueError(
+            f"the prepared data set was built with other values of {stale}; these keys shape the data set and "
+            "cannot vary between runs that share it (leave them out of a search space)"
+        )
+
+
+def run_recbole_tasrec(
+    model: str | type | None = None,
+    dataset: str | None = None,
+    config_file_list: list[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    saved: bool = True,
+    *,
+    prepared: PreparedData | None = None,
+    epoch_callback: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate ``model`` on ``dataset`` with the day-based protocol; RecBole's ``run_recbole``.
+
+    Args:
+        model: ``"TASRec"``, any RecBole sequential model name, or a model class.
+        dataset: a folder under ``data_path`` (default ``atomic_data/``).
+        config_file_list, config_dict: as in RecBole.
+        saved: keep the best checkpoint (and test with it).
+        prepared: an already processed split (:func:`prepare_data`), e.g. shared by sweep trials.
+        epoch_callback: called after each evaluation with ``(epoch, valid_result)``.
+
+    Returns:
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` and
+        ``checkpoint`` (the saved model file, or ``None``).
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    if prepared is None:
+        prepared = prepare_data(config)
+    else:
+        _check_prepared_matches(config, prepared)
+    train_data, valid_data, test_data = make_dataloaders(config, prepared)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, prepared.train).to(config["device"])
+    logger.info(net)
+    trainer = TASRecTrainer(config, net)
+    best_valid_score, best_valid_result = trainer.fit_with_callback(
+        train_data, valid_data, saved, epoch_callback
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    trainer.tensorboard.close()
+
+    logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {dict(test_result)}")
+    checkpoint = trainer.saved_model_file if saved and Path(trainer.saved_model_file).exists() else None
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": float(best_valid_score),
+        "valid_score_bigger": bool(config["valid_metric_bigger"]),
+        "best_valid_result": {k: float(v) for k, v in best_valid_result.items()},
+        "test_result": {k: float(v) for k, v in test_result.items()},
+        "checkpoint": checkpoint,
+    }
+
+
+def load_data_and_model(model_file: str | os.PathLike[str]) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Mirror of RecBole's function: rebuild config, data and model from a checkpoint of this package.
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)``; the model carries the
+    checkpoint's weights (and, for TASRec, its temporal graph state).
+    """
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)  # our own file: trusted
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    prepared = prepare_data(config)
+    train_data, valid_data, test_data = make_dataloaders(config, prepared)
+    init_seed(config["seed"], config["reproducibility"])
+    net = get_model(config["model"])(config, prepared.train).to(config["device"])
+    net.load_state_dict(checkpoint["state_dict"])
+    net.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, net, prepared.dataset, train_data, valid_data, test_data
