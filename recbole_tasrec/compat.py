@@ -67,6 +67,22 @@ class _TorchTrustedLoad:
         return torch.load(f, *args, **kwargs)
 
 
+class _CudaAmp:
+    """``torch.cuda.amp`` as ``trainer/trainer.py:30`` imports it, on the non-deprecated ``torch.amp`` API.
+
+    ``torch.cuda.amp.GradScaler`` (trainer.py:235, 1440) and ``autocast`` (trainer.py:1453) warn on every
+    run since torch 2.4; these are the same objects built through ``torch.amp``.
+    """
+
+    @staticmethod
+    def GradScaler(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (mirrors torch's name)
+        return torch.amp.GradScaler("cuda", *args, **kwargs)
+
+    @staticmethod
+    def autocast(*args: Any, **kwargs: Any) -> Any:
+        return torch.autocast("cuda", *args, **kwargs)
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Runs a patch right after a module is first imported, so that a heavy module is patched only if used.
 
@@ -196,6 +212,18 @@ def _dataframe_to_interaction(original: Callable[[Any, Any], Any]) -> Callable[[
     return to_interaction
 
 
+def _silence_pandas_inplace_deprecations() -> None:
+    """RecBole calls ``drop(..., inplace=True)`` and ``reset_index(..., inplace=True)`` on DataFrames
+    (recbole/data/dataset/dataset.py:1065, 1104 and others), which pandas 3.1 deprecates (PDEP-8) with a
+    warning on every run. They still work; the warning is RecBole's alone, so it is filtered for RecBole's
+    modules only."""
+    import warnings
+
+    category = getattr(pd.errors, "Pandas4Warning", None)
+    if category is not None:
+        warnings.filterwarnings("ignore", message=".*inplace keyword", category=category, module=r"recbole\.")
+
+
 # --- scipy >= 1.13 -----------------------------------------------------------------------------------
 def _dok_update(self: sp.dok_matrix, data: dict) -> None:
     """``dok_matrix._update`` was removed in scipy 1.13; LightGCN, NGCF, NCL, GCMC and SpectralCF call it
@@ -282,6 +310,7 @@ def apply() -> None:
     configurator.Config.compatibility_settings = _numpy_aliases
 
     trainer_module.torch = _TorchTrustedLoad()
+    trainer_module.amp = _CudaAmp()
     _patch_when_imported("recbole.quick_start.quick_start", _trusted_torch_load)
 
     dataset_module.Dataset._fill_nan = _fill_nan
@@ -295,6 +324,8 @@ def apply() -> None:
         (sequential_module.SequentialDataset, "_benchmark_presets"),
     ]:
         setattr(cls, name, _with_elementwise_len(getattr(cls, name)))
+
+    _silence_pandas_inplace_deprecations()
 
     if not hasattr(sp.dok_matrix, "_update"):
         sp.dok_matrix._update = _dok_update

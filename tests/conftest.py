@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny generated data sets in temporary folders, and settings that keep runs small.
+
+Nothing a test runs writes into the checkout: every run's ``run_dir`` is a temporary folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recbole_tasrec.data.synthetic import SyntheticConfig, write
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+#: A small drifting log: 14 days, 60 sessions a day, 150 items.
+TINY = SyntheticConfig(n_items=150, sessions_per_day=60, n_days=14, seed=3)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_path holding the ``tiny`` data set."""
+    root = tmp_path_factory.mktemp("atomic")
+    write(TINY, root, "tiny")
+    return root
+
+
+def small_settings(data_dir: Path, run_dir: Path, **overrides: object) -> dict[str, object]:
+    """Settings for a fast run on the tiny data set."""
+    settings: dict[str, object] = {
+        "data_path": str(data_dir),
+        "run_dir": str(run_dir),
+        "show_progress": False,
+        "state": "WARNING",
+        "epochs": 1,
+        "embedding_size": 16,
+        "hidden_size": 16,
+        "n_layers": 1,
+        "train_batch_size": 64,
+        "eval_batch_size": 256,
+        "seed": 7,
+    }
+    settings.update(overrides)
+    return settings

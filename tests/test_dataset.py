@@ -1,0 +1,198 @@
+"""TASRecDataset: filters, days, the day split, prefix samples and the per-day clicks (paper 3.1)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from recbole.data.dataset import Dataset, SequentialDataset
+
+from recbole_tasrec.config import Config
+from recbole_tasrec.data import TASRecDataset
+from recbole_tasrec.data.dataset import DataSplitError
+from recbole_tasrec.data.synthetic import SyntheticConfig, write
+from tests.conftest import small_settings
+
+DAY = 86_400
+
+
+@pytest.fixture(scope="module")
+def built(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("runs")))
+    dataset = TASRecDataset(config)
+    return config, dataset, dataset.build()
+
+
+def raw_after_filters(data_dir: Path, name: str, min_len: int = 2, min_clicks: int = 5) -> pd.DataFrame:
+    """The paper's filters written independently of the data set class."""
+    df = pd.read_csv(data_dir / name / f"{name}.inter", sep="\t")
+    df.columns = ["session", "item", "time"]
+    df = df[df.groupby("session")["item"].transform("size") >= min_len]
+    df = df[df.groupby("item")["session"].transform("size") >= min_clicks]
+    return df[df.groupby("session")["item"].transform("size") >= min_len]
+
+
+def sample_frame(dataset, part) -> pd.DataFrame:
+    """One row per sample: raw session token, day, target item id."""
+    tokens = dataset.field2id_token[dataset.uid_field]
+    return pd.DataFrame(
+        {
+            "session": tokens[part.inter_feat[dataset.uid_field].numpy()].astype(int),
+            "day": part.inter_feat[dataset.day_field].numpy().astype(int),
+            "item": part.inter_feat[dataset.iid_field].numpy(),
+            "length": part.inter_feat[dataset.item_list_length_field].numpy(),
+        }
+    )
+
+
+def test_filters_follow_srgnn_order(data_dir: Path, built) -> None:
+    _, dataset, _ = built
+    expected = raw_after_filters(data_dir, "tiny")
+    assert len(dataset.day_clicks.item) == len(expected)
+    assert dataset.user_num - 1 == expected["session"].nunique()
+    assert dataset.item_num - 1 == expected["item"].nunique()
+
+
+def test_every_sample_has_its_sessions_day(data_dir: Path, built) -> None:
+    _, dataset, parts = built
+    raw = raw_after_filters(data_dir, "tiny")
+    start = raw.groupby("session")["time"].min()
+    origin = np.floor(start.min() / DAY) * DAY
+    expected_day = ((start - origin) // DAY).astype(int)
+    for part in parts:
+        frame = sample_frame(dataset, part)
+        assert (frame["day"].to_numpy() == expected_day.loc[frame["session"]].to_numpy()).all()
+
+
+def test_split_by_day_never_cuts_a_session(built) -> None:
+    config, dataset, (train, valid, test) = built
+    frames = [sample_frame(dataset, part) for part in (train, valid, test)]
+    sessions = [set(f["session"]) for f in frames]
+    assert not (sessions[0] & sessions[1]) and not (sessions[0] & sessions[2]) and not (sessions[1] & sessions[2])
+    n_test_days = max(1, round(dataset.n_days / 6))
+    assert dataset.n_days == 14 and dataset.n_train_days == 14 - n_test_days
+    assert frames[2]["day"].min() >= dataset.n_train_days
+    assert frames[0]["day"].max() < dataset.n_train_days and frames[1]["day"].max() < dataset.n_train_days
+
+
+def test_validation_is_the_last_fifth_of_training_sessions(data_dir: Path, built) -> None:
+    _, dataset, _ = built
+    split = dataset.session_split
+    train_or_valid = np.flatnonzero((split == 0) | (split == 1))
+    valid = np.flatnonzero(split == 1)
+    assert len(valid) == round(0.2 * len(train_or_valid))
+    raw = raw_after_filters(data_dir, "tiny")
+    start = raw.groupby("session")["time"].min()
+    tokens = dataset.field2id_token[dataset.uid_field]
+    valid_starts = start.loc[tokens[valid].astype(int)]
+    train_starts = start.loc[tokens[np.flatnonzero(split == 0)].astype(int)]
+    assert valid_starts.min() >= train_starts.max()
+
+
+def test_prefix_samples_are_counted_right(data_dir: Path, tmp_path: Path) -> None:
+    config = Config(
+        "TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, drop_unseen_targets=False)
+    )
+    dataset = TASRecDataset(config)
+    parts = dataset.build()
+    raw = raw_after_filters(data_dir, "tiny")
+    assert sum(len(p) for p in parts) == len(raw) - raw["session"].nunique()
+
+
+def test_unseen_targets_are_dropped_from_valid_and_test_only(built) -> None:
+    _, dataset, (train, valid, test) = built
+    train_items = set(dataset.train_items.tolist())
+    for part in (valid, test):
+        assert set(part.inter_feat[dataset.iid_field].tolist()) <= train_items
+    # an unseen item inside a prefix stays
+    prefixes = test.inter_feat[dataset.item_id_list_field]
+    assert set(prefixes[prefixes > 0].tolist()) - train_items, "the drifting data has new items in test prefixes"
+
+
+# RecBole's own augmentation, run here only as the reference, trips a numpy 2 deprecation inside torch
+@pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
+def test_vectorised_augmentation_equals_recboles(built) -> None:
+    config, _, _ = built
+    dataset = TASRecDataset(config)
+    Dataset._change_feat_format(dataset)  # tensors, without augmentation
+    theirs = copy.copy(dataset)
+    SequentialDataset.data_augmentation(theirs)
+    ours = copy.copy(dataset)
+    TASRecDataset.data_augmentation(ours)
+    assert set(ours.inter_feat.columns) == set(theirs.inter_feat.columns)
+    # RecBole sorts by (session, float32 time) first; ours keeps the float64 order: compare per session
+    key = [ours.uid_field, ours.item_list_length_field]
+    order_ours = np.lexsort([ours.inter_feat[k].numpy() for k in reversed(key)])
+    order_theirs = np.lexsort([theirs.inter_feat[k].numpy() for k in reversed(key)])
+    for field in ours.inter_feat.columns:
+        assert torch.equal(ours.inter_feat[field][order_ours], theirs.inter_feat[field][order_theirs]), field
+
+
+def test_day_clicks_hold_every_click_in_session_order(data_dir: Path, built) -> None:
+    _, dataset, _ = built
+    clicks = dataset.day_clicks
+    assert clicks.n_days == dataset.n_days
+    assert clicks.offsets[-1] == len(raw_after_filters(data_dir, "tiny"))
+    for t in range(clicks.n_days):
+        sessions, _ = clicks.day(t)
+        assert (dataset.session_day[sessions] == t).all()
+    # consecutive clicks of a session are consecutive in the arrays
+    change = np.flatnonzero(np.diff(clicks.session) != 0) + 1
+    assert len(change) + 1 == len(np.unique(clicks.session))
+
+
+def make_log(path: Path, name: str, rows: list[tuple[int, int, int]]) -> None:
+    folder = path / name
+    folder.mkdir(parents=True)
+    lines = ["session_id:token\titem_id:token\ttimestamp:float"] + [f"{s}\t{i}\t{t}" for s, i, t in rows]
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+
+
+def test_too_few_days_for_a_test_split_is_a_clear_error(tmp_path: Path) -> None:
+    write(SyntheticConfig(n_items=40, sessions_per_day=30, n_days=1, seed=1), tmp_path, "oneday")
+    config = Config("TASRec", "oneday", config_dict=small_settings(tmp_path, tmp_path / "runs"))
+    with pytest.raises(DataSplitError, match="leaving none to train on"):
+        TASRecDataset(config)
+
+
+def test_day_span_groups_calendar_days(data_dir: Path, tmp_path: Path) -> None:
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, day_span=3))
+    dataset = TASRecDataset(config)
+    assert dataset.n_days == 5  # 14 calendar days in blocks of 3
+
+
+def test_an_empty_day_only_decays_the_graph(tmp_path: Path) -> None:
+    # days 0, 1, 3, 4, 5, 6 have sessions; day 2 has none
+    rows, sid = [], 0
+    rng = np.random.default_rng(0)
+    for day in (0, 1, 3, 4, 5, 6):
+        for _ in range(15):
+            sid += 1
+            items = rng.choice(8, size=3, replace=False) + 1
+            rows += [(sid, int(item), day * DAY + 3600 + 60 * sid + k) for k, item in enumerate(items)]
+    make_log(tmp_path, "gap", rows)
+    config = Config("TASRec", "gap", config_dict=small_settings(tmp_path, tmp_path / "runs", min_item_clicks=1))
+    dataset = TASRecDataset(config)
+    assert dataset.n_days == 7
+    assert dataset.day_clicks.offsets[2] == dataset.day_clicks.offsets[3]  # day 2 is empty
+    train, valid, test = dataset.build()
+    assert len(train) and len(valid) and len(test)
+
+
+def test_length_one_sessions_are_filtered(tmp_path: Path) -> None:
+    rows = [(1, 1, 10), (2, 1, 20), (2, 2, 30)] + [(s, 1 + s % 2, s * DAY + k) for s in range(3, 40) for k in range(2)]
+    make_log(tmp_path, "short", rows)
+    config = Config("TASRec", "short", config_dict=small_settings(tmp_path, tmp_path / "runs", min_item_clicks=1))
+    dataset = TASRecDataset(config)
+    assert "1" not in set(dataset.field2id_token[dataset.uid_field])
+
+
+def test_filters_that_leave_nothing_are_a_clear_error(tmp_path: Path) -> None:
+    make_log(tmp_path, "sparse", [(s, s, s * DAY) for s in range(1, 30)])
+    config = Config("TASRec", "sparse", config_dict=small_settings(tmp_path, tmp_path / "runs"))
+    with pytest.raises(DataSplitError, match="survives the filters"):
+        TASRecDataset(config)
