@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--result-json", type=Path, default=None, help="write the run's results to this JSON file"
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="run a Ray Tune hyperparameter sweep instead; the other arguments go to it "
+        "(see python -m recbole_tasrec.tune --help)",
+    )
     return parser
 
 
@@ -76,6 +82,11 @@ def check_data(data_path: str | Path, dataset: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--tune" in argv:
+        from recbole_tasrec.tune import main as tune_main
+
+        return tune_main([arg for arg in argv if arg != "--tune"])
     args, overrides = build_parser().parse_known_args(argv)
     from recbole_tasrec.config import Config, parse_overrides
     from recbole_tasrec.quick_start import run_recbole_tasrec

@@ -25,6 +25,8 @@ import scipy.sparse as sp
 import torch
 
 _APPLIED = False
+#: The upstream functions that :func:`apply` replaced outright, by qualified name (tests show they fail).
+UPSTREAM: dict[str, Callable[..., Any]] = {}
 _RUN_DIR: Path = Path("runs")  # where the current run's logs and tensorboard files go
 
 
@@ -144,9 +146,7 @@ def _fill_nan(self: Any) -> None:
                 feat[field] = feat[field].fillna(value=feat[field].mean())
             else:
                 dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
-                feat[field] = feat[field].apply(
-                    lambda x, d=dtype: np.array([], dtype=d) if isinstance(x, float) else x
-                )
+                feat[field] = feat[field].apply(lambda x, d=dtype: np.array([], dtype=d) if isinstance(x, float) else x)
 
 
 @contextlib.contextmanager
@@ -186,9 +186,7 @@ class _WritableColumns(dict):
     """A DataFrame's columns as ``name -> object with .values``, each a private, writable numpy copy."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__(
-            (name, _Column(np.array(frame[name].to_numpy(), copy=True))) for name in frame.columns
-        )
+        super().__init__((name, _Column(np.array(frame[name].to_numpy(), copy=True))) for name in frame.columns)
 
 
 class _Column:
@@ -212,6 +210,25 @@ def _dataframe_to_interaction(original: Callable[[Any, Any], Any]) -> Callable[[
     return to_interaction
 
 
+class _PandasReadingEmptySequences:
+    """``pandas`` as ``Dataset._load_feat`` sees it: a missing ``token_seq``/``float_seq`` value reads as "".
+
+    Upstream fills those with ``df[field].fillna(value="", inplace=True)`` (recbole/data/dataset/dataset.py:501),
+    which does nothing under pandas 3 copy-on-write, so the next line's ``.split`` crashed on a NaN.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pd, name)
+
+    @staticmethod
+    def read_csv(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        frame = pd.read_csv(*args, **kwargs)
+        for column in frame.columns:
+            if str(column).endswith("seq"):
+                frame[column] = frame[column].fillna("")
+        return frame
+
+
 def _silence_pandas_inplace_deprecations() -> None:
     """RecBole calls ``drop(..., inplace=True)`` and ``reset_index(..., inplace=True)`` on DataFrames
     (recbole/data/dataset/dataset.py:1065, 1104 and others), which pandas 3.1 deprecates (PDEP-8) with a
@@ -222,6 +239,8 @@ def _silence_pandas_inplace_deprecations() -> None:
     category = getattr(pd.errors, "Pandas4Warning", None)
     if category is not None:
         warnings.filterwarnings("ignore", message=".*inplace keyword", category=category, module=r"recbole\.")
+    # dataset.py:501's no-op fillna; the values it meant to fill are filled on reading (see above)
+    warnings.filterwarnings("ignore", category=pd.errors.ChainedAssignmentError, module=r"recbole\.data\.dataset")
 
 
 # --- scipy >= 1.13 -----------------------------------------------------------------------------------
@@ -306,6 +325,8 @@ def apply() -> None:
     import recbole.utils.logger as logger_module
     from recbole.utils.argument_list import dataset_arguments
 
+    UPSTREAM["Config.compatibility_settings"] = configurator.Config.compatibility_settings
+    UPSTREAM["Dataset._fill_nan"] = dataset_module.Dataset._fill_nan
     _numpy_aliases()
     configurator.Config.compatibility_settings = _numpy_aliases
 
@@ -314,6 +335,7 @@ def apply() -> None:
     _patch_when_imported("recbole.quick_start.quick_start", _trusted_torch_load)
 
     dataset_module.Dataset._fill_nan = _fill_nan
+    dataset_module.pd = _PandasReadingEmptySequences()
     dataset_module.Dataset._dataframe_to_interaction = _dataframe_to_interaction(
         dataset_module.Dataset._dataframe_to_interaction
     )

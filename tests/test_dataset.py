@@ -94,9 +94,7 @@ def test_validation_is_the_last_fifth_of_training_sessions(data_dir: Path, built
 
 
 def test_prefix_samples_are_counted_right(data_dir: Path, tmp_path: Path) -> None:
-    config = Config(
-        "TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, drop_unseen_targets=False)
-    )
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, drop_unseen_targets=False))
     dataset = TASRecDataset(config)
     parts = dataset.build()
     raw = raw_after_filters(data_dir, "tiny")

@@ -5,6 +5,7 @@ RecBole is imported here (never in the module itself) as the reference for SR-GN
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from types import SimpleNamespace
@@ -356,6 +357,14 @@ def test_temporal_gcn_auto_picks_local_for_small_batches_and_full_for_the_table(
     whole = gcn(x0, p, torch.arange(n))
     assert gcn.last_mode == "full"
     assert_close(whole, gcn(x0, p, torch.arange(n), mode="local"))
+    # P (float64 here) is converted to the embeddings' dtype and transposed once per P object,
+    # and that cache is not carried into copies
+    gcn(x0.requires_grad_(True), p, torch.arange(n), mode="full")
+    cached = gcn._cache
+    assert cached is not None and cached[0] is p and cached[1].dtype == torch.float32 and cached[2] is not None
+    gcn(x0, p, torch.tensor([[4, 5]]), mode="full").sum().backward()
+    assert gcn._cache is not None and all(a is b for a, b in zip(gcn._cache, cached, strict=True))
+    assert copy.deepcopy(gcn)._cache is None
 
 
 def test_temporal_gcn_rejects_dense_propagation() -> None:
@@ -412,6 +421,8 @@ def test_attention_readout_ignores_padded_values_and_gradients() -> None:
     last = z[torch.arange(5), lengths - 1]
     noisy = z.clone()
     noisy[~mask] = torch.randn(int((~mask).sum()), 8) * 100
+    noisy[0, 5, 0] = float("nan")  # even NaN / inf at padded positions (e.g. unused gathers)
+    noisy[1, 4, 1] = float("inf")
     outs, grads = [], []
     for values in (z, noisy):
         readout.zero_grad(set_to_none=True)

@@ -160,14 +160,16 @@ class SessionGGNN(nn.Module):
     One propagation step, for every node ``v`` of every session at once:
 
     .. math::
-        a_v &= \big[A^{in}_v (H W_{in}^\top + b_{in}) + b_{iah} \;\|\;
-                    A^{out}_v (H W_{out}^\top + b_{out}) + b_{ioh}\big] \\
+        a_v &= \big[A^{in}_v (H W_{e,in}^\top + b_{e,in}) + b_{iah} \;\|\;
+                    A^{out}_v (H W_{e,out}^\top + b_{e,out}) + b_{ioh}\big] \\
         r_v &= \sigma(W_{ir} a_v + b_{ir} + W_{hr} h_v + b_{hr}) \\
         z_v &= \sigma(W_{iz} a_v + b_{iz} + W_{hz} h_v + b_{hz}) \\
         n_v &= \tanh(W_{in} a_v + b_{in} + r_v \odot (W_{hn} h_v + b_{hn})) \\
         h_v' &= (1 - z_v) \odot h_v + z_v \odot n_v
 
-    repeated ``step`` times. Parameter names and maths are those of RecBole's
+    repeated ``step`` times (``W_{e,in}``, ``W_{e,out}``: ``linear_edge_in/out``; the gate
+    weights ``W_{i*}``, ``W_{h*}`` are the row blocks ``r, z, n`` of ``w_ih``, ``w_hh``; padding
+    nodes have no edges and are never read at real positions). Parameter names and maths are those of RecBole's
     ``recbole.model.sequential_recommender.srgnn.GNN``, so its ``state_dict`` loads here as is;
     the only difference is that the two adjacency halves come as separate tensors.
     """
@@ -237,7 +239,8 @@ class _SpMM(torch.autograd.Function):
     """``A @ H`` for a constant CSR ``A``; the backward uses a given (cached) ``A^T``.
 
     torch's own backward of ``csr @ dense`` converts ``A^T`` to CSR (a sort of all non-zeros)
-    at every call; for the whole-table path that conversion costs more than the product.
+    at every call; on the whole table that conversion costs about as much as the product
+    (measured: 25-33 ms vs 17 ms forward + backward at 43k items, d = 100, 2 threads).
     """
 
     @staticmethod
@@ -288,7 +291,7 @@ class TemporalGCN(nn.Module):
     ``P_ii = 1``, so it gets ``LeakyReLU(x_i W_1)``; an empty row gives ``LeakyReLU(0) = 0``).
     ``P`` is a constant: gradients flow to ``X`` and ``W_1`` only.
 
-    Two equivalent ways to compute it:
+    Two equivalent paths (same numbers, same gradients) and a chooser:
 
     * ``'local'``: only the rows that are needed. Layer ``K`` on the batch's distinct items
       ``S_K``, layer ``k`` on ``S_k = S_{k+1} \cup N(S_{k+1})``, ``x^0`` read on ``S_0``; the
@@ -330,7 +333,7 @@ class TemporalGCN(nn.Module):
         self.local_cost_ratio = local_cost_ratio
         # W1 applied as x @ weight (Eq. 2 writes x W1).
         self.weight = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self._transpose_cache: tuple[Tensor, Tensor] | None = None
+        self._cache: tuple[Tensor, Tensor, Tensor | None] | None = None  # (P, P as dtype, its T)
         self.last_mode: str | None = None  # which path the last forward took (for logs/tests)
         self.reset_parameters()
 
@@ -338,6 +341,12 @@ class TemporalGCN(nn.Module):
         """SR-GNN-style ``U(-1/sqrt(d), 1/sqrt(d))``, like every other weight of the model."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
         nn.init.uniform_(self.weight, -stdv, stdv)
+
+    def __getstate__(self) -> dict:
+        # The cached P (and P^T) belong to one day's graph: never pickle or deep-copy them.
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
 
     def extra_repr(self) -> str:
         return (f"hidden_size={self.hidden_size}, n_layers={self.n_layers}, "
@@ -347,38 +356,36 @@ class TemporalGCN(nn.Module):
     def _layer(self, aggregated: Tensor) -> Tensor:
         return F.leaky_relu(aggregated @ self.weight, self.negative_slope)
 
-    @staticmethod
-    def _check(embedding_weight: Tensor, propagation: Tensor) -> Tensor:
+    def _prepare(self, embedding_weight: Tensor, propagation: Tensor, transpose: bool) -> tuple[Tensor, Tensor | None]:
+        """Check ``P``; return it in the embeddings' dtype (and ``P^T`` if asked), cached per ``P``.
+
+        The cache is keyed on the caller's ``P`` object, so a day's graph is converted and
+        transposed once, however many batches use it.
+        """
         if propagation.layout != torch.sparse_csr:
             raise ValueError(f"propagation must be a sparse CSR tensor, got layout {propagation.layout}")
         n = embedding_weight.size(0)
         if tuple(propagation.shape) != (n, n):
             raise ValueError(f"propagation must be {n} x {n}, got {tuple(propagation.shape)}")
-        if propagation.dtype != embedding_weight.dtype:
-            propagation = propagation.to(embedding_weight.dtype)
-        return propagation
-
-    def _transpose(self, propagation: Tensor) -> Tensor:
-        cache = self._transpose_cache
-        if cache is None or cache[0] is not propagation:
-            cache = (propagation, _csr_transpose(propagation))
-            self._transpose_cache = cache
-        return cache[1]
+        cache = self._cache
+        if cache is None or cache[0] is not propagation or cache[1].dtype != embedding_weight.dtype:
+            converted = propagation.to(embedding_weight.dtype)  # no copy when the dtype matches
+            cache = (propagation, converted, None)
+        if transpose and cache[2] is None:
+            cache = (cache[0], cache[1], _csr_transpose(cache[1]))
+        self._cache = cache
+        return cache[1], (cache[2] if transpose else None)
 
     # -- the two paths ---------------------------------------------------------------------
     def full_table(self, embedding_weight: Tensor, propagation: Tensor) -> Tensor:
         """``x`` for every item, ``(n_items, d)``: every layer over the whole table."""
-        propagation = self._check(embedding_weight, propagation)
-        if self.n_layers == 0:
-            return embedding_weight
         needs_grad = torch.is_grad_enabled() and (embedding_weight.requires_grad or self.weight.requires_grad)
-        matrix_t = self._transpose(propagation) if needs_grad else None
-        h = embedding_weight
-        total = h
+        matrix, matrix_t = self._prepare(embedding_weight, propagation, transpose=needs_grad)
+        h = total = embedding_weight
         for _ in range(self.n_layers):
-            h = self._layer(_SpMM.apply(propagation, matrix_t, h))
+            h = self._layer(_SpMM.apply(matrix, matrix_t, h))
             total = total + h
-        return total / (self.n_layers + 1)
+        return total / (self.n_layers + 1) if self.n_layers else total
 
     def _local_plan(self, propagation: Tensor, rows: Tensor, budget: float | None):
         """Frontiers ``S_K ⊆ ... ⊆ S_0`` and the CSR blocks ``P[S_k, S_{k-1}]``; ``None`` over budget."""
@@ -425,7 +432,7 @@ class TemporalGCN(nn.Module):
         sparse CSR; ``mode`` overrides the constructor's.
         """
         mode = mode or self.mode
-        propagation = self._check(embedding_weight, propagation)
+        matrix, _ = self._prepare(embedding_weight, propagation, transpose=False)
         if self.n_layers == 0:
             self.last_mode = "local"
             return embedding_weight[items]
@@ -435,9 +442,9 @@ class TemporalGCN(nn.Module):
             unique_items, inverse = torch.unique(items, return_inverse=True)
             budget = None
             if mode == "auto":
-                full_cost = self.n_layers * (propagation.values().numel() + n_items * self.hidden_size)
+                full_cost = self.n_layers * (matrix.values().numel() + n_items * self.hidden_size)
                 budget = self.local_cost_ratio * full_cost
-            plan = self._local_plan(propagation, unique_items, budget)
+            plan = self._local_plan(matrix, unique_items, budget)
         if plan is None:
             self.last_mode = "full"
             return self.full_table(embedding_weight, propagation)[items]

@@ -1,0 +1,497 @@
+"""Convert raw click logs into RecBole atomic ``.inter`` files.
+
+Every converter writes ``<output_dir>/<name>/<name>.inter`` with the header
+``session_id:token<TAB>item_id:token<TAB>timestamp:float`` and one row per click. Rows are sorted by
+session start time, then by time within the session (ties keep the log order), so a reader can group
+sessions and split by day without re-sorting. Session ids are renumbered 1..N in that order (compact
+and naturally sorted); item ids are the raw ids as string tokens; timestamps are Unix seconds, UTC.
+
+Rows that miss a session, an item or a time are dropped and counted in the summary (raw logs have a
+few); anything else that looks wrong raises :class:`ConversionError` before any output is written.
+This module knows raw formats and atomic files, nothing of models.
+
+Usage::
+
+    python -m recbole_tasrec.data.convert {retailrocket,diginetica,aotm,csv} --input PATH \\
+        --output-dir DIR [--name NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+__all__ = [
+    "INTER_HEADER",
+    "ConversionError",
+    "ConversionSummary",
+    "convert_aotm",
+    "convert_csv",
+    "convert_diginetica",
+    "convert_retailrocket",
+    "main",
+    "write_inter",
+]
+
+INTER_HEADER = "session_id:token\titem_id:token\ttimestamp:float"
+PROGRESS_MIN_BYTES = 32 * 1024**2  # inputs at least this big get a progress bar on stderr
+CHUNK_ROWS = 1_000_000
+DEFAULT_OUTPUT_DIR = "atomic_data"
+
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
+_TIME_UNITS = {
+    "s": "numbers (seconds)",
+    "ms": "numbers (milliseconds)",
+    "iso": "ISO 8601 date-times",
+    "date": "YYYY-MM-DD dates",
+}
+_EPOCH = pd.Timestamp(0, tz="UTC")
+PathLike = str | os.PathLike[str]
+
+
+class ConversionError(ValueError):
+    """Bad input for a converter; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ConversionSummary:
+    """What a converter wrote, so callers and the CLI can report it without re-reading the file."""
+
+    path: Path
+    n_clicks: int
+    n_sessions: int
+    n_items: int
+    first: datetime
+    last: datetime
+    n_dropped: int = 0
+
+    def __str__(self) -> str:
+        line = (
+            f"wrote {self.path}: {self.n_clicks:,} clicks, {self.n_sessions:,} sessions, "
+            f"{self.n_items:,} items, {self.first:%Y-%m-%d} .. {self.last:%Y-%m-%d}"
+        )
+        if self.n_dropped:
+            line += f" (dropped {self.n_dropped:,} rows with a missing session, item or time)"
+        return line
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _empty_input(path: Path) -> ConversionError:
+    return ConversionError(f"input file is empty: {path}; it needs a header line and at least one click")
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise ConversionError(f"input file not found: {path}; pass --input with the path to the raw log")
+    if not path.is_file():
+        raise ConversionError(f"input is not a file: {path}; pass --input with the path to the raw log")
+    if path.stat().st_size == 0:
+        raise _empty_input(path)
+
+
+@contextlib.contextmanager
+def _open_with_progress(path: Path) -> Iterator[IO[bytes]]:
+    """Open ``path`` for binary reading, with a byte progress bar on stderr when the file is big."""
+    size = path.stat().st_size
+    with (
+        path.open("rb") as raw,
+        tqdm.wrapattr(
+            raw,
+            "read",
+            total=size,
+            desc=f"reading {path.name}",
+            file=sys.stderr,
+            disable=size < PROGRESS_MIN_BYTES,
+            leave=False,
+        ) as stream,
+    ):
+        yield stream
+
+
+def _select_columns(
+    path: Path, found: Sequence[str], variants: Sequence[Mapping[str, str]], hint: str, sep: str | None = None
+) -> Mapping[str, str]:
+    """Pick the first header variant (raw name -> our name) whose columns are all present."""
+    for variant in variants:
+        if set(variant) <= set(found):
+            return variant
+    closest = max(variants, key=lambda v: len(set(v) & set(found)))
+    missing = ", ".join(repr(c) for c in closest if c not in found)
+    message = f"{path}: missing column(s) {missing}; the file has {', '.join(map(repr, found))}. {hint}"
+    if sep is not None and len(found) == 1:
+        message += f" Only one column was found: is the separator right (expected {sep!r})?"
+    raise ConversionError(message)
+
+
+def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hint: str) -> pd.DataFrame:
+    """Read only the needed columns of a delimited log, as strings, renamed to our names.
+
+    Ids stay strings so they are written exactly as in the raw log (no ``123.0`` from a column with
+    gaps); the item column becomes categorical to keep big logs small. Big files are read in chunks
+    behind a progress bar.
+    """
+    _check_input(path)
+    compression = _COMPRESSION.get(path.suffix.lower())
+    try:
+        found = list(pd.read_csv(path, sep=sep, nrows=0, compression=compression).columns)
+        columns = _select_columns(path, found, variants, hint, sep)
+        with _open_with_progress(path) as stream:
+            chunks = pd.read_csv(
+                stream,
+                sep=sep,
+                usecols=list(columns),
+                dtype=str,
+                chunksize=CHUNK_ROWS,
+                compression=compression,
+            )
+            frame = pd.concat(list(chunks), ignore_index=True)
+    except pd.errors.EmptyDataError:
+        raise _empty_input(path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ConversionError(f"cannot read {path} as {sep!r}-separated text: {exc}") from None
+    if frame.empty:
+        raise ConversionError(f"{path} has a header but no rows; it needs at least one click")
+    frame = frame.rename(columns=columns)
+    frame["item_id"] = frame["item_id"].astype("category")
+    return frame
+
+
+def _to_seconds(values: pd.Series, unit: str, column: str, path: Path, hint: str = "") -> pd.Series:
+    """Parse a raw time column to float seconds (UTC); missing values stay NaN, bad ones raise.
+
+    ``unit`` is one of ``s``, ``ms``, ``iso`` (naive date-times are taken as UTC) or ``date``.
+    """
+    if unit in ("s", "ms"):
+        seconds = pd.to_numeric(values, errors="coerce").astype(float)
+        if unit == "ms":
+            seconds = seconds / 1000
+    else:
+        fmt = "%Y-%m-%d" if unit == "date" else "ISO8601"
+        seconds = (pd.to_datetime(values, utc=True, errors="coerce", format=fmt) - _EPOCH) / pd.Timedelta(seconds=1)
+    bad = values.notna() & ~np.isfinite(seconds)
+    if bad.any():
+        raise ConversionError(
+            f"{path}: column {column!r} has {int(bad.sum()):,} value(s) that are not {_TIME_UNITS[unit]}, "
+            f"e.g. {values.to_numpy()[bad.to_numpy()][0]!r}; {hint or 'fix or remove those rows'}"
+        )
+    return seconds
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or any(s in name for s in ("/", "\\")):
+        raise ConversionError(f"invalid dataset name {name!r}; --name must be a plain folder name like 'diginetica'")
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write through a temp file in the target folder, so a failure never leaves a partial file
+    (nor a new, empty folder) behind."""
+    new_dirs = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for directory in new_dirs:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _format_seconds(ts: np.ndarray) -> np.ndarray | pd.Series:
+    """Integer seconds when all are whole, else exactly 3 decimals. Formatted here, vectorised, because
+    ``to_csv(float_format=...)`` formats value by value and dominates the run time on big logs."""
+    if np.all(ts == np.floor(ts)):
+        return ts.astype(np.int64)
+    ms = np.round(np.abs(ts) * 1000).astype(np.int64)
+    sign = pd.Series(np.where(ts < 0, "-", ""), dtype=str)
+    return sign + pd.Series(ms // 1000).astype(str) + "." + pd.Series(ms % 1000).astype(str).str.zfill(3)
+
+
+def write_inter(df: pd.DataFrame, output_dir: PathLike, name: str) -> ConversionSummary:
+    """Sort, renumber and write clicks as ``<output_dir>/<name>/<name>.inter``; shared by all converters.
+
+    ``df`` has columns ``session_id`` (any raw session key), ``item_id`` and ``timestamp`` (Unix
+    seconds, UTC). Rows missing any of them are dropped and counted in ``n_dropped``. Sessions are
+    ordered by their first click; ties (same start, same time) keep the order of ``df``.
+    Timestamps are written as integers when all are whole seconds, else with 3 decimals.
+    """
+    _check_name(name)
+    usable = df[["session_id", "item_id", "timestamp"]].dropna()
+    if usable.empty:
+        raise ConversionError(f"no usable clicks: all {len(df):,} rows miss a session, an item or a time")
+    codes, _ = pd.factorize(usable["session_id"])  # numbered by first appearance, i.e. log order
+    ts = usable["timestamp"].to_numpy(dtype=float)
+    start = pd.Series(ts).groupby(codes).transform("min").to_numpy()
+    order = np.lexsort((ts, codes, start))  # stable: ties keep the log order
+    codes = codes[order]
+    ts = ts[order]
+    frame = pd.DataFrame(
+        {
+            "session_id:token": np.cumsum(np.r_[True, codes[1:] != codes[:-1]]),
+            "item_id:token": usable["item_id"].astype(str).array[order],
+            "timestamp:float": _format_seconds(ts),
+        }
+    )
+    path = Path(output_dir) / name / f"{name}.inter"
+    _write_atomic(frame, path)
+    return ConversionSummary(
+        path=path,
+        n_clicks=len(frame),
+        n_sessions=int(frame["session_id:token"].iloc[-1]),
+        n_items=int(usable["item_id"].nunique()),
+        first=datetime.fromtimestamp(float(ts.min()), tz=UTC),
+        last=datetime.fromtimestamp(float(ts.max()), tz=UTC),
+        n_dropped=len(df) - len(usable),
+    )
+
+
+# --------------------------------------------------------------------------- formats
+
+_RETAILROCKET_HINT = "A Retailrocket events.csv has the header timestamp,visitorid,event,itemid,transactionid."
+_DIGINETICA_HINT = (
+    "A Diginetica train-item-views.csv is ';'-separated with the header "
+    "sessionId;userId;itemId;timeframe;eventdate (or session_id;user_id;item_id;timeframe;eventdate)."
+)
+_AOTM_HINT = (
+    "session-rec's playlists-aotm.csv is tab-separated with the header "
+    "UserId SessionId ItemId Time ArtistId; for the original AotM-2011 data pass aotm2011_playlists.json.gz."
+)
+
+
+def convert_retailrocket(
+    input: PathLike, output_dir: PathLike, name: str = "retailrocket", session_gap_minutes: float = 30
+) -> ConversionSummary:
+    """Convert Retailrocket ``events.csv``: keep ``view`` events and cut each visitor's clicks into
+    sessions after more than ``session_gap_minutes`` of inactivity (session-rec's convention), since
+    the log has visitors, not sessions."""
+    path = Path(input)
+    if not session_gap_minutes > 0:
+        raise ConversionError(f"--session-gap-minutes must be positive, got {session_gap_minutes}")
+    columns = {"timestamp": "time", "visitorid": "visitor", "event": "event", "itemid": "item_id"}
+    log = _read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
+    views = log[log["event"] == "view"]
+    if views.empty:
+        found = ", ".join(map(repr, log["event"].dropna().unique()[:5]))
+        raise ConversionError(f"{path}: no 'view' events (events found: {found}); is this events.csv?")
+    views = views.assign(timestamp=_to_seconds(views["time"], "ms", "timestamp", path))
+    views = views.sort_values(["visitor", "timestamp"], kind="stable")
+    new_session = views["visitor"].ne(views["visitor"].shift()) | views["timestamp"].diff().gt(60 * session_gap_minutes)
+    views["session_id"] = new_session.cumsum().where(views["visitor"].notna())
+    return write_inter(views, output_dir, name)
+
+
+def convert_diginetica(input: PathLike, output_dir: PathLike, name: str = "diginetica") -> ConversionSummary:
+    """Convert Diginetica ``train-item-views.csv`` (camelCase or snake_case header).
+
+    ``timeframe`` counts milliseconds from the session's start and ``eventdate`` is a date, so a
+    click's time is midnight UTC of its session's day plus ``timeframe``. The session's day is its
+    first click's: a session that crosses midnight has later ``eventdate`` values on its last clicks,
+    which must not push those clicks a day ahead.
+    """
+    path = Path(input)
+    variants = [
+        {"sessionId": "session_id", "itemId": "item_id", "timeframe": "timeframe", "eventdate": "eventdate"},
+        {
+            "session_id": "session_id",
+            "item_id": "item_id",
+            "timeframe": "timeframe",
+            "eventdate": "eventdate",
+        },
+    ]
+    log = _read_log(path, sep=";", variants=variants, hint=_DIGINETICA_HINT)
+    offset = _to_seconds(log["timeframe"], "ms", "timeframe", path)
+    day = _to_seconds(log["eventdate"], "date", "eventdate", path)
+    by_time = offset.sort_values(kind="stable").index
+    session_day = day.loc[by_time].groupby(log["session_id"].loc[by_time], sort=False).transform("first")
+    return write_inter(log.assign(timestamp=session_day + offset), output_dir, name)
+
+
+def _read_aotm_json(path: Path) -> pd.DataFrame:
+    """Read AotM-2011 playlists, one session per playlist.
+
+    Playlists carry one timestamp (minute precision) and no per-track times, so track ``k`` (from 0)
+    gets the playlist's timestamp + ``k`` seconds: this keeps the track order through the sort by
+    time. Item id: the track's MSD id when it has one, else ``"artist - title"``.
+    """
+    _check_input(path)
+    try:
+        with (
+            _open_with_progress(path) as stream,
+            gzip.open(stream) if path.suffix == ".gz" else contextlib.nullcontext(stream) as text,
+        ):
+            data = json.load(text)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConversionError(f"cannot read {path} as AotM-2011 JSON: {exc}") from None
+    if not isinstance(data, list) or not all(isinstance(p, dict) for p in data):
+        raise ConversionError(f"{path}: expected a JSON list of playlist objects (aotm2011_playlists.json)")
+    if not data:
+        raise ConversionError(f"{path} has no playlists; it needs at least one")
+    playlists = pd.DataFrame.from_records(data)
+    hint = "Each AotM-2011 playlist has mix_id, playlist ([[artist, title], msd_id|null] entries) and timestamp."
+    columns = _select_columns(path, list(playlists.columns), [{"playlist": "playlist", "timestamp": "time"}], hint)
+    playlists = playlists[list(columns)].rename(columns=columns)
+    if not playlists["playlist"].map(lambda p: isinstance(p, list)).all():
+        raise ConversionError(f"{path}: a 'playlist' value is not a list. {hint}")
+    # one row per track, keyed by its playlist's row; an empty playlist has no clicks
+    tracks = playlists.explode("playlist").dropna(subset=["playlist"]).reset_index(names="session_id")
+    items = []
+    for entry in tracks["playlist"]:
+        try:
+            (artist, title), msd_id = entry
+        except (TypeError, ValueError):
+            raise ConversionError(f"{path}: unexpected playlist entry {entry!r}. {hint}") from None
+        items.append(msd_id or f"{artist} - {title}")
+    position = tracks.groupby("session_id").cumcount()
+    return pd.DataFrame(
+        {
+            "session_id": tracks["session_id"],
+            "item_id": pd.Categorical(items),
+            "timestamp": _to_seconds(tracks["time"], "iso", "timestamp", path) + position,
+        }
+    )
+
+
+def convert_aotm(input: PathLike, output_dir: PathLike, name: str = "aotm") -> ConversionSummary:
+    """Convert Art-of-the-Mix playlists: session-rec's tab-separated ``playlists-aotm.csv`` or, for a
+    ``.json``/``.json.gz`` input, the original ``aotm2011_playlists.json.gz``."""
+    path = Path(input)
+    if path.name.lower().endswith((".json", ".json.gz")):
+        return write_inter(_read_aotm_json(path), output_dir, name)
+    columns = {"SessionId": "session_id", "ItemId": "item_id", "Time": "time"}
+    log = _read_log(path, sep="\t", variants=[columns], hint=_AOTM_HINT)
+    return write_inter(log.assign(timestamp=_to_seconds(log["time"], "s", "Time", path)), output_dir, name)
+
+
+def _stem(path: Path) -> str:
+    """File name without its extension(s): ``clicks.csv.gz`` -> ``clicks``."""
+    return (path.with_suffix("") if path.suffix.lower() in _COMPRESSION else path).stem
+
+
+def convert_csv(
+    input: PathLike,
+    output_dir: PathLike,
+    *,
+    session_col: str,
+    item_col: str,
+    time_col: str,
+    time_unit: str = "s",
+    sep: str = ",",
+    name: str | None = None,
+) -> ConversionSummary:
+    """Convert any delimited session log whose session, item and time columns are named by the caller;
+    ``time_unit`` is ``s`` or ``ms`` (Unix time) or ``iso`` (date-times, naive ones taken as UTC).
+    ``name`` defaults to the file's stem."""
+    path = Path(input)
+    if time_unit not in ("s", "ms", "iso"):
+        raise ConversionError(f"--time-unit must be one of s, ms, iso; got {time_unit!r}")
+    hint = "Check --session-col, --item-col and --time-col (names are case-sensitive) and --sep."
+    columns = {session_col: "session_id", item_col: "item_id", time_col: "time"}
+    log = _read_log(path, sep=sep, variants=[columns], hint=hint)
+    unit_hint = "fix those rows or pick the right --time-unit (s, ms or iso)"
+    timestamp = _to_seconds(log["time"], time_unit, time_col, path, hint=unit_hint)
+    return write_inter(log.assign(timestamp=timestamp), output_dir, name or _stem(path))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m recbole_tasrec.data.convert`` argument parser (one subcommand per format)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_tasrec.data.convert",
+        description="Convert a raw click log to a RecBole atomic file DIR/NAME/NAME.inter.",
+    )
+    formats = parser.add_subparsers(dest="format", required=True, metavar="{retailrocket,diginetica,aotm,csv}")
+
+    def add(fmt: str, help_text: str) -> argparse.ArgumentParser:
+        sub = formats.add_parser(fmt, help=help_text, description=help_text)
+        sub.add_argument("--input", required=True, type=Path, help="the raw log file")
+        sub.add_argument(
+            "--output-dir",
+            default=DEFAULT_OUTPUT_DIR,
+            type=Path,
+            help=f"folder that receives NAME/NAME.inter (default: {DEFAULT_OUTPUT_DIR})",
+        )
+        default_name = "the input file's stem" if fmt == "csv" else fmt
+        sub.add_argument("--name", help=f"dataset name (default: {default_name})")
+        return sub
+
+    rr = add("retailrocket", "Retailrocket events.csv (views only, sessions cut after a gap)")
+    rr.add_argument(
+        "--session-gap-minutes",
+        type=float,
+        default=30,
+        help="start a new session after more than this much inactivity (default: 30)",
+    )
+    add("diginetica", "Diginetica train-item-views.csv")
+    add("aotm", "session-rec's playlists-aotm.csv or the original aotm2011_playlists.json.gz")
+    csv = add("csv", "any delimited session log with named session, item and time columns")
+    csv.add_argument("--session-col", required=True, help="column holding the session id")
+    csv.add_argument("--item-col", required=True, help="column holding the item id")
+    csv.add_argument("--time-col", required=True, help="column holding the click time")
+    csv.add_argument(
+        "--time-unit",
+        choices=("s", "ms", "iso"),
+        default="s",
+        help="Unix seconds, Unix milliseconds or ISO 8601 date-times, naive = UTC (default: s)",
+    )
+    csv.add_argument(
+        "--sep",
+        default=",",
+        type=lambda sep: sep.replace("\\t", "\t"),
+        help="field separator; '\\t' means tab (default: ',')",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: convert, print the one-line summary, return the exit status (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    common = {"input": args.input, "output_dir": args.output_dir}
+    if args.name is not None:
+        common["name"] = args.name
+    try:
+        if args.format == "retailrocket":
+            summary = convert_retailrocket(**common, session_gap_minutes=args.session_gap_minutes)
+        elif args.format == "diginetica":
+            summary = convert_diginetica(**common)
+        elif args.format == "aotm":
+            summary = convert_aotm(**common)
+        else:
+            summary = convert_csv(
+                **common,
+                session_col=args.session_col,
+                item_col=args.item_col,
+                time_col=args.time_col,
+                time_unit=args.time_unit,
+                sep=args.sep,
+            )
+    except ConversionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
