@@ -127,6 +127,13 @@ def _trusted_torch_load(module: Any) -> None:
     module.torch = _TorchTrustedLoad()
 
 
+def _no_anomaly_detection(_module: Any) -> None:
+    """``recbole/model/sequential_recommender/sine.py:25`` calls ``torch.autograd.set_detect_anomaly(True)`` at
+    import, for the whole process; importing any RecBole sequential model (the package imports them all) then
+    makes every backward pass record stack traces, several times slower. Switched back off right after."""
+    torch.autograd.set_detect_anomaly(False)
+
+
 # --- pandas 3 ---------------------------------------------------------------------------------------
 def _fill_nan(self: Any) -> None:
     """Replacement for ``Dataset._fill_nan`` (recbole/data/dataset/dataset.py:648/650).
@@ -333,6 +340,7 @@ def apply() -> None:
     trainer_module.torch = _TorchTrustedLoad()
     trainer_module.amp = _CudaAmp()
     _patch_when_imported("recbole.quick_start.quick_start", _trusted_torch_load)
+    _patch_when_imported("recbole.model.sequential_recommender.sine", _no_anomaly_detection)
 
     dataset_module.Dataset._fill_nan = _fill_nan
     dataset_module.pd = _PandasReadingEmptySequences()

@@ -121,8 +121,8 @@ def run_recbole_tasrec(
         epoch_callback: called after each evaluation with ``(epoch, valid_result)``.
 
     Returns:
-        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` and
-        ``checkpoint`` (the saved model file, or ``None``).
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``train_loss``
+        (one per epoch) and ``checkpoint`` (the saved model file, or ``None``).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -154,6 +154,7 @@ def run_recbole_tasrec(
         "best_valid_score": float(best_valid_score),
         "valid_score_bigger": bool(config["valid_metric_bigger"]),
         "best_valid_result": {k: float(v) for k, v in best_valid_result.items()},
+        "train_loss": [float(trainer.train_loss_dict[epoch]) for epoch in sorted(trainer.train_loss_dict)],
         "test_result": {k: float(v) for k, v in test_result.items()},
         "checkpoint": checkpoint,
     }

@@ -131,3 +131,9 @@ def test_apply_is_idempotent() -> None:
     before = Dataset._fill_nan
     compat.apply()
     assert Dataset._fill_nan is before
+
+
+def test_importing_recboles_models_leaves_anomaly_detection_off() -> None:
+    import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py, which switches it on)
+
+    assert not torch.is_anomaly_enabled()

@@ -1,0 +1,151 @@
+"""Serve next-item recommendations from a TASRec checkpoint alone, and keep them current day by day.
+
+The checkpoint carries the weights, the temporal graph after the last day it saw, and the raw item ids
+(``TASRec.get_extra_state`` and ``other_parameter``), so a serving process needs no training data::
+
+    recommender = SessionRecommender.from_checkpoint("runs/saved/TASRec-....pth")
+    recommender.recommend([["item_a", "item_b"]], k=20)   # raw item ids in, raw item ids out
+    recommender.advance_day(todays_sessions)             # fold in a finished day: E <- E * decay + E_day
+
+This is the paper's point: the weights stay fixed while the graph follows the interests of each new day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_tasrec.data.dataset import DayClicks
+from recbole_tasrec.data.temporal_graph import TemporalGraph, transition_pairs
+from recbole_tasrec.model.tasrec import TASRec
+
+
+@dataclass
+class _ServingData:
+    """What ``TASRec.__init__`` reads from a data set, rebuilt from a checkpoint (no clicks, no days yet)."""
+
+    config: Any
+    item_tokens: np.ndarray
+
+    day_field: str = "day"
+    n_train_days: int = 0
+
+    def __post_init__(self) -> None:
+        self.iid_field = self.config["ITEM_ID_FIELD"]
+        self.field2id_token = {self.iid_field: self.item_tokens}
+        self.day_clicks = DayClicks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
+
+    def num(self, field: str) -> int:
+        return len(self.item_tokens)
+
+
+class _CurrentGraph:
+    """Stands in for ``DailyGraphs`` inside the model: every sample is scored with the latest graph."""
+
+    def __init__(self, graph: TemporalGraph, threshold: float) -> None:
+        self.graph, self.threshold = graph, threshold
+        self._cached: tuple[int, torch.Tensor] | None = None
+
+    def propagation(self, t: int, device: Any = None) -> torch.Tensor:
+        if self._cached is None or self._cached[0] != self.graph.day:
+            self._cached = (self.graph.day, self.graph.propagation(self.threshold, device=device))
+        return self._cached[1]
+
+
+class SessionRecommender:
+    """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
+
+    def __init__(self, model: TASRec, graph: TemporalGraph, window: int = 1) -> None:
+        self.model = model.eval()
+        self.graph = graph
+        self.window = window
+        self.model.graphs = _CurrentGraph(graph, model.neighbor_threshold)
+        self.item_tokens = np.asarray(model.item_tokens).astype(str)
+        self._index = pd.Index(self.item_tokens[1:])  # position + 1 = item id (0 is padding)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
+        """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one)."""
+        checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: trusted
+        config = checkpoint["config"]
+        if config["model"] != "TASRec":
+            raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
+        config["device"] = torch.device(device)
+        tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
+        model = TASRec(config, _ServingData(config, tokens))
+        model.load_state_dict(checkpoint["state_dict"])
+        return cls(model.to(device), model.checkpoint_graph, int(config["temporal_window"]))
+
+    @property
+    def day(self) -> int:
+        """How many days the graph has folded in."""
+        return self.graph.day
+
+    def _encode(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids of every known click, known clicks per session); unknown items are skipped."""
+        if isinstance(sessions, str | bytes) or any(isinstance(s, str | bytes) for s in sessions):
+            raise TypeError("pass a list of sessions, each a list of item ids, e.g. [['a', 'b'], ['c']]")
+        lengths = np.array([len(s) for s in sessions], dtype=np.int64)
+        flat = np.array([str(item) for s in sessions for item in s], dtype=str)
+        ids = self._index.get_indexer(flat) + 1  # 0 where unknown
+        known = ids > 0
+        session_of = np.repeat(np.arange(len(lengths)), lengths)
+        return ids[known], np.bincount(session_of[known], minlength=len(lengths))
+
+    def scores(self, sessions: Sequence[Sequence[Any]]) -> torch.Tensor:
+        """Scores over all items (column ``j`` is item ``item_tokens[j]``) for each session's next click.
+
+        Items the model never saw are skipped; a session with no known item scores ``-inf`` everywhere.
+        """
+        if len(sessions) == 0:
+            raise ValueError("recommend() needs at least one session (a list of item ids)")
+        items, counts = self._encode(sessions)
+        max_len = self.model.max_seq_length
+        lengths = np.minimum(counts, max_len)
+        starts = np.cumsum(counts) - lengths  # each session's last max_len known clicks
+        offsets = np.arange(max_len)
+        index = starts[:, None] + offsets
+        inside = offsets < lengths[:, None]
+        seq = torch.from_numpy(np.where(inside, items[np.where(inside, index, 0)] if len(items) else 0, 0))
+        known = torch.from_numpy(lengths > 0)
+        device = self.model.item_embedding.weight.device
+        out = torch.full((len(lengths), len(self.item_tokens)), float("-inf"), device=device)
+        if known.any():
+            batch = Interaction(
+                {
+                    self.model.ITEM_SEQ: seq[known],
+                    self.model.ITEM_SEQ_LEN: torch.from_numpy(lengths)[known],
+                    self.model.day_field: torch.full((int(known.sum()),), float(self.graph.day)),
+                }
+            ).to(device)
+            with torch.no_grad():
+                out[known.to(device)] = self.model.full_sort_predict(batch)
+        out[:, 0] = float("-inf")  # the padding id is never recommended
+        return out
+
+    def recommend(self, sessions: Sequence[Sequence[Any]], k: int = 20) -> list[list[str]]:
+        """The top-``k`` next items (raw ids) for each session."""
+        scores = self.scores(sessions)
+        top = torch.topk(scores, min(k, scores.size(1) - 1), dim=1)
+        return [
+            [str(self.item_tokens[i]) for i, v in zip(idx.tolist(), val.tolist(), strict=True) if v != float("-inf")]
+            for idx, val in zip(top.indices.cpu(), top.values.cpu(), strict=True)
+        ]
+
+    def advance_day(self, sessions: Sequence[Sequence[Any]]) -> int:
+        """Fold one finished day of sessions into the graph (Eq. 1); returns the number of transitions used.
+
+        Items unknown to the model cannot be nodes and are skipped; an empty day just decays the graph.
+        """
+        items, counts = self._encode(sessions)
+        session_index = np.repeat(np.arange(len(counts)), counts)
+        src, dst = transition_pairs(session_index, items, window=self.window)
+        self.graph.advance(src, dst)
+        return len(src)

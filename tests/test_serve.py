@@ -1,0 +1,67 @@
+"""SessionRecommender: a checkpoint alone serves recommendations and folds in new days (Eq. 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_tasrec import load_data_and_model, run_recbole_tasrec
+from recbole_tasrec.data.temporal_graph import transition_pairs
+from recbole_tasrec.serve import SessionRecommender
+from tests.conftest import small_settings
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    run_dir = tmp_path_factory.mktemp("serve")
+    result = run_recbole_tasrec("TASRec", "tiny", config_dict=small_settings(data_dir, run_dir))
+    return result["checkpoint"], load_data_and_model(result["checkpoint"])
+
+
+def test_scores_match_the_model_on_the_graph_after_the_last_day(trained) -> None:
+    checkpoint, (_, model, dataset, _, _, test_data) = trained
+    model.eval()
+    recommender = SessionRecommender.from_checkpoint(checkpoint)
+    assert recommender.day == dataset.n_days
+    batch = test_data._dataset.inter_feat[torch.arange(12)]
+    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    tokens = dataset.field2id_token[dataset.iid_field]
+    sessions = [[tokens[i] for i in seq[row, : lengths[row]].tolist()] for row in range(len(seq))]
+    batch[dataset.day_field] = torch.full((len(seq),), float(dataset.n_days))
+    with torch.no_grad():
+        expected = model.full_sort_predict(batch)
+    got = recommender.scores(sessions)
+    assert torch.allclose(got[:, 1:], expected[:, 1:], atol=1e-5)
+    top = recommender.recommend(sessions, k=5)
+    assert all(len(row) == 5 and "[PAD]" not in row for row in top)
+    assert top[0] == [str(tokens[i]) for i in expected[0, 1:].topk(5).indices.add(1).tolist()]
+
+
+def test_advance_day_folds_in_one_day(trained) -> None:
+    checkpoint, (_, _, dataset, _, _, _) = trained
+    recommender = SessionRecommender.from_checkpoint(checkpoint)
+    tokens = dataset.field2id_token[dataset.iid_field]
+    day = [[tokens[1], tokens[2], tokens[3]], [tokens[4], "never-seen", tokens[5]], [tokens[6]]]
+    expected = recommender.graph.copy()
+    ids = np.array([1, 2, 3, 4, 5, 6])
+    expected.advance(*transition_pairs(np.array([0, 0, 0, 1, 1, 2]), ids))
+    before = recommender.scores([[tokens[1]]])
+    assert recommender.advance_day(day) == 3  # 1->2, 2->3, 4->5 (the unknown item is skipped)
+    assert recommender.day == dataset.n_days + 1
+    assert (recommender.graph.weights() != expected.weights()).nnz == 0
+    assert not torch.allclose(before, recommender.scores([[tokens[1]]]))
+    recommender.advance_day([])  # an empty day only decays
+    assert recommender.day == dataset.n_days + 2
+
+
+def test_bad_requests_are_named(trained) -> None:
+    checkpoint, _ = trained
+    recommender = SessionRecommender.from_checkpoint(checkpoint)
+    assert recommender.recommend([["never-seen"]]) == [[]]
+    with pytest.raises(ValueError, match="at least one session"):
+        recommender.recommend([])
+    with pytest.raises(TypeError, match="list of sessions"):
+        recommender.recommend(["a", "b"])
