@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ DATA_SOURCES = {
     ),
     "sample": (
         "the demo set is committed; regenerate it if it was deleted",
-        "uv run python -m recbole_tasrec.data.synthetic",
+        "uv run python -m recbole_tasrec.data.synthetic --output-dir atomic_data",
     ),
 }
 
@@ -44,16 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate TASRec or any RecBole sequential model with the day-based protocol. "
         "Any other --key=value is a RecBole setting (e.g. --epochs=5 --embedding_size=64).",
     )
-    parser.add_argument(
-        "--model", "-m", default="TASRec", help="TASRec or a RecBole model name (default TASRec)"
-    )
-    parser.add_argument(
-        "--dataset", "-d", default="sample", help="a folder under atomic_data/ (default sample)"
-    )
+    parser.add_argument("--model", "-m", default="TASRec", help="TASRec or a RecBole model name (default TASRec)")
+    parser.add_argument("--dataset", "-d", default="sample", help="a folder under atomic_data/ (default sample)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, as in RecBole")
-    parser.add_argument(
-        "--result-json", type=Path, default=None, help="write the run's results to this JSON file"
-    )
+    parser.add_argument("--result-json", type=Path, default=None, help="write the run's results to this JSON file")
     parser.add_argument(
         "--tune",
         action="store_true",
@@ -68,6 +63,7 @@ def check_data(data_path: str | Path, dataset: str) -> Path:
     path = Path(data_path) / f"{dataset}.inter"
     if path.is_file():
         return path
+    output_dir = shlex.quote(str(Path(data_path).parent))
     source, convert = DATA_SOURCES.get(
         dataset,
         (
@@ -76,9 +72,8 @@ def check_data(data_path: str | Path, dataset: str) -> Path:
             f"--session-col S --item-col I --time-col T --name {dataset} --output-dir atomic_data",
         ),
     )
-    raise MissingDataError(
-        f"data set {dataset!r} not found: {path} does not exist.\n  1. {source}\n  2. {convert}"
-    )
+    convert = convert.replace("--output-dir atomic_data", f"--output-dir {output_dir}")
+    raise MissingDataError(f"data set {dataset!r} not found: {path} does not exist.\n  1. {source}\n  2. {convert}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,12 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tune_main([arg for arg in argv if arg != "--tune"])
     args, overrides = build_parser().parse_known_args(argv)
     from recbole_tasrec.config import Config, parse_overrides
-    from recbole_tasrec.quick_start import run_recbole_tasrec
+    from recbole_tasrec.quick_start import dataset_class, run_recbole_tasrec
 
     config_files = args.config_files.split() if args.config_files else None
     try:
         settings = parse_overrides(overrides)
         config = Config(args.model, args.dataset, config_files, settings)
+        dataset_class(config)  # a non-sequential model is refused here, before any work
         check_data(config["data_path"], args.dataset)
     except (ValueError, MissingDataError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -303,6 +303,27 @@ def _tensorboard_in_run_dir(logger: Any) -> Any:
     return SummaryWriter(str(run_dir() / "log_tensorboard" / name))
 
 
+def _run_dir_defaults(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap ``Config._set_default_parameters`` so that a config with ``run_dir`` keeps everything there.
+
+    RecBole writes checkpoints to ``checkpoint_dir`` (default ``saved/``, relative to the working directory).
+    When ``run_dir`` is set (this package's ``properties/overall.yaml`` sets it) and ``checkpoint_dir`` is not
+    given, checkpoints go to ``<run_dir>/saved``; tensorboard follows ``run_dir`` too. This holds for a plain
+    RecBole script that loads this package's yaml files as well as for :class:`recbole_tasrec.config.Config`.
+    """
+
+    def set_default_parameters(self: Any) -> None:
+        original(self)
+        run = self.final_config_dict.get("run_dir")
+        if run:
+            if "checkpoint_dir" not in self.external_config_dict:
+                self.final_config_dict["checkpoint_dir"] = str(Path(run) / "saved")
+            set_run_dir(run)
+
+    set_default_parameters.__wrapped__ = original  # type: ignore[attr-defined]
+    return set_default_parameters
+
+
 # --- dataset cache ------------------------------------------------------------------------------------
 #: Keys of this package that shape the processed data set. RecBole's saved-dataset cache
 #: (recbole/data/utils.py:55-70) compares only ``dataset_arguments``; without these a changed key would
@@ -336,6 +357,7 @@ def apply() -> None:
     UPSTREAM["Dataset._fill_nan"] = dataset_module.Dataset._fill_nan
     _numpy_aliases()
     configurator.Config.compatibility_settings = _numpy_aliases
+    configurator.Config._set_default_parameters = _run_dir_defaults(configurator.Config._set_default_parameters)
 
     trainer_module.torch = _TorchTrustedLoad()
     trainer_module.amp = _CudaAmp()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from recbole.config import Config as RecBoleConfig
-from recbole.utils import get_model as recbole_get_model
 
 from recbole_tasrec.compat import DATASET_KEYS
 
@@ -30,14 +29,26 @@ def properties_dir() -> Path:
     return packaged if packaged.is_dir() else PROJECT_ROOT / "properties"
 
 
+#: Where model classes are looked up, in order. RecBole's ``exlib_recommender`` (XGBoost, LightGBM wrappers)
+#: is left out: RecBole's own ``get_model`` imports it for any unknown name, which fails without lightgbm.
+MODEL_PACKAGES = [
+    "recbole_tasrec.model",
+    "recbole.model.sequential_recommender",
+    "recbole.model.general_recommender",
+    "recbole.model.context_aware_recommender",
+    "recbole.model.knowledge_aware_recommender",
+]
+
+
 def get_model(name: str) -> type:
     """A model class by name: this package's models first (``recbole_tasrec.model.<name>``), then RecBole's."""
-    module_name = f"recbole_tasrec.model.{name.lower()}"
-    if importlib.util.find_spec(module_name) is not None:
-        module = importlib.import_module(module_name)
-        if hasattr(module, name):
-            return getattr(module, name)
-    return recbole_get_model(name)
+    for package in MODEL_PACKAGES:
+        module_name = f"{package}.{name.lower()}"
+        if importlib.util.find_spec(module_name) is not None:
+            module = importlib.import_module(module_name)
+            if hasattr(module, name):
+                return getattr(module, name)
+    raise ValueError(f"unknown model {name!r}: use TASRec or a RecBole model name such as SRGNN, GRU4Rec, SASRec")
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, str]:
@@ -46,9 +57,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
     for arg in args:
         key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
         if not key or not sep:
-            raise ValueError(
-                f"cannot read {arg!r} as a RecBole setting: write it as --key=value, e.g. --epochs=5"
-            )
+            raise ValueError(f"cannot read {arg!r} as a RecBole setting: write it as --key=value, e.g. --epochs=5")
         if overrides.get(key, value) != value:
             raise ValueError(f"--{key} is given twice with different values")
         overrides[key] = value
@@ -101,8 +110,3 @@ class Config(RecBoleConfig):
         if not data_path.is_absolute():  # the package's default points into the checkout, wherever one runs
             self.internal_config_dict["data_path"] = str(PROJECT_ROOT / data_path)
         self.parameters["Dataset"] += [key for key in DATASET_KEYS if key not in self.parameters["Dataset"]]
-
-    def _set_default_parameters(self) -> None:
-        super()._set_default_parameters()
-        if "checkpoint_dir" not in self.external_config_dict:
-            self.final_config_dict["checkpoint_dir"] = str(Path(self.final_config_dict["run_dir"]) / "saved")

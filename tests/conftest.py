@@ -5,9 +5,11 @@ Nothing a test runs writes into the checkout: every run's ``run_dir`` is a tempo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
 
@@ -43,3 +45,13 @@ def small_settings(data_dir: Path, run_dir: Path, **overrides: object) -> dict[s
     }
     settings.update(overrides)
     return settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tests' models are tiny: one intra-op thread is several times faster than two on a 2-core machine,
+    where two threads fight over the cores with everything else."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
