@@ -1,8 +1,9 @@
 """RecBole's ``Config`` with this package's property files layered in.
 
 Precedence, lowest first (RecBole's own order, with this package's files slotted in after RecBole's):
-RecBole's internal defaults < ``properties/overall.yaml`` < ``properties/dataset/<dataset>.yaml`` <
-``properties/model/<Model>.yaml`` < the user's ``config_file_list`` < ``config_dict`` < ``cmd_args``.
+RecBole's internal defaults < ``properties/overall.yaml`` < ``properties/model/<Model>.yaml`` <
+``properties/dataset/<dataset>.yaml`` < the user's ``config_file_list`` < ``config_dict`` < ``cmd_args``.
+As in RecBole, a data set's file beats a model's, so a small data set can carry its own training schedule.
 
 Unlike RecBole's ``Config``, this one never reads ``sys.argv`` by itself: pytest and Ray workers carry
 their own ``--flags`` there. The command line reaches it explicitly through ``cmd_args``.
@@ -65,7 +66,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
 
 
 class Config(RecBoleConfig):
-    """RecBole ``Config`` that also loads ``properties/{overall,dataset/<dataset>,model/<Model>}.yaml``.
+    """RecBole ``Config`` that also loads ``properties/{overall,model/<Model>,dataset/<dataset>}.yaml``.
 
     Args:
         model: a model name (this package's or RecBole's) or class.
@@ -101,8 +102,8 @@ class Config(RecBoleConfig):
         props = properties_dir()
         for path in [
             props / "overall.yaml",
-            props / "dataset" / f"{dataset}.yaml",
             props / "model" / f"{model}.yaml",
+            props / "dataset" / f"{dataset}.yaml",
         ]:
             if path.is_file():
                 self._update_internal_config_dict(str(path))

@@ -181,16 +181,16 @@ def test_cli_passes_config_files_and_its_overrides_win(
 
 
 def test_precedence_of_every_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """cmd > config_dict > the user's files > properties/model > properties/dataset > properties/overall."""
+    """cmd > config_dict > the user's files > properties/dataset > properties/model > properties/overall."""
     props = tmp_path / "properties"
-    layers = ["overall", "dataset", "model", "files", "dict", "cmd"]
+    layers = ["overall", "model", "dataset", "files", "dict", "cmd"]
     # key k_<i> is set by the layers 0..i: each layer must beat every layer before it
     keys = {name: {f"k_{j}": f"'{name}'" for j in range(i, len(layers))} for i, name in enumerate(layers)}
     real_overall = (ROOT / "properties" / "overall.yaml").read_text()  # its other keys make the Config valid
     for name, where, text in [
         ("overall", "overall.yaml", real_overall),
-        ("dataset", "dataset/tiny.yaml", ""),
         ("model", "model/SRGNN.yaml", ""),
+        ("dataset", "dataset/tiny.yaml", ""),
     ]:
         (props / where).parent.mkdir(parents=True, exist_ok=True)
         (props / where).write_text(text + "".join(f"{k}: {v}\n" for k, v in keys[name].items()))
@@ -221,8 +221,10 @@ def test_dataset_yaml_sets_the_papers_day_span(dataset: str, day_span: int) -> N
 
 def test_model_yaml_layers_over_overall_yaml() -> None:
     tasrec, srgnn = Config("TASRec", "sample"), Config("SRGNN", "sample")
-    assert tasrec["lr_decay_epochs"] == 2  # properties/model/TASRec.yaml, the paper's schedule
-    assert srgnn["lr_decay_epochs"] is None  # overall.yaml's constant rate for RecBole's models
+    assert Config("TASRec", "retailrocket")["lr_decay_epochs"] == 2  # TASRec.yaml, the paper's schedule
+    assert tasrec["lr_decay_epochs"] == 4  # sample.yaml beats the model's file, as in RecBole
+    assert Config("SRGNN", "retailrocket")["lr_decay_epochs"] is None  # overall.yaml: constant for RecBole's models
+    assert srgnn["lr_decay_epochs"] == 4  # the demo set's schedule holds for every model on it
     assert srgnn["embedding_size"] == 64 and srgnn["step"] == 1  # RecBole's SRGNN.yaml still applies
     assert tasrec["epochs"] == 5  # sample.yaml, over overall.yaml's 30
     assert Config("TASRec", "retailrocket")["epochs"] == 30

@@ -48,3 +48,14 @@ def test_temporal_graph_beats_tasrec_base_under_drift(drift_settings: dict) -> N
     assert full["test_result"]["recall@20"] > base["test_result"]["recall@20"] + 0.07
     losses = full["train_loss"]
     assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_tasrec_learns_the_demo_set_and_beats_most_popular(tmp_path) -> None:
+    # measured (3 epochs, the demo set's defaults): train loss 1555 -> 1477 -> 1285, test Recall@20 0.164
+    # against 0.102 for the most popular items
+    settings = {"run_dir": str(tmp_path), "show_progress": False, "state": "WARNING", "epochs": 3}
+    result = run_recbole_tasrec("TASRec", "sample", config_dict=settings, saved=False)
+    losses = result["train_loss"]
+    assert losses[0] > losses[1] > losses[2]
+    popular = most_popular_recall_at_20("TASRec", "sample", settings)
+    assert result["test_result"]["recall@20"] > 1.3 * popular
