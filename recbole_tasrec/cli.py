@@ -45,8 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate TASRec or any RecBole sequential model with the day-based protocol. "
         "Any other --key=value is a RecBole setting (e.g. --epochs=5 --embedding_size=64).",
     )
-    parser.add_argument("--model", "-m", default="TASRec", help="TASRec or a RecBole model name (default TASRec)")
-    parser.add_argument("--dataset", "-d", default="sample", help="a folder under atomic_data/ (default sample)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="TASRec or a RecBole model name (default: the config files' model, or TASRec)",
+    )
+    parser.add_argument(
+        "--dataset",
+        "-d",
+        default=None,
+        help="a folder under atomic_data/ (default: the config files' dataset, or sample)",
+    )
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, as in RecBole")
     parser.add_argument("--result-json", type=Path, default=None, help="write the run's results to this JSON file")
     parser.add_argument(
@@ -91,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_overrides(overrides)
         config = Config(args.model, args.dataset, config_files, settings)
         dataset_class(config)  # a non-sequential model is refused here, before any work
-        check_data(config["data_path"], args.dataset)
+        check_data(config["data_path"], config["dataset"])
     except (ValueError, MissingDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = run_recbole_tasrec(args.model, args.dataset, config_files, settings)
+    result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings)
     print(f"test  : {json.dumps(result['test_result'])}")
     if args.result_json:
         args.result_json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole_tasrec.compat import DATASET_KEYS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
 
 
 def properties_dir() -> Path:
@@ -91,8 +92,9 @@ class Config(RecBoleConfig):
         return self._convert_config_dict(parse_overrides(self._cmd_args))
 
     def _get_model_and_dataset(self, model: Any, dataset: Any) -> tuple[str, type, str]:
-        if model is None:
-            model = self.external_config_dict.get("model")
+        # not given: the user's files or settings may name them (e.g. a sweep's best.yaml), else the defaults
+        model = model or self.external_config_dict.get("model") or DEFAULT_MODEL
+        dataset = dataset or self.external_config_dict.get("dataset") or DEFAULT_DATASET
         if isinstance(model, str):
             model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)

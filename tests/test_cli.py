@@ -232,3 +232,14 @@ def test_model_yaml_layers_over_overall_yaml() -> None:
 
 def test_default_data_path_is_the_checkouts_atomic_data() -> None:
     assert Path(Config("TASRec", "sample")["data_path"]) == ROOT / "atomic_data" / "sample"
+
+
+def test_model_and_dataset_can_come_from_the_config_files(
+    data_dir: Path, tmp_path: Path, no_run: list, capsys: pytest.CaptureFixture
+) -> None:
+    """A sweep's best.yaml names its model and data set: --config_files alone reproduces it."""
+    best = tmp_path / "best.yaml"
+    best.write_text("model: SRGNN\ndataset: tiny\nembedding_size: 8\n")
+    assert cli.main(["--config_files", str(best), *cli_settings(data_dir, tmp_path)]) == 0
+    (model, dataset, _, _), *_ = no_run
+    assert (model, dataset) == ("SRGNN", "tiny")

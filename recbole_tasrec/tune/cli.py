@@ -9,6 +9,7 @@ from pathlib import Path
 
 from recbole_tasrec.config import parse_overrides, properties_dir
 from recbole_tasrec.tune.space import Param, SearchSpaceError, load_search_space
+from recbole_tasrec.tune.sweep import SweepError
 
 EXAMPLES = """\
 examples:
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-samples",
         type=int,
         default=None,
-        help="trials to sample (default 10; 1 if the space has a grid). With a grid, each sample repeats the "
-        "whole grid, as in Ray Tune",
+        help="samples of the search space (default 10 if it samples at random, else 1). With a grid, each "
+        "sample repeats the whole grid, as in Ray Tune (--search paper --num-samples 2: 40 trials)",
     )
     what.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (default: the config's epochs)")
     what.add_argument(
@@ -90,13 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     folder.add_argument(
         "--storage-path",
-        type=Path,
         default=None,
         help="a folder that every node of a multi-node cluster mounts at the same path (Ray no longer syncs trial "
         "folders to the head); the sweep's folder is created inside it, named --name",
     )
     where.add_argument("--name", default=None, help="the sweep's folder name under --storage-path")
-    where.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --output-dir")
+    where.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep in --output-dir (its settings come from its sweep.json)",
+    )
     where.add_argument("--verbose", action="store_true", help="show Ray's progress and the trials' own output")
     return parser
 
@@ -121,21 +125,25 @@ def _output_dir(args: argparse.Namespace, default: Path) -> Path:
     if args.output_dir is not None:
         return args.output_dir.resolve()
     if args.storage_path is not None:
-        return args.storage_path.resolve() / (args.name or default.name)
+        if "://" in args.storage_path:  # the trials write their RecBole logs and checkpoints there directly
+            raise SweepError(f"--storage-path {args.storage_path}: use a folder that every node mounts, not a URI")
+        return Path(args.storage_path).resolve() / (args.name or default.name)
     return default.parent / args.name if args.name else default
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sweep the arguments describe; 0 on success, 2 on a usage error, 1 if every trial failed."""
+    """Run the sweep the arguments describe: 0 on success, 2 on a usage error, 1 if every trial failed, 130 if
+    it was interrupted."""
     import ray
 
     from recbole_tasrec.quick_start import prepare_data
     from recbole_tasrec.tune.report import format_report, summarize
     from recbole_tasrec.tune.sweep import (
         SPEC_FILE,
-        SweepError,
         SweepOptions,
         build_spec,
+        check_model,
+        check_resources,
         default_output_dir,
         driver_config,
         init_ray,
@@ -169,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise SweepError(str(err)) from None
             if args.metric:
                 overrides["valid_metric"] = args.metric
+            check_model(args.model)
             space: dict[str, Param] = load_search_space(search_space_file(args.search, args.model))
             config_files = args.config_files.split() if args.config_files else []
             spec, config = build_spec(args.model, args.dataset, space, config_files, overrides, args.max_epochs)
@@ -179,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ray.is_initialized():
             init_ray(args.address, verbose=args.verbose)
             started = True
+        options.gpus_per_trial = check_resources(options.cpus_per_trial, options.gpus_per_trial)
         print(
-            f"sweep: {spec.model} on {spec.dataset}, {len(spec.space)} settings, up to {spec.max_epochs} epochs "
-            f"per trial, ranked by validation {spec.metric}; folder {output_dir}",
+            f"sweep: {spec.model} on {spec.dataset}, a search space of {len(spec.space)} settings, up to "
+            f"{spec.max_epochs} epochs per trial, ranked by validation {spec.metric}; folder {output_dir}",
             flush=True,
         )
-        results = run_sweep(spec, output_dir, options, resume=args.resume, prepared=prepared)
-        report = summarize(results, spec, output_dir, prepared)
+        run_sweep(spec, output_dir, options, resume=args.resume, prepared=prepared)
+        report = summarize(spec, output_dir, prepared)
     except (SweepError, SearchSpaceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -193,4 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if started:
             ray.shutdown()
     print(format_report(report, spec))
+    if report.unfinished:
+        return 130  # interrupted (Ctrl+C); --resume continues
     return 0 if report.best is not None else 1

@@ -14,10 +14,19 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from ray import tune
+from ray.tune.experiment import Trial
 
 from recbole_tasrec.quick_start import PreparedData, prepare_data
 from recbole_tasrec.tune.space import load_yaml
-from recbole_tasrec.tune.sweep import TEST_PREFIX, VALID_PREFIX, SweepSpec, driver_config, evaluate_checkpoint
+from recbole_tasrec.tune.sweep import (
+    TEST_PREFIX,
+    VALID_PREFIX,
+    SweepSpec,
+    driver_config,
+    evaluate_checkpoint,
+    short,
+)
 
 RESULTS_FILE, BEST_FILE, PLOT_FILE = "results.csv", "best.yaml", "valid_curves.png"
 
@@ -29,8 +38,8 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class TrialRecord:
-    """One trial of a finished sweep. ``status``: ``done`` (trained and tested), ``stopped`` (by the
-    scheduler), ``error`` (failed after its retries)."""
+    """One trial of a sweep. ``status``: ``done`` (trained and tested), ``stopped`` (by the scheduler),
+    ``error`` (failed after its retries), ``unfinished`` (the sweep was interrupted: ``--resume`` runs it)."""
 
     name: str
     status: str
@@ -48,22 +57,24 @@ class TrialRecord:
         return next(iter(sorted((self.path / "saved").glob("*.pth"))), None)
 
 
-def _error_line(error: BaseException) -> str:
-    """The original exception's last line (``ValueError: ...``), not Ray's wrapping traceback."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+def _error_line(trial_dir: Path) -> str:
+    """The original exception's last line (``ValueError: ...``) from Tune's ``error.txt``, not its traceback."""
+    path = trial_dir / "error.txt"
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return lines[-1] if lines else "failed (no error.txt)"
 
 
-def collect(results: Any, spec: SweepSpec) -> list[TrialRecord]:
-    """Tune's ``ResultGrid`` as :class:`TrialRecord`s, in Tune's order."""
+def collect(output_dir: Path, spec: SweepSpec) -> list[TrialRecord]:
+    """The trials of the sweep in ``output_dir`` as :class:`TrialRecord`s, read from Tune's experiment state (so
+    that an interrupted sweep shows which trials are unfinished)."""
+    analysis = tune.ExperimentAnalysis(str(output_dir))
     records = []
-    for result in results:
-        path = Path(result.path)
-        params = {key: _plain(value) for key, value in (result.config or {}).items()}
-        frame = result.metrics_dataframe
-        record = TrialRecord(path.name, "error" if result.error else "stopped", params, path)
-        if result.error:
-            record.error = _error_line(result.error)
+    for trial in analysis.trials:
+        path = Path(trial.path)
+        status = {Trial.TERMINATED: "stopped", Trial.ERROR: "error"}.get(trial.status, "unfinished")
+        params = {key: _plain(value) for key, value in trial.config.items()}
+        record = TrialRecord(path.name, status, params, path, error=_error_line(path) if status == "error" else "")
+        frame = analysis.trial_dataframes.get(trial.trial_id)
         if frame is not None and spec.metric_key in frame:
             test_columns = [c for c in frame.columns if c.startswith(TEST_PREFIX)]
             final = frame[test_columns].notna().any(axis=1) if test_columns else pd.Series(False, frame.index)
@@ -74,7 +85,7 @@ def collect(results: Any, spec: SweepSpec) -> list[TrialRecord]:
                 best = epochs.loc[scores.idxmax() if spec.bigger else scores.idxmin()]
                 record.best_epoch = int(best["epoch"])
                 record.valid = {c: float(best[c]) for c in frame.columns if c.startswith(VALID_PREFIX)}
-            if final.any() and not result.error:
+            if final.any() and status == "stopped":  # it reached its own test run: it finished
                 record.status = "done"
                 record.test = {c: float(frame.loc[final, c].iloc[-1]) for c in test_columns}
         records.append(record)
@@ -134,10 +145,9 @@ def write_best_yaml(path: Path, spec: SweepSpec, record: TrialRecord) -> None:
         f"Best trial of the sweep in {path.parent}: {record.name}",
         f"validation {spec.metric} = {score:.4f} at epoch {record.best_epoch} of {spec.max_epochs}",
         f"test (best checkpoint): {_metrics_line(record.test, TEST_PREFIX) or 'not available'}",
-        "Reproduce: uv run python run_recbole_tasrec.py "
-        f"--model {spec.model} --dataset {spec.dataset} --config_files {path}",
+        f"Reproduce: uv run python run_recbole_tasrec.py --config_files {path}",
     ]
-    body = yaml.safe_dump(best_config(spec, record), sort_keys=False, default_flow_style=None)
+    body = yaml.safe_dump(best_config(spec, record), sort_keys=False)
     path.write_text("".join(f"# {line}\n" for line in header) + body)
 
 
@@ -182,14 +192,20 @@ class SweepReport:
     best: TrialRecord | None
 
     @property
+    def unfinished(self) -> int:
+        """Trials that an interrupted sweep did not finish."""
+        return sum(record.status == "unfinished" for record in self.records)
+
+    @property
     def files(self) -> list[Path]:
         return [self.output_dir / name for name in (RESULTS_FILE, BEST_FILE, PLOT_FILE)]
 
 
-def summarize(results: Any, spec: SweepSpec, output_dir: Path, prepared: PreparedData | None = None) -> SweepReport:
-    """Rank the trials, complete the best one's test metrics if the scheduler stopped it, write the files."""
+def summarize(spec: SweepSpec, output_dir: Path, prepared: PreparedData | None = None) -> SweepReport:
+    """Rank the sweep's trials, complete the best one's test metrics if the scheduler stopped it, write the
+    files (for an interrupted sweep too: they then cover the trials finished so far)."""
     output_dir = Path(output_dir)
-    records = rank(collect(results, spec), spec)
+    records = rank(collect(output_dir, spec), spec)
     best = next((r for r in records if spec.metric_key in r.valid), None)
     if best is not None and not best.test and best.checkpoint is not None:
         if prepared is None:
@@ -207,7 +223,7 @@ def summarize(results: Any, spec: SweepSpec, output_dir: Path, prepared: Prepare
 def format_report(report: SweepReport, spec: SweepSpec) -> str:
     """The CLI's closing text: the ranked table, the best configuration and its test metrics, the files."""
     counts = pd.Series([r.status for r in report.records]).value_counts()
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "stopped", "error"))
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("done", "stopped", "error", "unfinished") if s in counts)
     columns = ["trial", "status", "epochs", "best_epoch"]
     columns += [name for name, param in spec.space.items() if param.kind != "fixed"] + [spec.metric_key]
     table = report.table.reindex(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.4g}")
@@ -216,11 +232,16 @@ def format_report(report: SweepReport, spec: SweepSpec) -> str:
     if best is None:
         lines.append("no trial produced a validation result; see the error column of results.csv")
     else:
-        sampled = " ".join(f"{k}={v}" for k, v in best.params.items() if spec.space[k].kind != "fixed")
+        sampled = " ".join(f"{k}={short(v)}" for k, v in best.params.items() if spec.space[k].kind != "fixed")
         lines += [
             f"best: {best.name} ({sampled}): validation {spec.metric} = {best.valid[spec.metric_key]:.4f} "
             f"at epoch {best.best_epoch}",
             f"test metrics of the best configuration: {_metrics_line(best.test, TEST_PREFIX) or 'not available'}",
         ]
     lines.append(f"wrote {', '.join(str(p) for p in report.files if p.exists())}")
+    if report.unfinished:
+        lines.append(
+            f"the sweep was interrupted with {report.unfinished} trials unfinished; continue it with: "
+            f"python -m recbole_tasrec.tune --resume --output-dir {report.output_dir}"
+        )
     return "\n".join(lines)

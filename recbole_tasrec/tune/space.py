@@ -204,9 +204,9 @@ def load_search_space(path: str | Path) -> dict[str, Param]:
     return parse_recbole_space(text, where)
 
 
-def has_grid(space: dict[str, Param]) -> bool:
-    """Whether Tune will expand a grid (then ``num_samples`` repeats the whole grid)."""
-    return any(param.kind == "grid" for param in space.values())
+def default_num_samples(space: dict[str, Param]) -> int:
+    """10 trials for a space that samples at random; 1 for a grid (it runs once) or fixed values only."""
+    return 10 if any(param.kind not in ("grid", "fixed") for param in space.values()) else 1
 
 
 def to_ray(space: dict[str, Param]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler
 from recbole.utils import init_seed
 from recbole.utils.argument_list import dataset_arguments
@@ -32,7 +34,7 @@ from recbole_tasrec.compat import DATASET_KEYS, set_run_dir
 from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.quick_start import PreparedData, make_dataloaders, prepare_data, run_recbole_tasrec
 from recbole_tasrec.trainer import TASRecTrainer
-from recbole_tasrec.tune.space import Param, has_grid, parse_space, to_ray
+from recbole_tasrec.tune.space import Param, default_num_samples, parse_space, to_ray
 
 #: Settings a search space must not contain: the sweep sets them (``--max-epochs``, the trial's folder, ...).
 RESERVED_KEYS = frozenset(
@@ -128,9 +130,19 @@ def driver_config(model: str, dataset: str, config_files: list[str], settings: d
         return Config(model, dataset, config_files or None, {**settings, "gpu_id": ""})
 
 
+def check_model(name: str) -> None:
+    """Raise :class:`SweepError` unless ``name`` is a model of this package or RecBole."""
+    try:
+        get_model(name)
+    except ValueError:
+        raise SweepError(f"unknown model {name!r}: not a recbole_tasrec or RecBole model") from None
+    except ImportError as err:  # RecBole's lookup imports its optional xgboost/lightgbm models for unknown names
+        raise SweepError(f"unknown model {name!r} (RecBole's model lookup failed: {err})") from None
+
+
 def _check_metric(config: Config) -> str:
     metric = str(config["valid_metric"])
-    name, _, k = metric.partition("@")
+    _, _, k = metric.partition("@")
     metrics = [m.lower() for m in config["metrics"]]
     known = [f"{m}@{t}" for m in metrics for t in config["topk"]] if k else metrics
     if metric.lower() not in known:
@@ -172,10 +184,7 @@ def build_spec(
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise SweepError(f"config file not found: {missing[0]}")
-    try:
-        get_model(model)
-    except (ValueError, ImportError) as err:
-        raise SweepError(f"unknown model {model!r}: not a recbole_tasrec or RecBole model ({err})") from None
+    check_model(model)
     _check_space(space)
     overrides = dict(overrides or {})
     try:
@@ -229,9 +238,15 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, verbose
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": "INFO" if verbose else "WARNING"}
     if address is None:
-        if not any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
-            os.environ["RAY_AUTH_MODE"] = "token"
-            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        configured = any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+        if not configured and not (Path.home() / ".ray" / "auth_token").exists():
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # inherited by the raylet and the workers
+        # Ray's own notice that a new local cluster uses token authentication (it does, on purpose)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # Under `uv run`, Ray ships the working directory to every worker and starts it with `uv run`, which
+        # builds a new virtual environment per Ray session (minutes, gigabytes). A local Ray's workers simply use
+        # this interpreter. Ray reads this switch from the environment when it is imported, hence the constant.
+        ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
         return
     if address != "auto":
@@ -239,7 +254,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, verbose
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SweepError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
+        message = " ".join(str(err).split())  # Ray's messages span lines; one line here, shortened
+        raise SweepError(f"cannot join the Ray cluster at {address}: {message[:300]}") from None
 
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float | None) -> float:
@@ -316,7 +332,7 @@ class TrialSummary(tune.Callback):
     def _line(self, trial: Any, status: str) -> str:
         result = trial.last_result or {}
         params = " ".join(
-            f"{key}={_short(value)}" for key, value in trial.config.items() if self.spec.space[key].kind != "fixed"
+            f"{key}={short(value)}" for key, value in trial.config.items() if self.spec.space[key].kind != "fixed"
         )
         metric = result.get(self.spec.metric_key)
         score = f"{self.spec.metric_key}={metric:.4f} " if metric is not None else ""
@@ -334,7 +350,8 @@ class TrialSummary(tune.Callback):
         print(self._line(trial, "error") + f" (see {trial.path}/error.txt)", flush=True)
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A sampled value for a one-line summary (floats to 4 significant digits)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -343,7 +360,7 @@ def _short(value: Any) -> str:
 class SweepOptions:
     """How a sweep runs (not what it computes): sampling, scheduling, resources, retries."""
 
-    num_samples: int | None = None  # None: 1 for a grid (it runs once), 10 otherwise
+    num_samples: int | None = None  # None: see space.default_num_samples
     scheduler: str = "asha"
     grace_period: int = 1
     reduction_factor: float = 4
@@ -359,16 +376,18 @@ def default_output_dir(config: Config, model: str, dataset: str) -> Path:
     return Path(config["run_dir"]).resolve() / "tune" / f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _scheduler(spec: SweepSpec, options: SweepOptions) -> Any:
-    if options.scheduler == "fifo":
+def make_scheduler(spec: SweepSpec, options: SweepOptions) -> Any:
+    """ASHA over epochs, with its last rung before the last epoch: stopping a trial there would save no
+    training, only skip its test run. None (FIFO) when no rung fits."""
+    last_rung = spec.max_epochs - 1
+    if options.scheduler == "fifo" or options.grace_period > last_rung:
         return None
-    # time in epochs; trials that reach max_t are not stopped (they end by themselves, after their test run)
     return ASHAScheduler(
         time_attr="epoch",
-        max_t=spec.max_epochs,
-        grace_period=min(options.grace_period, spec.max_epochs),
+        max_t=last_rung,
+        grace_period=options.grace_period,
         reduction_factor=options.reduction_factor,
-        stop_last_trials=False,
+        stop_last_trials=False,  # a trial past the last rung runs to its end (and its test run)
     )
 
 
@@ -406,7 +425,7 @@ def run_sweep(
         return tune.Tuner.restore(str(output_dir), trainable=trainable, resume_unfinished=True).fit()
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / SPEC_FILE).write_text(spec.to_json())
-    num_samples = options.num_samples or (1 if has_grid(spec.space) else 10)
+    num_samples = options.num_samples or default_num_samples(spec.space)
     tuner = tune.Tuner(
         trainable,
         param_space=to_ray(spec.space),
@@ -415,9 +434,10 @@ def run_sweep(
             mode=spec.mode,
             num_samples=num_samples,
             max_concurrent_trials=options.max_concurrent,
-            scheduler=scheduler if scheduler is not None else _scheduler(spec, options),
+            scheduler=scheduler if scheduler is not None else make_scheduler(spec, options),
             trial_name_creator=_trial_dirname_creator,
             trial_dirname_creator=_trial_dirname_creator,
+            reuse_actors=True,  # a new trial in a finished trial's worker skips importing torch and RecBole again
         ),
         run_config=tune.RunConfig(
             name=output_dir.name,
