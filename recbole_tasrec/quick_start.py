@@ -139,9 +139,7 @@ def run_recbole_tasrec(
     net = get_model(config["model"])(config, prepared.train).to(config["device"])
     logger.info(net)
     trainer = TASRecTrainer(config, net)
-    best_valid_score, best_valid_result = trainer.fit_with_callback(
-        train_data, valid_data, saved, epoch_callback
-    )
+    best_valid_score, best_valid_result = trainer.fit_with_callback(train_data, valid_data, saved, epoch_callback)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     trainer.tensorboard.close()
 

@@ -32,17 +32,13 @@ class TASRecTrainer(Trainer):
         if step:
             from torch.optim.lr_scheduler import StepLR
 
-            self.scheduler = StepLR(
-                self.optimizer, step_size=int(step), gamma=float(config["lr_decay_gamma"])
-            )
+            self.scheduler = StepLR(self.optimizer, step_size=int(step), gamma=float(config["lr_decay_gamma"]))
         # unique, so that concurrent runs (sweep trials) sharing a folder never overwrite each other
         name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
         self.saved_model_file = str(Path(self.checkpoint_dir) / name)
         self.last_valid_result: dict[str, float] = {}
 
-    def _train_epoch(
-        self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False
-    ):
+    def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         if self.scheduler is not None:
             self.scheduler.step()

@@ -85,8 +85,7 @@ def assert_close(got: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5, 
 def close(got: torch.Tensor, expected: list) -> None:
     """``got`` equals the hand-written numbers (to float32 or float64 rounding)."""
     atol = 1e-12 if got.dtype == torch.float64 else 1e-6
-    assert_close(got.detach().double(), torch.tensor(expected, dtype=torch.float64),
-                               rtol=0, atol=atol)
+    assert_close(got.detach().double(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=atol)
 
 
 def assert_matches_reference(seq: torch.Tensor, lengths: torch.Tensor, edge_weight: str) -> None:

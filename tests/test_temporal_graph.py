@@ -37,9 +37,7 @@ def dense_day(pairs: list[tuple[int, int]], n: int, mode: str) -> np.ndarray:
     return e
 
 
-def dense_closed_form(
-    days: list[list[tuple[int, int]]], t: int, n: int, decay: float, mode: str
-) -> np.ndarray:
+def dense_closed_form(days: list[list[tuple[int, int]]], t: int, n: int, decay: float, mode: str) -> np.ndarray:
     """E_t = sum_{t' < t} e^{t'} decay^(t - 1 - t'), Eq. 1 in closed form."""
     e = np.zeros((n, n))
     for tp in range(t):
@@ -101,9 +99,7 @@ def check_canonical(w: sp.csr_matrix, n: int) -> None:
 
 # --- Eq. 1 ---
 @FAST
-@given(
-    data=day_lists(), mode=st.sampled_from(["binary", "count"]), decay=st.sampled_from([0.5, 0.3, 0.8, 1.0])
-)
+@given(data=day_lists(), mode=st.sampled_from(["binary", "count"]), decay=st.sampled_from([0.5, 0.3, 0.8, 1.0]))
 def test_eq1_closed_form(data, mode, decay):
     n, days = data
     g = TemporalGraph(n, decay=decay, edge_weight=mode, prune_below=0.0)
@@ -113,9 +109,7 @@ def test_eq1_closed_form(data, mode, decay):
         assert g.day == t
         w = g.weights()
         check_canonical(w, n)
-        np.testing.assert_allclose(
-            w.toarray(), dense_closed_form(days, t, n, decay, mode), rtol=1e-12, atol=0
-        )
+        np.testing.assert_allclose(w.toarray(), dense_closed_form(days, t, n, decay, mode), rtol=1e-12, atol=0)
 
 
 def test_eq1_by_hand_and_empty_day_decays():

@@ -41,16 +41,12 @@ class DayBatchSampler:
         )
 
     def __len__(self) -> int:
-        return int(
-            torch.div(self.day_ranges[1] + self.batch_size - 1, self.batch_size, rounding_mode="floor").sum()
-        )
+        return int(torch.div(self.day_ranges[1] + self.batch_size - 1, self.batch_size, rounding_mode="floor").sum())
 
     def __iter__(self) -> Iterator[list[int]]:
         starts, counts = self.day_ranges
         n_days = len(counts)
-        day_seq = (
-            torch.randperm(n_days, generator=self.generator) if self.day_order == "shuffle" else range(n_days)
-        )
+        day_seq = torch.randperm(n_days, generator=self.generator) if self.day_order == "shuffle" else range(n_days)
         for d in day_seq:
             members = self.order[starts[d] : starts[d] + counts[d]]
             if self.shuffle:

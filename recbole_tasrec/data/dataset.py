@@ -96,8 +96,7 @@ class TASRecDataset(SequentialDataset):
         self.inter_feat = df
         after = _counts(df, self.uid_field, self.iid_field)
         self.logger.info(
-            set_color("filters", "pink")
-            + f": clicks {before[0]:,} -> {after[0]:,}, sessions {before[1]:,} -> "
+            set_color("filters", "pink") + f": clicks {before[0]:,} -> {after[0]:,}, sessions {before[1]:,} -> "
             f"{after[1]:,}, items {before[2]:,} -> {after[2]:,} (sessions >= {min_len}, items >= {min_clicks} clicks)"
         )
 
@@ -189,9 +188,7 @@ class TASRecDataset(SequentialDataset):
                 continue
             values = feat[field][index]
             mask = valid.view(valid.shape + (1,) * (values.dim() - 2))
-            new_dict[getattr(self, f"{field}_list_field")] = torch.where(
-                mask, values, torch.zeros_like(values)
-            )
+            new_dict[getattr(self, f"{field}_list_field")] = torch.where(mask, values, torch.zeros_like(values))
         new_data = feat[target]
         new_data.update(Interaction(new_dict))
         self.inter_feat = new_data
@@ -218,8 +215,7 @@ class TASRecDataset(SequentialDataset):
                     "for training): use more data, or change day_span / test_day_ratio / valid_session_ratio"
                 )
         self.logger.info(
-            set_color("day split", "pink")
-            + f": {self.n_days} days of {self.config['day_span']} calendar day(s), "
+            set_color("day split", "pink") + f": {self.n_days} days of {self.config['day_span']} calendar day(s), "
             f"test days {self.n_train_days}..{self.n_days - 1}; samples train {len(parts[0]):,}, valid "
             f"{len(parts[1]):,}, test {len(parts[2]):,}"
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")

@@ -97,9 +97,7 @@ class SyntheticConfig:
     transition_period: int = _knob(5, "days a successor set holds before it is redrawn (staggered per item)")
     p_follow: float = _knob(0.75, "probability that a next click follows a current transition")
     n_successors: int = _knob(3, "size of each item's current successor set")
-    n_categories: int = _knob(
-        20, "successors are drawn within the item's category (1 = none; empty ones are fine)"
-    )
+    n_categories: int = _knob(20, "successors are drawn within the item's category (1 = none; empty ones are fine)")
     mean_item_lifetime: float = _knob(20.0, "mean days an item stays alive (2 + Geometric, so >= 3 days)")
     popularity_skew: float = _knob(0.8, "std of the fixed per-item log-popularity (0 = equal on average)")
     popularity_drift: float = _knob(1.0, "stationary std of the moving part of log-popularity (0 = static)")
@@ -152,9 +150,7 @@ class SyntheticConfig:
                 f"got {self.mean_session_length}"
             )
         if self.mean_item_lifetime < _MIN_LIFETIME_DAYS:
-            raise ValueError(
-                f"mean_item_lifetime must be >= {_MIN_LIFETIME_DAYS} days, got {self.mean_item_lifetime}"
-            )
+            raise ValueError(f"mean_item_lifetime must be >= {_MIN_LIFETIME_DAYS} days, got {self.mean_item_lifetime}")
         if self.popularity_skew < 0 or self.popularity_drift < 0:
             raise ValueError(
                 f"popularity_skew and popularity_drift must be >= 0, "
@@ -175,9 +171,9 @@ def _item_lifetimes(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.
     life = (_MIN_LIFETIME_DAYS - 1) + rng.geometric(1.0 / extra, size=cfg.n_items)
     overlap = np.minimum(life, min(cfg.n_days, _MIN_OVERLAP_DAYS))
     # birth in [overlap - life, n_days - overlap]: alive for >= overlap days inside the period.
-    birth = (overlap - life) + np.floor(
-        rng.random(cfg.n_items) * (cfg.n_days - overlap + life - overlap + 1)
-    ).astype(np.int64)
+    birth = (overlap - life) + np.floor(rng.random(cfg.n_items) * (cfg.n_days - overlap + life - overlap + 1)).astype(
+        np.int64
+    )
     return birth, birth + life
 
 
@@ -293,9 +289,9 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
             clicks[active, pos] = np.where(follow & alive[d, cand], cand, popular)
 
         # Times: log-normal gaps, then a start that keeps the whole session inside the day.
-        gaps = np.clip(
-            np.floor(rng.lognormal(gap_mu, _GAP_SIGMA, size=(spd, width))), _GAP_MIN_S, _GAP_MAX_S
-        ).astype(np.int64)
+        gaps = np.clip(np.floor(rng.lognormal(gap_mu, _GAP_SIGMA, size=(spd, width))), _GAP_MIN_S, _GAP_MAX_S).astype(
+            np.int64
+        )
         gaps[:, 0] = 0
         mask = np.arange(width)[None, :] < lengths[:, None]
         offsets = np.cumsum(np.where(mask, gaps, 0), axis=1)

@@ -94,12 +94,9 @@ def _check_params(n_items: Any, decay: Any, edge_weight: Any, prune_below: Any) 
         raise ValueError(f"decay must be in (0, 1], got {decay!r}")
     if edge_weight not in EDGE_WEIGHTS:
         raise ValueError(f"edge_weight must be one of {EDGE_WEIGHTS}, got {edge_weight!r}")
-    if not isinstance(prune_below, int | float | np.floating | np.integer) or not (
-        0.0 <= float(prune_below) <= 1.0
-    ):
+    if not isinstance(prune_below, int | float | np.floating | np.integer) or not (0.0 <= float(prune_below) <= 1.0):
         raise ValueError(
-            f"prune_below must be in [0, 1] (a larger value would drop fresh daily edges), "
-            f"got {prune_below!r}"
+            f"prune_below must be in [0, 1] (a larger value would drop fresh daily edges), got {prune_below!r}"
         )
 
 
@@ -112,9 +109,7 @@ def _check_threshold(threshold: Any) -> float:
 
 
 # --- functions ---
-def transition_pairs(
-    session_index: np.ndarray, items: np.ndarray, window: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+def transition_pairs(session_index: np.ndarray, items: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Directed transitions ``src -> dst`` of Eq. 1: ``dst`` clicked 1..``window`` positions after ``src``.
 
     ``session_index`` and ``items`` describe clicks grouped by session, each session's clicks contiguous
@@ -125,9 +120,7 @@ def transition_pairs(
     sessions = _as_int_array("session_index", session_index)
     items = _as_int_array("items", items)
     if sessions.shape != items.shape:
-        raise ValueError(
-            f"session_index and items must have the same length, got {sessions.size} and {items.size}"
-        )
+        raise ValueError(f"session_index and items must have the same length, got {sessions.size} and {items.size}")
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise ValueError(f"window must be an integer >= 1, got {window!r}")
     if sessions.size > 1:

@@ -270,8 +270,7 @@ def csr_row_block(matrix: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]
     block_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=crow.device)
     torch.cumsum(counts, 0, out=block_crow[1:])
     total = int(block_crow[-1])
-    local_row = torch.repeat_interleave(torch.arange(rows.numel(), device=crow.device), counts,
-                                        output_size=total)
+    local_row = torch.repeat_interleave(torch.arange(rows.numel(), device=crow.device), counts, output_size=total)
     within = torch.arange(total, device=crow.device, dtype=crow.dtype) - block_crow[:-1][local_row]
     positions = starts[local_row] + within
     return block_crow, col[positions], values[positions]
@@ -349,8 +348,10 @@ class TemporalGCN(nn.Module):
         return state
 
     def extra_repr(self) -> str:
-        return (f"hidden_size={self.hidden_size}, n_layers={self.n_layers}, "
-                f"negative_slope={self.negative_slope}, mode={self.mode!r}")
+        return (
+            f"hidden_size={self.hidden_size}, n_layers={self.n_layers}, "
+            f"negative_slope={self.negative_slope}, mode={self.mode!r}"
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _layer(self, aggregated: Tensor) -> Tensor:
@@ -404,8 +405,9 @@ class TemporalGCN(nn.Module):
             frontiers.append(previous)
         return frontiers, blocks
 
-    def _local(self, embedding_weight: Tensor, frontiers: list[Tensor],
-               blocks: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+    def _local(
+        self, embedding_weight: Tensor, frontiers: list[Tensor], blocks: list[tuple[Tensor, Tensor, Tensor]]
+    ) -> Tensor:
         """``x`` on ``S_K = frontiers[0]`` from the plan, ``(|S_K|, d)``."""
         targets = frontiers[0]
         h = embedding_weight[frontiers[-1]]  # x^0 on S_0

@@ -61,9 +61,7 @@ class TASRec(SequentialRecommender):
                 "TASRecDataset(config), or run through recbole_tasrec.run_recbole_tasrec)"
             )
         if config["loss_type"] != "CE":
-            raise ValueError(
-                f"TASRec is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}"
-            )
+            raise ValueError(f"TASRec is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}")
         self.embedding_size = int(config["embedding_size"])
         self.use_session_graph = bool(config["use_session_graph"])
         self.use_temporal_graph = bool(config["use_temporal_graph"])
@@ -72,9 +70,7 @@ class TASRec(SequentialRecommender):
         self.session_edge_weight = config["session_edge_weight"] or "count"
         self.temporal_eval = config["temporal_eval"] or "streaming"
         if self.temporal_eval not in TEMPORAL_EVAL_MODES:
-            raise ValueError(
-                f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}"
-            )
+            raise ValueError(f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}")
         self.day_field = dataset.day_field
         self.n_train_days = dataset.n_train_days
         self.neighbor_threshold = float(config["neighbor_threshold"])
@@ -131,9 +127,7 @@ class TASRec(SequentialRecommender):
         if len(days) == 1:  # the day-grouped fast path
             x = self.temporal_gcn(self.item_embedding.weight, self._propagation(int(days[0])), item_seq)
         else:  # a batch from RecBole's own loader: one GCN per day present
-            x = item_seq.new_zeros(
-                item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype
-            )
+            x = item_seq.new_zeros(item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
             for t in days.tolist():
                 rows = graph_day == t
                 x[rows] = self.temporal_gcn(self.item_embedding.weight, self._propagation(t), item_seq[rows])
