@@ -545,3 +545,15 @@ def test_bad_transition_pairs_and_daily_graphs_inputs():
     with pytest.raises(ValueError, match="padding"):
         dg.append_day([0], [1])
     assert dg.n_days == 1  # a rejected day is not appended
+
+
+def test_propagation_follows_the_graph_after_a_replay():
+    """Found by hypothesis in CI: P cached on one line of days must not outlive a replay that starts another."""
+    pair = (np.array([1]), np.array([2]))
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    days = [empty] * 10 + [(np.array([1, 1]), np.array([2, 2]))] + [empty] * 5 + [pair, empty, pair]
+    graphs = DailyGraphs(days, 3, edge_weight="count", prune_below=0.05)
+    for t in (19, 18, 19):
+        np.testing.assert_allclose(
+            graphs.propagation(t).to_dense().numpy(), graphs.graph(t).propagation(1.0).to_dense().numpy(), rtol=1e-6
+        )

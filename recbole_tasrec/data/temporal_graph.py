@@ -510,6 +510,7 @@ class DailyGraphs:
             fresh = TemporalGraph(r.n_items, r.decay, r.edge_weight, r.prune_below, r.padding_idx)
             fresh._day = start
             self._running = fresh
+            self._cache.clear()  # cached results belong to the old line of days; keep P and E_t consistent
         while self._running.day < t:
             self._running.advance(*self._days[self._running.day])
         return self._running
