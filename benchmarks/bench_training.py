@@ -1,0 +1,471 @@
+"""Training throughput and peak memory of TASRec vs RecBole's SRGNN (and GRU4Rec as a floor), issue 3.
+
+The target: on the same generated data set (>= 20,000 items, >= 100,000 sessions, 30 days), CPU with 2
+torch threads, same ``train_batch_size`` and ``embedding_size``, TASRec's training samples per second must
+be at least SRGNN's, and its peak memory at most 1.5x SRGNN's.
+
+What it does:
+
+1. Generates the synthetic data set once (:mod:`recbole_tasrec.data.synthetic`) and caches it under
+   ``--data-dir`` (default ``runs/bench_data/``, git-ignored); a later run with the same scale reuses it.
+2. Runs every model in its own Python subprocess (so ``ru_maxrss`` is that model's peak), each through this
+   package's pipeline as a user gets it: ``prepare_data`` + ``make_dataloaders`` (TASRec: the day-grouped
+   training loader; the others: RecBole's loader) + the model + ``torch.optim.Adam`` with the model's
+   configured learning rate and weight decay, exactly the calls RecBole's ``Trainer._train_epoch`` makes
+   (``zero_grad``, ``calculate_loss``, ``backward``, ``step``, ``loss.item()``).
+3. Times ``--steps`` training steps after ``--warmup`` steps (or one whole epoch with ``--epoch``); a
+   step's time includes fetching its batch from the loader (and, for TASRec, building a day's graph when
+   the batch starts a new day). Samples/s = samples in the timed steps / their total time.
+4. Writes ``benchmarks/results/training_<date>.json`` (machine, load average, data set, per-model figures,
+   the TASRec/SRGNN ratios) and prints a table with PASS/FAIL for the two targets.
+
+    uv run python benchmarks/bench_training.py                       # the issue's scale (a few minutes)
+    uv run python benchmarks/bench_training.py --items 2000 --sessions-per-day 300 --steps 20   # smoke run
+
+A run below the required scale writes its JSON under ``runs/bench_results/`` unless ``--output`` says
+otherwise, so a smoke run never replaces a committed result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The requirement of issue 3.
+REQUIRED = {"items": 20_000, "sessions": 100_000, "days": 30}
+SPEED_TARGET = 1.0  # TASRec samples/s / SRGNN samples/s >= this
+MEMORY_TARGET = 1.5  # TASRec peak RSS / SRGNN peak RSS <= this
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers (both processes)
+# --------------------------------------------------------------------------------------------------
+def rss_mib() -> float | None:
+    """The current resident set size in MiB (Linux ``/proc``), ``None`` elsewhere."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib() -> float:
+    """``ru_maxrss`` of this process in MiB (kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    return f"bench_i{args.items}_s{args.sessions_per_day}_d{args.days}_seed{args.seed}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the worker: one model, one process
+# --------------------------------------------------------------------------------------------------
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from recbole.utils import init_seed
+
+    from recbole_tasrec.config import Config, get_model
+    from recbole_tasrec.quick_start import make_dataloaders, prepare_data
+
+    torch.set_num_threads(args.threads)
+    model_name = args.worker
+    run_dir = tempfile.mkdtemp(prefix="bench_training_")
+    settings: dict[str, Any] = {
+        "data_path": str(Path(args.data_dir).resolve()),
+        "run_dir": run_dir,
+        "checkpoint_dir": run_dir,
+        "show_progress": False,
+        "state": "WARNING",
+        "save_dataset": False,
+        "train_batch_size": args.batch_size,
+        "embedding_size": args.embedding_size,
+        "seed": args.seed,
+    }
+    if model_name == "GRU4Rec":
+        settings["hidden_size"] = args.embedding_size
+    figures: dict[str, Any] = {"model": model_name}
+    start = time.perf_counter()
+    config = Config(model=model_name, dataset=dataset_name(args), config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    rss_before = rss_mib()
+    prepared = prepare_data(config)
+    train_data, _, _ = make_dataloaders(config, prepared)
+    figures["prepare_s"] = round(time.perf_counter() - start, 2)
+    figures["rss_after_imports_mib"] = rss_before
+    figures["rss_after_data_mib"] = rss_mib()
+    figures["peak_rss_after_data_mib"] = peak_rss_mib()
+
+    dataset = prepared.dataset
+    figures["data"] = {
+        "items_after_filter": int(dataset.item_num) - 1,  # id 0 is padding
+        "sessions_after_filter": int(dataset.user_num) - 1,
+        "days": int(dataset.n_days),
+        "train_days": int(dataset.n_train_days),
+        "train_samples": len(prepared.train),
+        "valid_samples": len(prepared.valid),
+        "test_samples": len(prepared.test),
+    }
+    figures["train_loader"] = type(train_data).__name__
+    figures["batches_per_epoch"] = len(train_data)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(model_name)(config, prepared.train)
+    weight_decay = float(config["weight_decay"] or 0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(config["learning_rate"]), weight_decay=weight_decay)
+    figures["parameters"] = sum(p.numel() for p in model.parameters())
+    figures["learning_rate"] = float(config["learning_rate"])
+    figures["weight_decay"] = weight_decay
+    figures["rss_after_model_mib"] = rss_mib()
+    # day-grouped batches: count how often a batch starts a new day (each start builds that day's graph)
+    day_field = getattr(dataset, "day_field", None) if getattr(model, "day_grouped_batches", False) else None
+
+    model.train()
+    step_ms: list[float] = []
+    batch_sizes: list[int] = []
+    fetch_ms: list[float] = []
+    days_seen: list[int] = []
+    total = None if args.epoch else args.warmup + args.steps
+    load_before = os.getloadavg()
+    iterator = iter(train_data)
+    step = 0
+    while total is None or step < total:
+        tick = time.perf_counter()
+        try:
+            interaction = next(iterator)
+        except StopIteration:
+            if total is None:
+                break
+            iterator = iter(train_data)  # a small data set: carry on into the next epoch
+            continue
+        fetched = time.perf_counter()
+        optimizer.zero_grad()
+        loss = model.calculate_loss(interaction)
+        loss_value = loss.item()
+        loss.backward()
+        optimizer.step()
+        done = time.perf_counter()
+        if not np.isfinite(loss_value):
+            raise RuntimeError(f"{model_name}: loss is {loss_value} at step {step}")
+        if step >= args.warmup:
+            step_ms.append(1000 * (done - tick))
+            fetch_ms.append(1000 * (fetched - tick))
+            batch_sizes.append(len(interaction))
+            if day_field is not None and day_field in interaction:
+                days_seen.append(int(interaction[day_field][0]))
+        step += 1
+    load_after = os.getloadavg()
+    if not step_ms:
+        raise RuntimeError(f"{model_name}: no timed step (the epoch is shorter than --warmup)")
+
+    seconds = sum(step_ms) / 1000
+    ordered = sorted(step_ms)
+    figures.update(
+        {
+            "timed_steps": len(step_ms),
+            "timed_samples": sum(batch_sizes),
+            "mean_batch": round(sum(batch_sizes) / len(batch_sizes), 1),
+            "timed_s": round(seconds, 3),
+            "samples_per_s": round(sum(batch_sizes) / seconds, 1),
+            # less sensitive to other processes' bursts on a shared machine: mean batch / median step
+            "samples_per_s_from_median_step": round(
+                statistics.fmean(batch_sizes) / statistics.median(step_ms) * 1000, 1
+            ),
+            "ms_per_step_mean": round(statistics.fmean(step_ms), 2),
+            "ms_per_step_median": round(statistics.median(step_ms), 2),
+            "ms_per_step_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
+            "ms_per_step_max": round(ordered[-1], 2),
+            "ms_fetch_batch_mean": round(statistics.fmean(fetch_ms), 2),
+            "day_switches_in_timed_steps": sum(a != b for a, b in zip(days_seen, days_seen[1:], strict=False))
+            if days_seen
+            else None,
+            "final_loss": round(loss_value, 4),
+            "rss_end_mib": rss_mib(),
+            "peak_rss_mib": peak_rss_mib(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
+    return figures
+
+
+# --------------------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------------------
+def ensure_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Write the data set unless it is cached; return its raw statistics (before any filter)."""
+    import numpy as np
+    import pandas as pd
+
+    from recbole_tasrec.data.synthetic import SyntheticConfig, write
+
+    cfg = SyntheticConfig(n_items=args.items, sessions_per_day=args.sessions_per_day, n_days=args.days, seed=args.seed)
+    name = dataset_name(args)
+    path = Path(args.data_dir) / name / f"{name}.inter"
+    generated = False
+    if not path.exists():
+        start = time.perf_counter()
+        write(cfg, args.data_dir, name)
+        generated = True
+        print(f"generated {path} in {time.perf_counter() - start:.1f} s")
+    df = pd.read_csv(path, sep="\t", header=0, names=["session", "item", "timestamp"])
+    clicks_per_item = df.groupby("item").size()
+    days = (df["timestamp"] // 86_400).nunique()
+    return {
+        "file": str(path),
+        "generated_now": generated,
+        "synthetic_config": {
+            "n_items": cfg.n_items,
+            "sessions_per_day": cfg.sessions_per_day,
+            "n_days": cfg.n_days,
+            "seed": cfg.seed,
+            "other_knobs": "SyntheticConfig defaults",
+        },
+        "clicks": len(df),
+        "sessions": int(df["session"].nunique()),
+        "items_clicked": int(clicks_per_item.size),
+        "items_with_5_clicks": int(np.count_nonzero(clicks_per_item.to_numpy() >= 5)),
+        "calendar_days": int(days),
+    }
+
+
+def machine_info(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy
+    import recbole
+    import scipy
+    import torch
+
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "recbole_tasrec"], cwd=ROOT, capture_output=True, text=True
+    )
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "recbole": recbole.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "torch_threads": args.threads,
+        "git_commit": commit.stdout.strip() or None,
+        "package_code_modified": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None,
+    }
+
+
+def run_worker(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    """One model in a fresh interpreter; its figures come back as the last line of stdout."""
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", model,
+        "--items", str(args.items), "--sessions-per-day", str(args.sessions_per_day), "--days", str(args.days),
+        "--seed", str(args.seed), "--data-dir", str(args.data_dir), "--threads", str(args.threads),
+        "--batch-size", str(args.batch_size), "--embedding-size", str(args.embedding_size),
+        "--steps", str(args.steps), "--warmup", str(args.warmup),
+    ]  # fmt: skip
+    if args.epoch:
+        command.append("--epoch")
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(args.threads)  # numpy/scipy's BLAS too, not only torch's intra-op pool
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+        raise SystemExit(f"the {model} worker failed (exit {result.returncode})")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=25_000,
+        help="SyntheticConfig.n_items (25,000 leaves > 20,000 items after the 5-click filter)",
+    )
+    parser.add_argument("--sessions-per-day", type=int, default=3_400)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--models", default="TASRec,SRGNN,GRU4Rec", help="comma-separated; the ratios need TASRec and SRGNN"
+    )
+    parser.add_argument("--steps", type=int, default=200, help="timed training steps per model")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
+    parser.add_argument("--epoch", action="store_true", help="time the rest of one whole epoch instead of --steps")
+    parser.add_argument("--repeats", type=int, default=1, help="run every model this many times (interleaved)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--embedding-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-dir", default=str(ROOT / "runs" / "bench_data"))
+    parser.add_argument("--output", default=None, help="the JSON file (default: see the module docstring)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        figures = worker(args)
+        print(json.dumps(figures))
+        return 0
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    load_start = os.getloadavg()
+    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    raw = ensure_data(args)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    for repeat in range(args.repeats):
+        for model in models:
+            print(f"[{repeat + 1}/{args.repeats}] {model} ...", flush=True)
+            figures = run_worker(args, model)
+            runs[model].append(figures)
+            print(
+                f"    {figures['samples_per_s']:>8.1f} samples/s, {figures['ms_per_step_mean']:.1f} ms/step, "
+                f"peak RSS {figures['peak_rss_mib']:.0f} MiB (load {figures['loadavg_before'][0]:.2f})",
+                flush=True,
+            )
+
+    first = next(iter(runs.values()))[0]
+    data = {"raw": raw, "processed": first["data"]}
+    scale_ok = (
+        data["processed"]["items_after_filter"] >= REQUIRED["items"]
+        and data["processed"]["sessions_after_filter"] >= REQUIRED["sessions"]
+        and raw["calendar_days"] >= REQUIRED["days"]
+    )
+
+    # Per model: the best repeat for speed (least disturbed by other load), the largest peak for memory.
+    summary: dict[str, dict[str, Any]] = {}
+    for model, figs in runs.items():
+        best = max(figs, key=lambda f: f["samples_per_s"])
+        summary[model] = {
+            "samples_per_s": best["samples_per_s"],
+            "samples_per_s_all": [f["samples_per_s"] for f in figs],
+            "samples_per_s_from_median_step_all": [f["samples_per_s_from_median_step"] for f in figs],
+            "ms_per_step_mean": best["ms_per_step_mean"],
+            "ms_per_step_median": best["ms_per_step_median"],
+            "peak_rss_mib": round(max(f["peak_rss_mib"] for f in figs), 1),
+            "peak_rss_after_data_mib": round(max(f["peak_rss_after_data_mib"] for f in figs), 1),
+            "rss_after_data_mib": round(max(f["rss_after_data_mib"] for f in figs), 1),
+            "rss_end_mib": round(max(f["rss_end_mib"] or 0 for f in figs), 1),
+        }
+
+    verdict: dict[str, Any] = {"scale_meets_requirement": scale_ok}
+    if "TASRec" in summary and "SRGNN" in summary:
+        t, s = summary["TASRec"], summary["SRGNN"]
+        speed = ratio(t["samples_per_s"], s["samples_per_s"])
+        # the same ratio from each repeat (TASRec and SRGNN of one round ran back to back)
+        per_round = [
+            ratio(a["samples_per_s"], b["samples_per_s"]) for a, b in zip(runs["TASRec"], runs["SRGNN"], strict=True)
+        ]
+        memory = ratio(t["peak_rss_mib"], s["peak_rss_mib"])
+        verdict.update(
+            {
+                "speed_ratio_tasrec_over_srgnn": speed,
+                "speed_ratio_per_repeat": per_round,
+                "speed_ratio_from_median_steps": ratio(
+                    max(t["samples_per_s_from_median_step_all"]), max(s["samples_per_s_from_median_step_all"])
+                ),
+                "speed_target": f">= {SPEED_TARGET}",
+                "speed": "PASS" if speed is not None and speed >= SPEED_TARGET else "FAIL",
+                "memory_ratio_tasrec_over_srgnn": memory,
+                "memory_target": f"<= {MEMORY_TARGET}",
+                "memory": "PASS" if memory is not None and memory <= MEMORY_TARGET else "FAIL",
+                "model_memory_above_data_mib": {
+                    m: round(summary[m]["peak_rss_mib"] - summary[m]["rss_after_data_mib"], 1)
+                    for m in ("TASRec", "SRGNN")
+                },
+            }
+        )
+
+    load_end = os.getloadavg()
+    command = "uv run python benchmarks/bench_training.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = {
+        "benchmark": "bench_training",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "machine": machine_info(args),
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in load_end],
+        "settings": {
+            "train_batch_size": args.batch_size,
+            "embedding_size": args.embedding_size,
+            "threads": args.threads,
+            "warmup_steps": args.warmup,
+            "timed": "rest of one epoch" if args.epoch else f"{args.steps} steps",
+            "repeats": args.repeats,
+            "optimizer": "torch.optim.Adam (the model's learning_rate and weight_decay)",
+        },
+        "data": data,
+        "summary": summary,
+        "verdict": verdict,
+        "runs": runs,
+    }
+
+    if args.output:
+        output = Path(args.output)
+    elif scale_ok:
+        output = ROOT / "benchmarks" / "results" / f"training_{dt.date.today().isoformat()}.json"
+    else:
+        output = ROOT / "runs" / "bench_results" / f"training_{dt.date.today().isoformat()}_small.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+
+    p = data["processed"]
+    print()
+    print(
+        f"data: {raw['clicks']:,} clicks, {raw['sessions']:,} sessions, {raw['items_clicked']:,} items clicked "
+        f"over {raw['calendar_days']} days; after the filters {p['sessions_after_filter']:,} sessions, "
+        f"{p['items_after_filter']:,} items; {p['train_samples']:,} training samples"
+    )
+    print(f"{'model':<9} {'samples/s':>10} {'ms/step':>8} {'RSS after data':>15} {'peak RSS':>9}  all runs (samples/s)")
+    for model, row in summary.items():
+        print(
+            f"{model:<9} {row['samples_per_s']:>10.1f} {row['ms_per_step_mean']:>8.1f} "
+            f"{row['rss_after_data_mib']:>11.0f} MiB {row['peak_rss_mib']:>5.0f} MiB  {row['samples_per_s_all']}"
+        )
+    if not scale_ok:
+        print(f"NOTE: below the required scale {REQUIRED}: the verdicts below do not answer issue 3")
+    if "speed" in verdict:
+        print(
+            f"speed  TASRec/SRGNN = {verdict['speed_ratio_tasrec_over_srgnn']} (target >= {SPEED_TARGET}): "
+            f"{verdict['speed']}"
+        )
+        print(
+            f"memory TASRec/SRGNN = {verdict['memory_ratio_tasrec_over_srgnn']} (target <= {MEMORY_TARGET}): "
+            f"{verdict['memory']}"
+        )
+    print(f"load average at end: {load_end[0]:.2f}; written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
