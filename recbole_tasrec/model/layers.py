@@ -252,9 +252,13 @@ class _SpMM(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # type: ignore[override]
         matrix, matrix_t = ctx.saved_tensors
-        if matrix_t is None:
-            matrix_t = _csr_transpose(matrix)
-        return None, None, matrix_t @ grad.contiguous()
+        if matrix_t is not None:
+            return None, None, matrix_t @ grad.contiguous()
+        # a small local block: A^T G as a scatter over the non-zeros, cheaper than building A^T in CSR
+        crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+        row_of_nonzero = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
+        contributions = grad.index_select(0, row_of_nonzero) * values.unsqueeze(1)
+        return None, None, grad.new_zeros(matrix.size(1), grad.size(1)).index_add_(0, col, contributions)
 
 
 def csr_row_block(matrix: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -410,15 +414,16 @@ class TemporalGCN(nn.Module):
     ) -> Tensor:
         """``x`` on ``S_K = frontiers[0]`` from the plan, ``(|S_K|, d)``."""
         targets = frontiers[0]
-        h = embedding_weight[frontiers[-1]]  # x^0 on S_0
-        total = h[torch.searchsorted(frontiers[-1], targets)]
+        # index_select, not fancy indexing: its backward is an index_add_, not an accumulating index_put_
+        h = embedding_weight.index_select(0, frontiers[-1])  # x^0 on S_0
+        total = h.index_select(0, torch.searchsorted(frontiers[-1], targets))
         # Layer k = 1..K maps S_{k-1} = frontiers[K-k+1] -> S_k = frontiers[K-k].
         for depth in range(self.n_layers - 1, -1, -1):
             crow, local_col, values = blocks[depth]
             rows, cols = frontiers[depth], frontiers[depth + 1]
             block = _csr(crow, local_col, values, (rows.numel(), cols.numel()))
             h = self._layer(_SpMM.apply(block, None, h))
-            total = total + (h if depth == 0 else h[torch.searchsorted(rows, targets)])
+            total = total + (h if depth == 0 else h.index_select(0, torch.searchsorted(rows, targets)))
         return total / (self.n_layers + 1)
 
     def forward(
@@ -451,7 +456,8 @@ class TemporalGCN(nn.Module):
             self.last_mode = "full"
             return self.full_table(embedding_weight, propagation)[items]
         self.last_mode = "local"
-        return self._local(embedding_weight, *plan)[inverse]
+        x = self._local(embedding_weight, *plan)
+        return x.index_select(0, inverse.reshape(-1)).view(*items.shape, x.size(-1))
 
 
 # --------------------------------------------------------------------------------------------
