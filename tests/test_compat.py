@@ -120,7 +120,7 @@ def test_dataset_cache_notices_this_packages_keys(data_dir: Path, tmp_path: Path
     assert set(compat.DATASET_KEYS) <= set(dataset_arguments)
     settings = small_settings(data_dir, tmp_path, save_dataset=True)
     first = create_dataset(Config("TASRec", "tiny", config_dict=settings))
-    assert Path(tmp_path / "saved").glob("tiny-TASRecDataset.pth")
+    assert (tmp_path / "saved" / "tiny-TASRecDataset.pth").is_file()
     cached = create_dataset(Config("TASRec", "tiny", config_dict=settings))
     assert cached.n_days == first.n_days == 14
     changed = create_dataset(Config("TASRec", "tiny", config_dict={**settings, "day_span": 2}))
