@@ -15,7 +15,8 @@ import warnings
 
 import torch
 
-from recbole_tasrec.model.layers import TemporalGCN, csr_row_block
+from recbole_tasrec.model.sparse import csr_row_block
+from recbole_tasrec.model.temporal_gcn import TemporalGCN
 
 
 def random_propagation(n_items: int, n_edges: int, gen: torch.Generator) -> torch.Tensor:
@@ -28,8 +29,9 @@ def random_propagation(n_items: int, n_edges: int, gen: torch.Generator) -> torc
     rows = torch.cat([src, dst, torch.arange(n_items)])
     cols = torch.cat([dst, src, torch.arange(n_items)])
     values = torch.cat([weight, weight, torch.ones(n_items)])
-    matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n_items, n_items),
-                                     check_invariants=True).coalesce()
+    matrix = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), values, (n_items, n_items), check_invariants=True
+    ).coalesce()
     row_sum = torch.zeros(n_items).index_add_(0, matrix.indices()[0], matrix.values())
     values = matrix.values() / row_sum[matrix.indices()[0]]
     with warnings.catch_warnings():
@@ -38,8 +40,9 @@ def random_propagation(n_items: int, n_edges: int, gen: torch.Generator) -> torc
         return normalised.coalesce().to_sparse_csr()
 
 
-def time_steps(gcn: TemporalGCN, x: torch.Tensor, p: torch.Tensor, batches: list[torch.Tensor],
-               mode: str, warmup: int) -> list[float]:
+def time_steps(
+    gcn: TemporalGCN, x: torch.Tensor, p: torch.Tensor, batches: list[torch.Tensor], mode: str, warmup: int
+) -> list[float]:
     """Milliseconds of one forward + backward (grads to X and W1) for each of ``batches``."""
     times = []
     for i, items in enumerate(batches):
@@ -71,8 +74,9 @@ def main() -> None:
     p = random_propagation(args.items, args.edges, gen)
     x = torch.randn(args.items, args.dim, generator=gen).requires_grad_(True)
     gcn = TemporalGCN(args.dim, args.layers)
-    batches = [torch.randint(1, args.items, (args.batch, args.length), generator=gen)
-               for _ in range(args.steps + args.warmup)]
+    batches = [
+        torch.randint(1, args.items, (args.batch, args.length), generator=gen) for _ in range(args.steps + args.warmup)
+    ]
 
     # the two paths agree (same numbers, up to float32 summation order)
     with torch.no_grad():
@@ -88,13 +92,17 @@ def main() -> None:
         frontier.append(rows.numel())
         items = rows
 
-    print(f"items={args.items} d={args.dim} nnz(P)={p.values().numel()} (directed edges + self loops) "
-          f"batch={args.batch}x{args.length} K={args.layers} threads={torch.get_num_threads()}")
+    print(
+        f"items={args.items} d={args.dim} nnz(P)={p.values().numel()} (directed edges + self loops) "
+        f"batch={args.batch}x{args.length} K={args.layers} threads={torch.get_num_threads()}"
+    )
     print(f"rows per layer |S_K|..|S_0| = {frontier}; auto mode picks '{auto_choice}'")
     for mode in ("local", "full"):
         ms = sorted(time_steps(gcn, x, p, batches, mode, args.warmup))
-        print(f"{mode:>5}: median {statistics.median(ms):7.1f} ms per step (forward + backward), "
-              f"min {ms[0]:.1f}, max {ms[-1]:.1f}")
+        print(
+            f"{mode:>5}: median {statistics.median(ms):7.1f} ms per step (forward + backward), "
+            f"min {ms[0]:.1f}, max {ms[-1]:.1f}"
+        )
     with torch.no_grad():
         start = time.perf_counter()
         for _ in range(5):

@@ -1,4 +1,4 @@
-"""Tests of recbole_tasrec.model.layers: each TASRec layer alone, against references.
+"""Tests of the TASRec layers (session_graph, temporal_gcn, sparse, readout), each alone, against references.
 
 RecBole is imported here (never in the module itself) as the reference for SR-GNN's parts.
 """
@@ -16,15 +16,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_tasrec.model.layers import (
-    AttentionReadout,
-    SessionGGNN,
-    TemporalGCN,
-    build_session_graphs,
-    csr_row_block,
-    gather_positions,
-    l2_normalize,
-)
+from recbole_tasrec.model.readout import AttentionReadout
+from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs, gather_positions
+from recbole_tasrec.model.sparse import csr_row_block
+from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 
 srgnn = pytest.importorskip("recbole.model.sequential_recommender.srgnn")
 # Importing RecBole's sequential models runs recbole/model/sequential_recommender/sine.py:25,

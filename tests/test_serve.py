@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recbole_tasrec import load_data_and_model, run_recbole_tasrec
-from recbole_tasrec.data.temporal_graph import transition_pairs
+from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.serve import SessionRecommender
 from tests.conftest import small_settings
 

@@ -9,14 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_tasrec.data.temporal_graph import (
-    DailyGraphs,
-    TemporalGraph,
-    day_matrix,
-    max_daily_weight,
-    replay_horizon,
-    transition_pairs,
-)
+from recbole_tasrec.data.clicks import transition_pairs
+from recbole_tasrec.data.daily_graphs import DailyGraphs
+from recbole_tasrec.data.temporal_graph import TemporalGraph, day_matrix, max_daily_weight, replay_horizon
 
 FAST = settings(max_examples=40, deadline=None)
 SLOW = settings(max_examples=15, deadline=None)

@@ -1,8 +1,10 @@
 """Data: converters, the synthetic generator, the temporal graph and the day-indexed RecBole data set."""
 
-from recbole_tasrec.data.temporal_graph import DailyGraphs, TemporalGraph, transition_pairs
+from recbole_tasrec.data.clicks import DayClicks, transition_pairs
+from recbole_tasrec.data.daily_graphs import DailyGraphs
+from recbole_tasrec.data.temporal_graph import TemporalGraph
 
-__all__ = ["DailyGraphs", "TASRecDataset", "TemporalGraph", "transition_pairs"]
+__all__ = ["DailyGraphs", "DayClicks", "TASRecDataset", "TemporalGraph", "transition_pairs"]
 
 
 def __getattr__(name: str):

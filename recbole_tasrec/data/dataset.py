@@ -17,8 +17,6 @@ so one processed data set serves a whole sweep over those settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
@@ -26,7 +24,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
-from recbole_tasrec.data.temporal_graph import transition_pairs
+from recbole_tasrec.data.clicks import DayClicks
 
 SECONDS_PER_DAY = 86_400
 TRAIN, VALID, TEST = 0, 1, 2
@@ -34,30 +32,6 @@ TRAIN, VALID, TEST = 0, 1, 2
 
 class DataSplitError(ValueError):
     """The data cannot be split as configured (too few days, an empty split, ...)."""
-
-
-@dataclass(frozen=True)
-class DayClicks:
-    """Every kept click, ordered by (day, session start, session, time); ``offsets[t]:offsets[t + 1]`` are
-    day ``t``'s clicks. Sessions of a day are contiguous, so consecutive clicks of one session are
-    neighbours in these arrays."""
-
-    session: np.ndarray  # remapped session id of each click
-    item: np.ndarray  # remapped item id of each click
-    offsets: np.ndarray  # (n_days + 1,) start of each day in the arrays above
-
-    @property
-    def n_days(self) -> int:
-        return len(self.offsets) - 1
-
-    def day(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """(session, item) of day ``t``'s clicks."""
-        lo, hi = self.offsets[t], self.offsets[t + 1]
-        return self.session[lo:hi], self.item[lo:hi]
-
-    def transitions(self, window: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each day's (src, dst) click pairs within ``window`` positions (Eq. 1's raw material)."""
-        return [transition_pairs(*self.day(t), window=window) for t in range(self.n_days)]
 
 
 class TASRecDataset(SequentialDataset):

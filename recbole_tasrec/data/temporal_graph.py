@@ -36,43 +36,25 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = [
-    "DailyGraphs",
-    "TemporalGraph",
-    "day_matrix",
-    "max_daily_weight",
-    "replay_horizon",
-    "transition_pairs",
-]
+from recbole_tasrec.data.clicks import as_int_array
+
+__all__ = ["TemporalGraph", "check_pairs", "check_threshold", "day_matrix", "max_daily_weight", "replay_horizon"]
 
 EDGE_WEIGHTS = ("binary", "count")
 _STATE_VERSION = 1
 
 
 # --- validation helpers ---
-def _as_int_array(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
-
-
-def _check_pairs(src: Any, dst: Any, n_items: int, padding_idx: int | None) -> tuple[np.ndarray, np.ndarray]:
+def check_pairs(src: Any, dst: Any, n_items: int, padding_idx: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Validate one day's transitions and return them as int64 arrays."""
-    src = _as_int_array("src", src)
-    dst = _as_int_array("dst", dst)
+    src = as_int_array("src", src)
+    dst = as_int_array("dst", dst)
     if src.shape != dst.shape:
         raise ValueError(f"src and dst must have the same length, got {src.size} and {dst.size}")
     for name, arr in (("src", src), ("dst", dst)):
@@ -100,7 +82,7 @@ def _check_params(n_items: Any, decay: Any, edge_weight: Any, prune_below: Any) 
         )
 
 
-def _check_threshold(threshold: Any) -> float:
+def check_threshold(threshold: Any) -> float:
     if not isinstance(threshold, int | float | np.floating | np.integer) or not (
         math.isfinite(float(threshold)) and float(threshold) >= 0.0
     ):
@@ -109,42 +91,6 @@ def _check_threshold(threshold: Any) -> float:
 
 
 # --- functions ---
-def transition_pairs(session_index: np.ndarray, items: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Directed transitions ``src -> dst`` of Eq. 1: ``dst`` clicked 1..``window`` positions after ``src``.
-
-    ``session_index`` and ``items`` describe clicks grouped by session, each session's clicks contiguous
-    and in time order (sorted by session id, or by session start: the ids need not increase, but a session
-    split into two runs is an error). Pairs never cross sessions; self pairs (``src == dst``) are dropped.
-    The output is ordered by the position of ``src``, then by the offset. Vectorised: one pass per offset.
-    """
-    sessions = _as_int_array("session_index", session_index)
-    items = _as_int_array("items", items)
-    if sessions.shape != items.shape:
-        raise ValueError(f"session_index and items must have the same length, got {sessions.size} and {items.size}")
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
-    if sessions.size > 1:
-        n_runs = 1 + int(np.count_nonzero(sessions[1:] != sessions[:-1]))
-        if n_runs != np.unique(sessions).size:
-            raise ValueError(
-                "session_index must keep each session's clicks contiguous (clicks grouped by session, then "
-                "sorted by time); some session appears in two separate runs"
-            )
-    n = items.size
-    positions, offsets, srcs, dsts = [], [], [], []
-    for k in range(1, min(int(window), max(n - 1, 0)) + 1):
-        keep = (sessions[k:] == sessions[:-k]) & (items[k:] != items[:-k])
-        pos = np.flatnonzero(keep)
-        positions.append(pos)
-        offsets.append(np.full(pos.size, k, dtype=np.int64))
-        srcs.append(items[:-k][pos])
-        dsts.append(items[k:][pos])
-    if not srcs:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.concatenate(offsets), np.concatenate(positions)))
-    return np.concatenate(srcs)[order], np.concatenate(dsts)[order]
-
-
 def day_matrix(
     src: np.ndarray, dst: np.ndarray, n_items: int, edge_weight: str = "binary", padding_idx: int | None = 0
 ) -> sp.csr_matrix:
@@ -154,7 +100,7 @@ def day_matrix(
     c(j->i)``. Self pairs are ignored.
     """
     _check_params(n_items, 0.5, edge_weight, 0.0)
-    src, dst = _check_pairs(src, dst, n_items, padding_idx)
+    src, dst = check_pairs(src, dst, n_items, padding_idx)
     keep = src != dst
     src, dst = src[keep], dst[keep]
     rows = np.concatenate([src, dst])
@@ -170,8 +116,8 @@ def day_matrix(
 
 def max_daily_weight(src: np.ndarray, dst: np.ndarray, edge_weight: str) -> int:
     """The largest entry of ``day_matrix(src, dst)`` (0 for a day without edges), without building it."""
-    src = _as_int_array("src", src)
-    dst = _as_int_array("dst", dst)
+    src = as_int_array("src", src)
+    dst = as_int_array("dst", dst)
     keep = src != dst
     if not np.any(keep):
         return 0
@@ -312,7 +258,7 @@ class TemporalGraph:
 
     def neighbors(self, threshold: float = 1.0) -> sp.csr_matrix:
         """``E_masked`` of Eq. 2: the weights ``e_ij >= threshold`` (the neighbour filter), others removed."""
-        threshold = _check_threshold(threshold)
+        threshold = check_threshold(threshold)
         masked = self._weights.copy()
         if threshold > 0.0:
             masked.data[masked.data < threshold] = 0.0
@@ -415,122 +361,3 @@ def _propagation_from(masked: sp.csr_matrix, device: torch.device | str | None) 
             device=device,
             check_invariants=False,  # canonical by construction (scipy CSR, sorted, no duplicates)
         )
-
-
-# --- DailyGraphs ---
-class DailyGraphs:
-    """``E_t`` for any day ``t`` (built from days ``< t`` only), from the per-day transition lists.
-
-    Keeps ONE running ``TemporalGraph``, so memory does not grow with the number of days. ``graph(t)``
-    with ``t >=`` the running day advances it (chronological access, the streaming evaluation, costs one
-    ``advance`` per day and equals a chronological ``TemporalGraph`` exactly); an earlier ``t`` replays from
-    day ``max(0, t - horizon)`` (``replay_horizon``). A replayed graph is within ``prune_below / (1 -
-    decay)`` of the chronological one, entry by entry (and identical when ``prune_below == 0``: the horizon
-    is then infinite and the replay starts at day 0). With binary edges, ``decay <= 1/2`` and ``threshold
-    <= 1`` the neighbour sets are identical either way.
-    """
-
-    def __init__(
-        self,
-        day_transitions: Sequence[tuple[np.ndarray, np.ndarray]],
-        n_items: int,
-        decay: float = 0.5,
-        edge_weight: str = "binary",
-        prune_below: float = 2**-16,
-        threshold: float = 1.0,
-        padding_idx: int | None = 0,
-    ) -> None:
-        self._running = TemporalGraph(n_items, decay, edge_weight, prune_below, padding_idx)
-        self._threshold = _check_threshold(threshold)
-        self._days: list[tuple[np.ndarray, np.ndarray]] = []
-        self._max_weight = 0
-        self._cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
-        for t, pair in enumerate(day_transitions):
-            try:
-                src, dst = pair
-            except (TypeError, ValueError):
-                raise ValueError(f"day_transitions[{t}] must be a (src, dst) pair") from None
-            try:
-                self.append_day(src, dst)
-            except ValueError as err:
-                raise ValueError(f"day_transitions[{t}]: {err}") from None
-
-    @property
-    def n_days(self) -> int:
-        return len(self._days)
-
-    @property
-    def n_items(self) -> int:
-        return self._running.n_items
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    @property
-    def max_daily_weight(self) -> int:
-        """The largest daily weight over all days (1 in binary mode when any edge exists)."""
-        return self._max_weight
-
-    @property
-    def horizon(self) -> int | None:
-        """Days a backward replay starts before ``t`` (``None``: from day 0); see ``replay_horizon``."""
-        r = self._running
-        return replay_horizon(r.decay, r.prune_below, self._max_weight)
-
-    @property
-    def nnz(self) -> int:
-        """Stored nonzeros of the running graph (the state this object keeps besides the transitions)."""
-        return self._running.nnz
-
-    def __len__(self) -> int:
-        return len(self._days)
-
-    def append_day(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Append a new day's transitions (day ``n_days``), e.g. in a serving process after the day closes."""
-        r = self._running
-        src, dst = _check_pairs(src, dst, r.n_items, r.padding_idx)
-        self._days.append((src.copy(), dst.copy()))
-        self._max_weight = max(self._max_weight, max_daily_weight(src, dst, r.edge_weight))
-
-    def _check_day(self, t: Any) -> int:
-        if isinstance(t, bool) or not isinstance(t, int | np.integer):
-            raise ValueError(f"day must be an integer, got {t!r}")
-        if not 0 <= int(t) <= self.n_days:
-            raise ValueError(
-                f"day {t} is outside [0, n_days={self.n_days}] (day n_days is the graph after all known days)"
-            )
-        return int(t)
-
-    def _graph_at(self, t: int) -> TemporalGraph:
-        if t < self._running.day:
-            h = self.horizon
-            start = 0 if h is None else max(0, t - h)
-            r = self._running
-            fresh = TemporalGraph(r.n_items, r.decay, r.edge_weight, r.prune_below, r.padding_idx)
-            fresh._day = start
-            self._running = fresh
-            self._cache.clear()  # cached results belong to the old line of days; keep P and E_t consistent
-        while self._running.day < t:
-            self._running.advance(*self._days[self._running.day])
-        return self._running
-
-    def graph(self, t: int) -> TemporalGraph:
-        """A copy of ``E_t``: days ``0..t-1`` folded in, ``graph(t).day == t``; ``t`` in ``[0, n_days]``."""
-        return self._graph_at(self._check_day(t)).copy()
-
-    def propagation(self, t: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """Eq. 2's ``P`` for day ``t`` at this object's threshold.
-
-        The last two results are cached and returned as the same tensor object: treat them as read-only.
-        """
-        t = self._check_day(t)
-        key = (t, str(torch.device(device)) if device is not None else "cpu")
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        result = self._graph_at(t).propagation(self._threshold, device)
-        self._cache[key] = result
-        while len(self._cache) > 2:
-            self._cache.popitem(last=False)
-        return result

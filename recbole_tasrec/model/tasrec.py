@@ -29,15 +29,11 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import Tensor, nn
 
-from recbole_tasrec.data.temporal_graph import DailyGraphs, TemporalGraph
-from recbole_tasrec.model.layers import (
-    AttentionReadout,
-    SessionGGNN,
-    TemporalGCN,
-    build_session_graphs,
-    gather_positions,
-    l2_normalize,
-)
+from recbole_tasrec.data.daily_graphs import DailyGraphs
+from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.model.readout import AttentionReadout
+from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs, gather_positions
+from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 
 TEMPORAL_EVAL_MODES = ("streaming", "frozen")
 

@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_tasrec.data.dataset import DayClicks
-from recbole_tasrec.data.temporal_graph import TemporalGraph, transition_pairs
+from recbole_tasrec.data.clicks import DayClicks, transition_pairs
+from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.model.tasrec import TASRec
 
 
