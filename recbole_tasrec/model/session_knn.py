@@ -40,15 +40,27 @@ def _last_per_key(key: np.ndarray, position: np.ndarray) -> np.ndarray:
     return order[last]
 
 
-def top_per_row(rows: np.ndarray, keys: tuple[np.ndarray, ...], limit: int) -> np.ndarray:
-    """Mask of the ``limit`` entries of each row with the largest ``keys`` (the first key decides, the next break
-    ties); ``rows`` need not be sorted."""
-    order = np.lexsort(tuple(-k for k in reversed(keys)) + (rows,))
-    sorted_rows = rows[order]
-    rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows, side="left")
-    keep = np.zeros(len(rows), dtype=bool)
-    keep[order[rank < limit]] = True
-    return keep
+def rank_in_row(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """0-based rank of each entry within its row, for ``rows`` sorted ascending."""
+    counts = np.bincount(rows, minlength=n_rows)
+    return np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def top_per_row(rows: np.ndarray, rank: np.ndarray, values: np.ndarray, n_rows: int, limit: int) -> np.ndarray:
+    """Indices of the ``limit`` largest ``values`` of each row, ties to the lower ``rank`` (its place in the row).
+
+    One stable sort of a dense ``(n_rows, max row length)`` matrix instead of a sort of all the entries with
+    the row as a key: rows here hold at most ``sample_size`` entries.
+    """
+    width = int(rank.max()) + 1 if len(rank) else 1
+    dense = torch.full((n_rows, width), -torch.inf, dtype=torch.float64)
+    dense[rows, rank] = torch.from_numpy(np.asarray(values, dtype=np.float64))
+    entry = torch.zeros((n_rows, width), dtype=torch.int64)
+    entry[rows, rank] = torch.arange(len(rows))
+    best = torch.sort(dense, dim=1, descending=True, stable=True)
+    top = best.indices[:, :limit]
+    kept = best.values[:, :limit] > -torch.inf
+    return entry.gather(1, top)[kept].numpy()
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,10 @@ class NeighbourScoring:
                 raise ValueError(f"{name} must be a positive integer (a number of sessions), got {value!r}")
         self.index, self.k, self.sample_size, self.streaming = index, int(k), int(sample_size), bool(streaming)
         self.n_items = index.positions.shape[1]
-        self.members_t = (index.positions > 0).astype(np.float64).T.tocsr()  # (n_items, n_sessions), binary
+        # columns from the most recent session to the oldest, so each row of a product is in recency order
+        self.by_recency = np.argsort(-index.start_rank, kind="stable")
+        members = (index.positions[self.by_recency] > 0).astype(np.float64)
+        self.members_t = members.T.tocsr()  # (n_items, n_sessions), binary
 
     # --- the model's weights -------------------------------------------------------------------------------
     def query_weights(self, current: CurrentSessions) -> np.ndarray:
@@ -187,19 +202,19 @@ class NeighbourScoring:
     def neighbours(self, current: CurrentSessions, day: np.ndarray) -> Neighbours:
         """Steps 1-3: candidates, the recent sample of the known ones, the ``k`` most similar."""
         batch = len(current.length)
-        query = sp.csr_matrix(
-            (self.query_weights(current), (current.row, current.item)), shape=(batch, self.n_items)
-        )
-        product = (query @ self.members_t).tocoo()
-        rows, sessions, dot = product.row, product.col, product.data
+        query = sp.csr_matrix((self.query_weights(current), (current.row, current.item)), shape=(batch, self.n_items))
+        product = (query @ self.members_t).tocsr()
+        product.sort_indices()  # each row: most recent first
+        rows = np.repeat(np.arange(batch), np.diff(product.indptr))
+        sessions, dot = self.by_recency[product.indices], product.data
         keep = self.known(rows, sessions, day)
         rows, sessions, dot = rows[keep], sessions[keep], dot[keep]
-        keep = top_per_row(rows, (self.index.start_rank[sessions],), self.sample_size)
-        rows, sessions, dot = rows[keep], sessions[keep], dot[keep]
+        rank = rank_in_row(rows, batch)
+        keep = rank < self.sample_size  # session-rec's 'recent' sampling
+        rows, sessions, dot, rank = rows[keep], sessions[keep], dot[keep], rank[keep]
         similarity = self.similarity(current, rows, sessions, dot, day)
-        keep = top_per_row(rows, (similarity, self.index.start_rank[sessions]), self.k)
-        order = np.lexsort((sessions[keep], rows[keep]))
-        return Neighbours(rows[keep][order], sessions[keep][order], similarity[keep][order])
+        keep = np.sort(top_per_row(rows, rank, similarity, batch, self.k))  # ties: the more recent session
+        return Neighbours(rows[keep], sessions[keep], similarity[keep])
 
     def neighbour_items(self, current: CurrentSessions, neighbours: Neighbours) -> NeighbourItems:
         """Step 4: every item of every kept neighbour, with its positions in the neighbour and the query."""
@@ -246,9 +261,9 @@ class SessionKNN(SequentialRecommender):
     input_type = InputType.POINTWISE
 
     def __init__(self, config: Any, dataset: Any) -> None:
+        index = SessionIndex.from_dataset(dataset)  # first: it says what to do with a plain RecBole data set
         super().__init__(config, dataset)
-        self.day_field = getattr(dataset, "day_field", None)
-        index = SessionIndex.from_dataset(dataset)
+        self.day_field = dataset.day_field
         streaming = config["knn_streaming"]
         self.scoring = self.build_scoring(config, index, True if streaming is None else bool(streaming))
         self.dummy = nn.Parameter(torch.zeros(1))
