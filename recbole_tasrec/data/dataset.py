@@ -25,6 +25,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_tasrec.data.clicks import DayClicks
+from recbole_tasrec.data.daily_graphs import DailyGraphs
 
 SECONDS_PER_DAY = 86_400
 TRAIN, VALID, TEST = 0, 1, 2
@@ -132,6 +133,19 @@ class TASRecDataset(SequentialDataset):
             self.logger.warning(
                 f"{len(empty)} day(s) have no session (days {empty[:10].tolist()}...): they only decay the graph"
             )
+
+    def graph_source(self, config) -> DailyGraphs:
+        """TASRec's graph source (Eq. 1-2): ``E_t`` of every day from this data set's clicks, with the run's
+        ``temporal_window``, ``decay``, ``edge_weight``, ``prune_below`` and ``neighbor_threshold`` (the data
+        set itself does not depend on them, so one processed data set serves a sweep over them)."""
+        return DailyGraphs(
+            self.day_clicks.transitions(int(config["temporal_window"])),
+            self.item_num,
+            decay=float(config["decay"]),
+            edge_weight=config["edge_weight"],
+            prune_below=float(config["prune_below"]),
+            threshold=float(config["neighbor_threshold"]),
+        )
 
     # --- 4. prefix samples -------------------------------------------------------------------------------
     def data_augmentation(self) -> None:
