@@ -217,3 +217,20 @@ def test_bad_graph_sources_and_state_dicts_are_named(setup) -> None:
         TASRec.from_graph_source(config, dataset.field2id_token[dataset.iid_field], object())
     with pytest.raises(ValueError, match="no temporal graph"):
         TASRec.saved_graph({"item_embedding.weight": model.item_embedding.weight})
+
+
+def test_the_model_runs_in_double_precision(setup) -> None:
+    """``model.double()`` works (the session graphs take the embeddings' dtype) and agrees with float32."""
+    config, dataset, (train, _, test), model = setup
+    twin = TASRec(config, train)
+    twin.load_state_dict(model.state_dict())
+    twin.double().eval()
+    batch = batch_of(test, np.arange(20))
+    with torch.no_grad():
+        scores = twin.full_sort_predict(batch)
+        assert scores.dtype == torch.float64
+        assert torch.allclose(scores.float(), model.full_sort_predict(batch), atol=1e-5)
+    twin.train()
+    loss = twin.calculate_loss(batch_of(train, np.arange(32)))
+    loss.backward()
+    assert loss.dtype == torch.float64 and twin.item_embedding.weight.grad.dtype == torch.float64

@@ -130,7 +130,8 @@ class TASRec(SequentialRecommender):
     # --- the two views of a session ------------------------------------------------------------------
     def session_states(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
         """2.1: ``h_p`` for every position, ``(B, L, d)``."""
-        graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight)
+        dtype = self.item_embedding.weight.dtype  # so that model.double() works
+        graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight, dtype=dtype)
         hidden = self.session_gnn(graphs.a_in, graphs.a_out, self.item_embedding(graphs.nodes))
         return gather_positions(hidden, graphs.alias)
 
