@@ -234,3 +234,31 @@ def test_the_model_runs_in_double_precision(setup) -> None:
     loss = twin.calculate_loss(batch_of(train, np.arange(32)))
     loss.backward()
     assert loss.dtype == torch.float64 and twin.item_embedding.weight.grad.dtype == torch.float64
+
+
+def test_the_padding_item_never_competes_nor_ranks(setup) -> None:
+    """Eq. 8 masks item 0: the loss is the softmax CE over real items only, training never moves the padding
+    row (Adam with L2 included), and no prediction ranks it."""
+    config, dataset, (train, _, test), model = setup
+    twin = TASRec(config, train)
+    twin.load_state_dict(model.state_dict())
+    twin.train()
+    twin.dropout.p = 0.0
+    batch = batch_of(train, np.arange(64))
+    with torch.no_grad():
+        s = twin(batch[twin.ITEM_SEQ], batch[twin.ITEM_SEQ_LEN], batch[dataset.day_field].long())
+        real = s @ twin.item_embedding.weight[1:].t()
+        expected = torch.nn.functional.cross_entropy(real, batch[twin.POS_ITEM_ID] - 1)
+    assert torch.allclose(twin.calculate_loss(batch), expected, atol=1e-6)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=0.01, weight_decay=1e-3)
+    for start in range(0, 320, 64):
+        optimizer.zero_grad()
+        twin.calculate_loss(batch_of(train, np.arange(start, start + 64))).backward()
+        optimizer.step()
+    assert twin.item_embedding.weight[0].abs().max() == 0
+    twin.eval()
+    with torch.no_grad():
+        scores = twin.full_sort_predict(batch_of(test, np.arange(len(test))))
+    assert torch.isinf(scores[:, 0]).all() and (scores[:, 0] < 0).all()
+    assert torch.isfinite(scores[:, 1:]).all()
+    assert not (scores.topk(scores.size(1) - 1, dim=1).indices == 0).any()

@@ -120,7 +120,9 @@ class TASRec(SequentialRecommender):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``; padding stays zero."""
+        """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``, except the padding row 0 of
+        the item table, which starts at zero and stays there: no gradient reaches it (``padding_idx``, padded
+        positions masked in the readout, its logit masked in Eq. 8), so neither Adam nor L2 moves it."""
         stdv = 1.0 / math.sqrt(self.embedding_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
@@ -175,16 +177,21 @@ class TASRec(SequentialRecommender):
         return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], day)
 
     # --- Eq. 8-9 and RecBole's interface ---------------------------------------------------------------
+    def _logits(self, interaction: Any) -> Tensor:
+        """Eq. 8's ``s X^T`` over all items; the padding item 0 gets ``-inf``, so it never competes in the
+        softmax nor ranks (RecBole's evaluation masks it too, but not a caller of ``full_sort_predict``)."""
+        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()
+        return logits.index_fill(1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
+
     def calculate_loss(self, interaction: Any) -> Tensor:
-        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()  # Eq. 8
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])  # Eq. 9
+        return self.loss_fct(self._logits(interaction), interaction[self.POS_ITEM_ID])  # Eq. 8, 9
 
     def predict(self, interaction: Any) -> Tensor:
         s = self._session_vectors(interaction)
         return (s * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
-        return self._session_vectors(interaction) @ self.item_embedding.weight.t()
+        return self._logits(interaction)
 
     # --- a self-contained checkpoint ------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
