@@ -194,3 +194,18 @@ def test_filters_that_leave_nothing_are_a_clear_error(tmp_path: Path) -> None:
     config = Config("TASRec", "sparse", config_dict=small_settings(tmp_path, tmp_path / "runs"))
     with pytest.raises(DataSplitError, match="survives the filters"):
         TASRecDataset(config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"normalize_all": True}, "normalize_all"),
+        ({"normalize_field": ["timestamp"]}, "normalize_field"),
+        ({"discretization": {"timestamp": {"method": "ED", "bucket": 5}}}, "discretization"),
+    ],
+)
+def test_rescaling_the_time_field_is_refused(data_dir: Path, tmp_path: Path, overrides: dict, named: str) -> None:
+    """RecBole would rescale the timestamps before the days are derived from them: a clear error instead."""
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, **overrides))
+    with pytest.raises(ValueError, match=f"{named} would rescale the time field 'timestamp'"):
+        TASRecDataset(config)

@@ -77,10 +77,25 @@ class TASRecDataset(SequentialDataset):
 
     # --- 2. days and the split, on the float64 timestamps -------------------------------------------------
     def _data_processing(self) -> None:
+        self._refuse_time_rescaling()
         super()._data_processing()
         if self.benchmark_filename_list is not None:
             raise ValueError("TASRecDataset splits by day itself; benchmark_filename is not supported")
         self._assign_days_and_split()
+
+    def _refuse_time_rescaling(self) -> None:
+        """RecBole's ``normalize_all`` / ``normalize_field`` / ``discretization`` run before the days are
+        derived and would turn the Unix timestamps into nonsense days, silently: refuse them on the time field."""
+        time = self.time_field
+        touched = [key for key in ("normalize_field", "discretization") if time in (self.config[key] or ())]
+        if self.config["normalize_all"]:
+            touched.insert(0, "normalize_all")
+        if touched:
+            raise ValueError(
+                f"{' and '.join(touched)} would rescale the time field {time!r}, from which TASRecDataset derives "
+                f"each session's day (Unix seconds): set normalize_all: False and leave {time!r} out of "
+                "normalize_field and discretization (list the other fields to rescale in normalize_field)"
+            )
 
     def _assign_days_and_split(self) -> None:
         df = self.inter_feat
