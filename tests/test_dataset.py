@@ -61,7 +61,8 @@ def test_every_sample_has_its_sessions_day(data_dir: Path, built) -> None:
     _, dataset, parts = built
     raw = raw_after_filters(data_dir, "tiny")
     start = raw.groupby("session")["time"].min()
-    origin = np.floor(start.min() / DAY) * DAY
+    first_raw_click = pd.read_csv(data_dir / "tiny" / "tiny.inter", sep="\t").iloc[:, 2].min()
+    origin = np.floor(first_raw_click / DAY) * DAY
     expected_day = ((start - origin) // DAY).astype(int)
     for part in parts:
         frame = sample_frame(dataset, part)
@@ -209,3 +210,27 @@ def test_rescaling_the_time_field_is_refused(data_dir: Path, tmp_path: Path, ove
     config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, **overrides))
     with pytest.raises(ValueError, match=f"{named} would rescale the time field 'timestamp'"):
         TASRecDataset(config)
+
+
+def test_the_day_grid_starts_at_the_first_raw_click(tmp_path: Path) -> None:
+    """Day 0 starts at midnight before the first click of the file, whatever the filters drop: a session of
+    rare items on calendar day 0 is filtered out by min_item_clicks=2, and no day boundary moves."""
+    rng = np.random.default_rng(1)
+    rows = [(1, 100, 23 * 3600), (1, 101, 23 * 3600 + 60)]  # rare items, 23:00 on calendar day 0
+    for day in range(1, 8):
+        for k in range(12):
+            sid = 100 * day + k
+            items = rng.choice(6, size=3, replace=False) + 1
+            rows += [(sid, int(item), day * DAY + 600 * k + j) for j, item in enumerate(items)]
+    make_log(tmp_path, "rare", rows)
+    days = {}
+    for min_clicks in (1, 2):
+        settings = small_settings(tmp_path, tmp_path / f"runs{min_clicks}", min_item_clicks=min_clicks)
+        dataset = TASRecDataset(Config("TASRec", "rare", config_dict=settings))
+        tokens = dataset.field2id_token[dataset.uid_field]
+        kept = np.flatnonzero(dataset.session_day >= 0)
+        days[min_clicks] = dict(zip(tokens[kept].astype(int).tolist(), dataset.session_day[kept].tolist(), strict=True))
+        assert dataset.n_days == 8 and dataset.day_origin == 0.0
+    assert 1 in days[1] and 1 not in days[2]
+    assert days[2] == {sid: day for sid, day in days[1].items() if sid != 1}
+    assert days[2] == {sid: sid // 100 for sid in days[2]}

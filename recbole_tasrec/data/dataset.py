@@ -3,8 +3,9 @@
 One processed data set serves TASRec and every RecBole sequential model, so all see the same samples:
 
 1. filters in SR-GNN's order, one pass: short sessions, rare items, short sessions again;
-2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 holding the first
-   click of the data; derived from the float64 timestamps, before RecBole makes them float32 tensors;
+2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 starting at
+   midnight UTC before the first click of the raw file (before the filters, so that filter settings never
+   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors;
 3. split by day: the last ``max(1, round(D * test_day_ratio))`` days test, the last ``valid_session_ratio``
    of the training sessions (by start time) validate; a session is never cut across splits;
 4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
@@ -40,6 +41,7 @@ class TASRecDataset(SequentialDataset):
 
     Attributes set after loading (shared by the split copies that ``build`` returns):
         day_field: the samples' day field (``DAY_FIELD``).
+        day_origin: Unix seconds of midnight UTC before the first raw click (the start of day 0).
         n_days: days in the data; n_train_days: the first test day (days ``< n_train_days`` train).
         session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
@@ -51,8 +53,27 @@ class TASRecDataset(SequentialDataset):
 
     # --- 1. filters ---------------------------------------------------------------------------------
     def _data_filtering(self) -> None:
+        self.day_origin = self._midnight_before_first_click()
         super()._data_filtering()
         self._filter_like_srgnn()
+
+    def _midnight_before_first_click(self) -> float:
+        """Midnight UTC of the first click in the file, before any filter: the day grid's origin, so that
+        filter settings (``min_item_clicks``, ...) never move a day boundary."""
+        time = self.time_field
+        if time is None or time not in self.inter_feat:
+            raise ValueError(
+                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): TASRecDataset needs it "
+                "to assign days; check TIME_FIELD and load_col"
+            )
+        times = self.inter_feat[time].to_numpy(np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(times)))
+        if bad or not len(times):
+            raise ValueError(
+                f"{self.dataset_name}: {bad} of {len(times)} clicks have no valid timestamp in {time!r}; fix or "
+                "drop them in the atomic file (the converters write Unix seconds)"
+            )
+        return float(np.floor(times.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY)
 
     def _filter_like_srgnn(self) -> None:
         """Short sessions, then rare items, then short sessions again: one pass, as SR-GNN (not k-core)."""
@@ -104,8 +125,7 @@ class TASRecDataset(SequentialDataset):
         if span < 1:
             raise ValueError(f"day_span must be a positive number of calendar days, got {span}")
         start = df.groupby(uid, sort=False)[time].transform("min").to_numpy(np.float64)
-        origin = np.floor(start.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY  # midnight UTC of the first click
-        day = ((start - origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
+        day = ((start - self.day_origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
         # canonical row order: by session start, session, then time (float64, so no float32 ties)
         order = np.lexsort((df[time].to_numpy(np.float64), df[uid].to_numpy(), start))
         df = df.iloc[order].reset_index(drop=True)
