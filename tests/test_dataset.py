@@ -13,7 +13,7 @@ from recbole.data.dataset import Dataset, SequentialDataset
 
 from recbole_tasrec.config import Config
 from recbole_tasrec.data import TASRecDataset
-from recbole_tasrec.data.dataset import DataSplitError
+from recbole_tasrec.data.dataset import DataSplitError, n_test_days
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
 from tests.conftest import small_settings
 
@@ -74,8 +74,7 @@ def test_split_by_day_never_cuts_a_session(built) -> None:
     frames = [sample_frame(dataset, part) for part in (train, valid, test)]
     sessions = [set(f["session"]) for f in frames]
     assert not (sessions[0] & sessions[1]) and not (sessions[0] & sessions[2]) and not (sessions[1] & sessions[2])
-    n_test_days = max(1, round(dataset.n_days / 6))
-    assert dataset.n_days == 14 and dataset.n_train_days == 14 - n_test_days
+    assert dataset.n_days == 14 and dataset.n_train_days == 14 - 2  # 14 / 6 = 2.33 -> 2 test days
     assert frames[2]["day"].min() >= dataset.n_train_days
     assert frames[0]["day"].max() < dataset.n_train_days and frames[1]["day"].max() < dataset.n_train_days
 
@@ -234,3 +233,32 @@ def test_the_day_grid_starts_at_the_first_raw_click(tmp_path: Path) -> None:
     assert 1 in days[1] and 1 not in days[2]
     assert days[2] == {sid: day for sid, day in days[1].items() if sid != 1}
     assert days[2] == {sid: sid // 100 for sid in days[2]}
+
+
+@pytest.mark.parametrize(
+    ("n_days", "ratio", "expected"),
+    [
+        (15, 1 / 6, 3),  # 2.5 rounds up (round() would give 2)
+        (21, 1 / 6, 4),  # 3.5 rounds up
+        (15, 0.16666666666666666, 3),  # the yaml default
+        (14, 1 / 6, 2),
+        (45, 0.7, 32),  # 45 * 0.7 is 31.499999999999996 in floating point: still a half
+        (38, 1 / 6, 6),
+        (2, 0.1, 1),  # at least one test day
+    ],
+)
+def test_test_day_count_rounds_half_up(n_days: int, ratio: float, expected: int) -> None:
+    assert n_test_days(n_days, ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [0, 1, -0.2, 1.5, "1/6", True])
+def test_bad_test_day_ratio_is_named(ratio) -> None:
+    with pytest.raises(ValueError, match="test_day_ratio must be a number in"):
+        n_test_days(15, ratio)
+
+
+def test_fifteen_days_give_three_test_days(tmp_path: Path) -> None:
+    write(SyntheticConfig(n_items=40, sessions_per_day=20, n_days=15, seed=2), tmp_path, "fifteen")
+    config = Config("TASRec", "fifteen", config_dict=small_settings(tmp_path, tmp_path / "runs"))
+    dataset = TASRecDataset(config)
+    assert dataset.n_days == 15 and dataset.n_train_days == 12

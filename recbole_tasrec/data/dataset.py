@@ -6,8 +6,8 @@ One processed data set serves TASRec and every RecBole sequential model, so all 
 2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 starting at
    midnight UTC before the first click of the raw file (before the filters, so that filter settings never
    shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors;
-3. split by day: the last ``max(1, round(D * test_day_ratio))`` days test, the last ``valid_session_ratio``
-   of the training sessions (by start time) validate; a session is never cut across splits;
+3. split by day: the last ``max(1, floor(D * test_day_ratio + 1/2))`` days test (halves round up), the last
+   ``valid_session_ratio`` of the training sessions (by start time) validate; a session is never cut;
 4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
 5. valid/test samples whose target never occurs in training are dropped (``drop_unseen_targets``).
 
@@ -17,6 +17,8 @@ so one processed data set serves a whole sweep over those settings.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,15 @@ TRAIN, VALID, TEST = 0, 1, 2
 
 class DataSplitError(ValueError):
     """The data cannot be split as configured (too few days, an empty split, ...)."""
+
+
+def n_test_days(n_days: int, ratio: float) -> int:
+    """How many of the last days test: ``max(1, floor(D * ratio + 1/2))``, halves round up (``D = 15``,
+    ratio 1/6: 3; Python's ``round`` rounds halves to even and would give 2). A product within 1e-9 of a half
+    counts as the half, since a float ratio is rarely exact (``45 * 0.7`` is ``31.499999999999996``)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 < ratio < 1.0:
+        raise ValueError(f"test_day_ratio must be a number in (0, 1), got {ratio!r}")
+    return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
 
 
 class TASRecDataset(SequentialDataset):
@@ -139,7 +150,7 @@ class TASRecDataset(SequentialDataset):
         self.session_day = np.full(n_sessions, -1, dtype=np.int64)
         self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
         self.n_days = int(self.session_day.max()) + 1
-        n_test = max(1, round(self.n_days * float(self.config["test_day_ratio"])))
+        n_test = n_test_days(self.n_days, self.config["test_day_ratio"])
         self.n_train_days = self.n_days - n_test
         if self.n_train_days < 1:
             raise DataSplitError(
