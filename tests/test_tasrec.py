@@ -11,7 +11,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_tasrec import load_data_and_model, run_recbole_tasrec
 from recbole_tasrec.config import Config
-from recbole_tasrec.data import DailyGraphs, TASRecDataset
+from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model import TASRec
 from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.serve.recommender import LatestGraph
@@ -30,30 +30,6 @@ def setup(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def batch_of(part, rows: np.ndarray) -> Interaction:
     return part.inter_feat[torch.as_tensor(rows)]
-
-
-def test_no_sample_sees_an_edge_from_its_own_day_or_later(setup) -> None:
-    """Rewrite every day from t on at random: the scores of day t's samples must not move."""
-    config, dataset, (_, _, test), model = setup
-    days = test.inter_feat[dataset.day_field].long().numpy()
-    rng = np.random.default_rng(0)
-    for t in np.unique(days):
-        batch = batch_of(test, np.flatnonzero(days == t))
-        with torch.no_grad():
-            before = model.full_sort_predict(batch)
-        real = dataset.day_clicks.transitions()
-        fake = [
-            pair if d < t else (rng.integers(1, model.n_items, 500), rng.integers(1, model.n_items, 500))
-            for d, pair in enumerate(real)
-        ]
-        original = model.graph_source
-        model.graph_source = DailyGraphs(fake, model.n_items)
-        try:
-            with torch.no_grad():
-                after = model.full_sort_predict(batch)
-        finally:
-            model.graph_source = original
-        assert torch.equal(before, after), f"day {t} saw later data"
 
 
 def test_graph_of_a_day_holds_only_earlier_days_edges(setup) -> None:
