@@ -11,9 +11,10 @@ The model reads top to bottom like the paper (DESIGN.md section 2):
 * Eq. 2-3 a GCN over ``E_t`` (neighbours with ``e_ij >= neighbor_threshold``) -> ``x_i``;
 * Eq. 4-5 ``z_p = Dropout(x_{i_p} / ||x_{i_p}|| + h_p)``;
 * Eq. 6-7 soft-attention readout -> ``s``;
-* Eq. 8-9 ``y = softmax(s X^T)`` over all items with the raw embedding table ``X``, trained with softmax
-  cross-entropy. Eq. 9 as printed adds a ``(1 - y) log(1 - y_hat)`` term over softmax outputs; the text
-  says "cross-entropy" and every baseline uses softmax CE, so this is plain CE.
+* Eq. 8-9 ``y = softmax(s X^T)`` over all items with the raw embedding table ``X`` (the padding item 0
+  masked out), trained with softmax cross-entropy. Eq. 9 as printed adds a ``(1 - y) log(1 - y_hat)``
+  term over softmax outputs; the text says "cross-entropy" and every baseline uses softmax CE, so this is
+  plain CE.
 
 Ablations (Table 2): ``use_session_graph: False`` is TASRec-temp (``z = Dropout(x_hat)``),
 ``use_temporal_graph: False`` is TASRec-base (``z = Dropout(h)``).
