@@ -13,7 +13,7 @@ from recbole.data.dataset import Dataset, SequentialDataset
 
 from recbole_tasrec.config import Config
 from recbole_tasrec.data import TASRecDataset
-from recbole_tasrec.data.dataset import DataSplitError
+from recbole_tasrec.data.dataset import DataSplitError, n_test_days
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
 from tests.conftest import small_settings
 
@@ -61,7 +61,8 @@ def test_every_sample_has_its_sessions_day(data_dir: Path, built) -> None:
     _, dataset, parts = built
     raw = raw_after_filters(data_dir, "tiny")
     start = raw.groupby("session")["time"].min()
-    origin = np.floor(start.min() / DAY) * DAY
+    first_raw_click = pd.read_csv(data_dir / "tiny" / "tiny.inter", sep="\t").iloc[:, 2].min()
+    origin = np.floor(first_raw_click / DAY) * DAY
     expected_day = ((start - origin) // DAY).astype(int)
     for part in parts:
         frame = sample_frame(dataset, part)
@@ -73,8 +74,7 @@ def test_split_by_day_never_cuts_a_session(built) -> None:
     frames = [sample_frame(dataset, part) for part in (train, valid, test)]
     sessions = [set(f["session"]) for f in frames]
     assert not (sessions[0] & sessions[1]) and not (sessions[0] & sessions[2]) and not (sessions[1] & sessions[2])
-    n_test_days = max(1, round(dataset.n_days / 6))
-    assert dataset.n_days == 14 and dataset.n_train_days == 14 - n_test_days
+    assert dataset.n_days == 14 and dataset.n_train_days == 14 - 2  # 14 / 6 = 2.33 -> 2 test days
     assert frames[2]["day"].min() >= dataset.n_train_days
     assert frames[0]["day"].max() < dataset.n_train_days and frames[1]["day"].max() < dataset.n_train_days
 
@@ -194,3 +194,71 @@ def test_filters_that_leave_nothing_are_a_clear_error(tmp_path: Path) -> None:
     config = Config("TASRec", "sparse", config_dict=small_settings(tmp_path, tmp_path / "runs"))
     with pytest.raises(DataSplitError, match="survives the filters"):
         TASRecDataset(config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"normalize_all": True}, "normalize_all"),
+        ({"normalize_field": ["timestamp"]}, "normalize_field"),
+        ({"discretization": {"timestamp": {"method": "ED", "bucket": 5}}}, "discretization"),
+    ],
+)
+def test_rescaling_the_time_field_is_refused(data_dir: Path, tmp_path: Path, overrides: dict, named: str) -> None:
+    """RecBole would rescale the timestamps before the days are derived from them: a clear error instead."""
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, **overrides))
+    with pytest.raises(ValueError, match=f"{named} would rescale the time field 'timestamp'"):
+        TASRecDataset(config)
+
+
+def test_the_day_grid_starts_at_the_first_raw_click(tmp_path: Path) -> None:
+    """Day 0 starts at midnight before the first click of the file, whatever the filters drop: a session of
+    rare items on calendar day 0 is filtered out by min_item_clicks=2, and no day boundary moves."""
+    rng = np.random.default_rng(1)
+    rows = [(1, 100, 23 * 3600), (1, 101, 23 * 3600 + 60)]  # rare items, 23:00 on calendar day 0
+    for day in range(1, 8):
+        for k in range(12):
+            sid = 100 * day + k
+            items = rng.choice(6, size=3, replace=False) + 1
+            rows += [(sid, int(item), day * DAY + 600 * k + j) for j, item in enumerate(items)]
+    make_log(tmp_path, "rare", rows)
+    days = {}
+    for min_clicks in (1, 2):
+        settings = small_settings(tmp_path, tmp_path / f"runs{min_clicks}", min_item_clicks=min_clicks)
+        dataset = TASRecDataset(Config("TASRec", "rare", config_dict=settings))
+        tokens = dataset.field2id_token[dataset.uid_field]
+        kept = np.flatnonzero(dataset.session_day >= 0)
+        days[min_clicks] = dict(zip(tokens[kept].astype(int).tolist(), dataset.session_day[kept].tolist(), strict=True))
+        assert dataset.n_days == 8 and dataset.day_origin == 0.0
+    assert 1 in days[1] and 1 not in days[2]
+    assert days[2] == {sid: day for sid, day in days[1].items() if sid != 1}
+    assert days[2] == {sid: sid // 100 for sid in days[2]}
+
+
+@pytest.mark.parametrize(
+    ("n_days", "ratio", "expected"),
+    [
+        (15, 1 / 6, 3),  # 2.5 rounds up (round() would give 2)
+        (21, 1 / 6, 4),  # 3.5 rounds up
+        (15, 0.16666666666666666, 3),  # the yaml default
+        (14, 1 / 6, 2),
+        (45, 0.7, 32),  # 45 * 0.7 is 31.499999999999996 in floating point: still a half
+        (38, 1 / 6, 6),
+        (2, 0.1, 1),  # at least one test day
+    ],
+)
+def test_test_day_count_rounds_half_up(n_days: int, ratio: float, expected: int) -> None:
+    assert n_test_days(n_days, ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [0, 1, -0.2, 1.5, "1/6", True])
+def test_bad_test_day_ratio_is_named(ratio) -> None:
+    with pytest.raises(ValueError, match="test_day_ratio must be a number in"):
+        n_test_days(15, ratio)
+
+
+def test_fifteen_days_give_three_test_days(tmp_path: Path) -> None:
+    write(SyntheticConfig(n_items=40, sessions_per_day=20, n_days=15, seed=2), tmp_path, "fifteen")
+    config = Config("TASRec", "fifteen", config_dict=small_settings(tmp_path, tmp_path / "runs"))
+    dataset = TASRecDataset(config)
+    assert dataset.n_days == 15 and dataset.n_train_days == 12

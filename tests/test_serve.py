@@ -65,3 +65,9 @@ def test_bad_requests_are_named(trained) -> None:
         recommender.recommend([])
     with pytest.raises(TypeError, match="list of sessions"):
         recommender.recommend(["a", "b"])
+
+
+def test_the_recommender_needs_a_model_on_the_serving_graph(trained) -> None:
+    _, (_, model, _, _, _, _) = trained
+    with pytest.raises(TypeError, match="LatestGraph"):
+        SessionRecommender(model)  # a training model scores each day with its own graph

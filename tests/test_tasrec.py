@@ -11,8 +11,10 @@ from recbole.data.interaction import Interaction
 
 from recbole_tasrec import load_data_and_model, run_recbole_tasrec
 from recbole_tasrec.config import Config
-from recbole_tasrec.data import DailyGraphs, TASRecDataset
+from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model import TASRec
+from recbole_tasrec.model.graph_source import GraphSource
+from recbole_tasrec.serve.recommender import LatestGraph
 from tests.conftest import small_settings
 
 
@@ -30,35 +32,11 @@ def batch_of(part, rows: np.ndarray) -> Interaction:
     return part.inter_feat[torch.as_tensor(rows)]
 
 
-def test_no_sample_sees_an_edge_from_its_own_day_or_later(setup) -> None:
-    """Rewrite every day from t on at random: the scores of day t's samples must not move."""
-    config, dataset, (_, _, test), model = setup
-    days = test.inter_feat[dataset.day_field].long().numpy()
-    rng = np.random.default_rng(0)
-    for t in np.unique(days):
-        batch = batch_of(test, np.flatnonzero(days == t))
-        with torch.no_grad():
-            before = model.full_sort_predict(batch)
-        real = dataset.day_clicks.transitions()
-        fake = [
-            pair if d < t else (rng.integers(1, model.n_items, 500), rng.integers(1, model.n_items, 500))
-            for d, pair in enumerate(real)
-        ]
-        original = model.graphs
-        model.graphs = DailyGraphs(fake, model.n_items)
-        try:
-            with torch.no_grad():
-                after = model.full_sort_predict(batch)
-        finally:
-            model.graphs = original
-        assert torch.equal(before, after), f"day {t} saw later data"
-
-
 def test_graph_of_a_day_holds_only_earlier_days_edges(setup) -> None:
     _, dataset, _, model = setup
     transitions = dataset.day_clicks.transitions()
     for t in range(dataset.n_days):
-        weights = model.graphs.graph(t).weights()
+        weights = model.graph_source.graph(t).weights()
         earlier = {(int(a), int(b)) for d in range(t) for a, b in zip(*transitions[d], strict=True)}
         present = set(zip(*weights.nonzero(), strict=True))
         assert present <= earlier | {(b, a) for a, b in earlier}
@@ -74,7 +52,7 @@ def test_forward_composes_eq_2_to_7(setup) -> None:
         s = model(seq, seq_len, day)
         z = torch.zeros(seq.shape + (model.embedding_size,))
         for i in range(len(seq)):
-            p = model.graphs.propagation(int(day[i]))
+            p = model.graph_source.propagation(int(day[i]))
             x = model.temporal_gcn(model.item_embedding.weight, p, seq[i : i + 1])
             z[i] = torch.nn.functional.normalize(x[0], dim=-1)
         z = z + model.session_states(seq, seq_len)
@@ -180,9 +158,10 @@ def test_end_to_end_and_checkpoint_round_trip(data_dir: Path, tmp_path: Path, mo
     with torch.no_grad():
         assert torch.allclose(first, again.full_sort_predict(batch))
     # the checkpoint carries the graph after every known day and the raw item ids
-    graph = again.checkpoint_graph
-    assert graph.day == again.graphs.n_days
-    assert (graph.weights() != again.graphs.graph(again.graphs.n_days).weights()).nnz == 0
+    graph = TASRec.saved_graph(checkpoint["state_dict"])
+    source = test_data._dataset.graph_source(config)
+    assert graph.day == source.n_days == test_data._dataset.n_days
+    assert (graph.weights() != source.graph(source.n_days).weights()).nnz == 0
     assert list(checkpoint["other_parameter"]["item_tokens"]) == list(again.item_tokens)
 
 
@@ -192,3 +171,70 @@ def test_tasrec_needs_the_day_indexed_dataset(data_dir: Path, tmp_path: Path) ->
     config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path))
     with pytest.raises(TypeError, match="TASRecDataset"):
         TASRec(config, SequentialDataset(config))
+
+
+def test_a_model_built_from_a_graph_source_scores_like_one_built_from_the_dataset(setup) -> None:
+    """The seam: ``from_graph_source`` (no data set) with the data set's own source is the same model."""
+    config, dataset, (_, _, test), model = setup
+    source = dataset.graph_source(config)
+    assert isinstance(source, GraphSource) and isinstance(LatestGraph(source.latest_graph(), 1.0), GraphSource)
+    twin = TASRec.from_graph_source(config, dataset.field2id_token[dataset.iid_field], source, dataset.n_train_days)
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    batch = batch_of(test, np.arange(20))
+    with torch.no_grad():
+        assert torch.equal(twin.full_sort_predict(batch), model.full_sort_predict(batch))
+    assert twin.n_items == model.n_items and list(twin.item_tokens) == list(model.item_tokens)
+
+
+def test_bad_graph_sources_and_state_dicts_are_named(setup) -> None:
+    config, dataset, _, model = setup
+    with pytest.raises(TypeError, match="propagation"):
+        TASRec.from_graph_source(config, dataset.field2id_token[dataset.iid_field], object())
+    with pytest.raises(ValueError, match="no temporal graph"):
+        TASRec.saved_graph({"item_embedding.weight": model.item_embedding.weight})
+
+
+def test_the_model_runs_in_double_precision(setup) -> None:
+    """``model.double()`` works (the session graphs take the embeddings' dtype) and agrees with float32."""
+    config, dataset, (train, _, test), model = setup
+    twin = TASRec(config, train)
+    twin.load_state_dict(model.state_dict())
+    twin.double().eval()
+    batch = batch_of(test, np.arange(20))
+    with torch.no_grad():
+        scores = twin.full_sort_predict(batch)
+        assert scores.dtype == torch.float64
+        assert torch.allclose(scores.float(), model.full_sort_predict(batch), atol=1e-5)
+    twin.train()
+    loss = twin.calculate_loss(batch_of(train, np.arange(32)))
+    loss.backward()
+    assert loss.dtype == torch.float64 and twin.item_embedding.weight.grad.dtype == torch.float64
+
+
+def test_the_padding_item_never_competes_nor_ranks(setup) -> None:
+    """Eq. 8 masks item 0: the loss is the softmax CE over real items only, training never moves the padding
+    row (Adam with L2 included), and no prediction ranks it."""
+    config, dataset, (train, _, test), model = setup
+    twin = TASRec(config, train)
+    twin.load_state_dict(model.state_dict())
+    twin.train()
+    twin.dropout.p = 0.0
+    batch = batch_of(train, np.arange(64))
+    with torch.no_grad():
+        s = twin(batch[twin.ITEM_SEQ], batch[twin.ITEM_SEQ_LEN], batch[dataset.day_field].long())
+        real = s @ twin.item_embedding.weight[1:].t()
+        expected = torch.nn.functional.cross_entropy(real, batch[twin.POS_ITEM_ID] - 1)
+    assert torch.allclose(twin.calculate_loss(batch), expected, atol=1e-6)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=0.01, weight_decay=1e-3)
+    for start in range(0, 320, 64):
+        optimizer.zero_grad()
+        twin.calculate_loss(batch_of(train, np.arange(start, start + 64))).backward()
+        optimizer.step()
+    assert twin.item_embedding.weight[0].abs().max() == 0
+    twin.eval()
+    with torch.no_grad():
+        scores = twin.full_sort_predict(batch_of(test, np.arange(len(test))))
+    assert torch.isinf(scores[:, 0]).all() and (scores[:, 0] < 0).all()
+    assert torch.isfinite(scores[:, 1:]).all()
+    assert not (scores.topk(scores.size(1) - 1, dim=1).indices == 0).any()

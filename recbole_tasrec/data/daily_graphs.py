@@ -2,7 +2,8 @@
 
 :class:`DailyGraphs` replays :class:`~recbole_tasrec.data.temporal_graph.TemporalGraph` day by day: forward
 in time it advances, backward it replays from a horizon beyond which every contribution has faded below the
-pruning threshold. It is the graph source a training data set gives TASRec. No RecBole.
+pruning threshold. It is the graph source (``recbole_tasrec.model.graph_source.GraphSource``) a training
+data set gives TASRec. No RecBole.
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ class DailyGraphs:
     def graph(self, t: int) -> TemporalGraph:
         """A copy of ``E_t``: days ``0..t-1`` folded in, ``graph(t).day == t``; ``t`` in ``[0, n_days]``."""
         return self._graph_at(self._check_day(t)).copy()
+
+    def latest_graph(self) -> TemporalGraph:
+        """A copy of ``E_{n_days}``, the graph after every known day (what a checkpoint keeps)."""
+        return self.graph(self.n_days)
 
     def propagation(self, t: int, device: torch.device | str | None = None) -> torch.Tensor:
         """Eq. 2's ``P`` for day ``t`` at this object's threshold.

@@ -3,10 +3,11 @@
 One processed data set serves TASRec and every RecBole sequential model, so all see the same samples:
 
 1. filters in SR-GNN's order, one pass: short sessions, rare items, short sessions again;
-2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 holding the first
-   click of the data; derived from the float64 timestamps, before RecBole makes them float32 tensors;
-3. split by day: the last ``max(1, round(D * test_day_ratio))`` days test, the last ``valid_session_ratio``
-   of the training sessions (by start time) validate; a session is never cut across splits;
+2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 starting at
+   midnight UTC before the first click of the raw file (before the filters, so that filter settings never
+   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors;
+3. split by day: the last ``max(1, floor(D * test_day_ratio + 1/2))`` days test (halves round up), the last
+   ``valid_session_ratio`` of the training sessions (by start time) validate; a session is never cut;
 4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
 5. valid/test samples whose target never occurs in training are dropped (``drop_unseen_targets``).
 
@@ -17,6 +18,8 @@ so one processed data set serves a whole sweep over those settings.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
@@ -25,6 +28,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_tasrec.data.clicks import DayClicks
+from recbole_tasrec.data.daily_graphs import DailyGraphs
 
 SECONDS_PER_DAY = 86_400
 TRAIN, VALID, TEST = 0, 1, 2
@@ -34,11 +38,21 @@ class DataSplitError(ValueError):
     """The data cannot be split as configured (too few days, an empty split, ...)."""
 
 
+def n_test_days(n_days: int, ratio: float) -> int:
+    """How many of the last days test: ``max(1, floor(D * ratio + 1/2))``, halves round up (``D = 15``,
+    ratio 1/6: 3; Python's ``round`` rounds halves to even and would give 2). A product within 1e-9 of a half
+    counts as the half, since a float ratio is rarely exact (``45 * 0.7`` is ``31.499999999999996``)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 < ratio < 1.0:
+        raise ValueError(f"test_day_ratio must be a number in (0, 1), got {ratio!r}")
+    return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
+
+
 class TASRecDataset(SequentialDataset):
     """Day-indexed ``SequentialDataset``; see the module docstring for the protocol.
 
     Attributes set after loading (shared by the split copies that ``build`` returns):
         day_field: the samples' day field (``DAY_FIELD``).
+        day_origin: Unix seconds of midnight UTC before the first raw click (the start of day 0).
         n_days: days in the data; n_train_days: the first test day (days ``< n_train_days`` train).
         session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
@@ -50,8 +64,27 @@ class TASRecDataset(SequentialDataset):
 
     # --- 1. filters ---------------------------------------------------------------------------------
     def _data_filtering(self) -> None:
+        self.day_origin = self._midnight_before_first_click()
         super()._data_filtering()
         self._filter_like_srgnn()
+
+    def _midnight_before_first_click(self) -> float:
+        """Midnight UTC of the first click in the file, before any filter: the day grid's origin, so that
+        filter settings (``min_item_clicks``, ...) never move a day boundary."""
+        time = self.time_field
+        if time is None or time not in self.inter_feat:
+            raise ValueError(
+                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): TASRecDataset needs it "
+                "to assign days; check TIME_FIELD and load_col"
+            )
+        times = self.inter_feat[time].to_numpy(np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(times)))
+        if bad or not len(times):
+            raise ValueError(
+                f"{self.dataset_name}: {bad} of {len(times)} clicks have no valid timestamp in {time!r}; fix or "
+                "drop them in the atomic file (the converters write Unix seconds)"
+            )
+        return float(np.floor(times.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY)
 
     def _filter_like_srgnn(self) -> None:
         """Short sessions, then rare items, then short sessions again: one pass, as SR-GNN (not k-core)."""
@@ -76,10 +109,25 @@ class TASRecDataset(SequentialDataset):
 
     # --- 2. days and the split, on the float64 timestamps -------------------------------------------------
     def _data_processing(self) -> None:
+        self._refuse_time_rescaling()
         super()._data_processing()
         if self.benchmark_filename_list is not None:
             raise ValueError("TASRecDataset splits by day itself; benchmark_filename is not supported")
         self._assign_days_and_split()
+
+    def _refuse_time_rescaling(self) -> None:
+        """RecBole's ``normalize_all`` / ``normalize_field`` / ``discretization`` run before the days are
+        derived and would turn the Unix timestamps into nonsense days, silently: refuse them on the time field."""
+        time = self.time_field
+        touched = [key for key in ("normalize_field", "discretization") if time in (self.config[key] or ())]
+        if self.config["normalize_all"]:
+            touched.insert(0, "normalize_all")
+        if touched:
+            raise ValueError(
+                f"{' and '.join(touched)} would rescale the time field {time!r}, from which TASRecDataset derives "
+                f"each session's day (Unix seconds): set normalize_all: False and leave {time!r} out of "
+                "normalize_field and discretization (list the other fields to rescale in normalize_field)"
+            )
 
     def _assign_days_and_split(self) -> None:
         df = self.inter_feat
@@ -88,8 +136,7 @@ class TASRecDataset(SequentialDataset):
         if span < 1:
             raise ValueError(f"day_span must be a positive number of calendar days, got {span}")
         start = df.groupby(uid, sort=False)[time].transform("min").to_numpy(np.float64)
-        origin = np.floor(start.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY  # midnight UTC of the first click
-        day = ((start - origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
+        day = ((start - self.day_origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
         # canonical row order: by session start, session, then time (float64, so no float32 ties)
         order = np.lexsort((df[time].to_numpy(np.float64), df[uid].to_numpy(), start))
         df = df.iloc[order].reset_index(drop=True)
@@ -103,7 +150,7 @@ class TASRecDataset(SequentialDataset):
         self.session_day = np.full(n_sessions, -1, dtype=np.int64)
         self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
         self.n_days = int(self.session_day.max()) + 1
-        n_test = max(1, round(self.n_days * float(self.config["test_day_ratio"])))
+        n_test = n_test_days(self.n_days, self.config["test_day_ratio"])
         self.n_train_days = self.n_days - n_test
         if self.n_train_days < 1:
             raise DataSplitError(
@@ -132,6 +179,19 @@ class TASRecDataset(SequentialDataset):
             self.logger.warning(
                 f"{len(empty)} day(s) have no session (days {empty[:10].tolist()}...): they only decay the graph"
             )
+
+    def graph_source(self, config) -> DailyGraphs:
+        """TASRec's graph source (Eq. 1-2): ``E_t`` of every day from this data set's clicks, with the run's
+        ``temporal_window``, ``decay``, ``edge_weight``, ``prune_below`` and ``neighbor_threshold`` (the data
+        set itself does not depend on them, so one processed data set serves a sweep over them)."""
+        return DailyGraphs(
+            self.day_clicks.transitions(int(config["temporal_window"])),
+            self.item_num,
+            decay=float(config["decay"]),
+            edge_weight=config["edge_weight"],
+            prune_below=float(config["prune_below"]),
+            threshold=float(config["neighbor_threshold"]),
+        )
 
     # --- 4. prefix samples -------------------------------------------------------------------------------
     def data_augmentation(self) -> None:

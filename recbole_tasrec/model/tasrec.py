@@ -7,13 +7,14 @@ Reference:
 The model reads top to bottom like the paper (DESIGN.md section 2):
 
 * 2.1   intra-session layer: SR-GNN's gated GNN on each session graph -> ``h_1..h_l``;
-* Eq. 1 the temporal graph ``E_t`` of the sample's day, from days before it only (:class:`DailyGraphs`);
+* Eq. 1 the temporal graph ``E_t`` of the sample's day, from days before it only (a :class:`GraphSource`);
 * Eq. 2-3 a GCN over ``E_t`` (neighbours with ``e_ij >= neighbor_threshold``) -> ``x_i``;
 * Eq. 4-5 ``z_p = Dropout(x_{i_p} / ||x_{i_p}|| + h_p)``;
 * Eq. 6-7 soft-attention readout -> ``s``;
-* Eq. 8-9 ``y = softmax(s X^T)`` over all items with the raw embedding table ``X``, trained with softmax
-  cross-entropy. Eq. 9 as printed adds a ``(1 - y) log(1 - y_hat)`` term over softmax outputs; the text
-  says "cross-entropy" and every baseline uses softmax CE, so this is plain CE.
+* Eq. 8-9 ``y = softmax(s X^T)`` over all items with the raw embedding table ``X`` (the padding item 0
+  masked out), trained with softmax cross-entropy. Eq. 9 as printed adds a ``(1 - y) log(1 - y_hat)``
+  term over softmax outputs; the text says "cross-entropy" and every baseline uses softmax CE, so this is
+  plain CE.
 
 Ablations (Table 2): ``use_session_graph: False`` is TASRec-temp (``z = Dropout(x_hat)``),
 ``use_temporal_graph: False`` is TASRec-base (``z = Dropout(h)``).
@@ -22,15 +23,17 @@ Ablations (Table 2): ``use_session_graph: False`` is TASRec-temp (``z = Dropout(
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import Tensor, nn
 
-from recbole_tasrec.data.daily_graphs import DailyGraphs
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.model.readout import AttentionReadout
 from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs, gather_positions
 from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
@@ -38,23 +41,56 @@ from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 TEMPORAL_EVAL_MODES = ("streaming", "frozen")
 
 
+class _ItemCount(NamedTuple):
+    """The one thing RecBole's ``SequentialRecommender.__init__`` reads of a data set,
+    ``dataset.num(ITEM_ID_FIELD)`` (recbole 1.2.1, ``model/abstract_recommender.py`` l.164), answered from
+    the item tokens when a model is built without a data set (:meth:`TASRec.from_graph_source`)."""
+
+    n_items: int
+
+    def num(self, field: str) -> int:
+        return self.n_items
+
+
 class TASRec(SequentialRecommender):
     """TASRec as a RecBole sequential model; see the module docstring for the equations.
 
-    The data set must be a :class:`~recbole_tasrec.data.TASRecDataset` (it carries each sample's day and
-    every day's clicks). Batches may mix days: each day present is scored with its own graph; the
-    day-grouped training loader of :func:`~recbole_tasrec.run_recbole_tasrec` makes that one graph a batch.
+    Built like every RecBole model, ``TASRec(config, dataset)``, from a
+    :class:`~recbole_tasrec.data.TASRecDataset` (its ``graph_source(config)`` gives every day's graph), or
+    without a data set from a graph source and the item ids (:meth:`from_graph_source`, what serving
+    does). Batches may mix days: each day present is scored with its own graph; the day-grouped training
+    loader of :func:`~recbole_tasrec.run_recbole_tasrec` makes that one graph a batch.
     """
 
     input_type = InputType.POINTWISE
     day_grouped_batches = True  # run_recbole_tasrec gives this model one day per training batch
 
     def __init__(self, config: Any, dataset: Any) -> None:
-        super().__init__(config, dataset)
-        if not hasattr(dataset, "day_clicks"):
+        if not callable(getattr(dataset, "graph_source", None)):
             raise TypeError(
                 "TASRec needs the day-indexed data set recbole_tasrec.data.TASRecDataset (build it with "
                 "TASRecDataset(config), or run through recbole_tasrec.run_recbole_tasrec)"
+            )
+        tokens = dataset.field2id_token[dataset.iid_field]
+        self._build(config, dataset, tokens, dataset.graph_source(config), dataset.n_train_days)
+
+    @classmethod
+    def from_graph_source(
+        cls, config: Any, item_tokens: Sequence[str], graph_source: GraphSource, n_train_days: int | None = None
+    ) -> TASRec:
+        """A TASRec without a data set: ``item_tokens[i]`` is the raw id of item ``i`` (``0`` is padding), the
+        graphs come from ``graph_source``; ``n_train_days`` is only needed by ``temporal_eval: frozen``."""
+        model = cls.__new__(cls)
+        model._build(config, _ItemCount(len(item_tokens)), item_tokens, graph_source, n_train_days)
+        return model
+
+    def _build(
+        self, config: Any, dataset: Any, item_tokens: Any, graph_source: GraphSource, n_train_days: int | None
+    ) -> None:
+        super().__init__(config, dataset)
+        if not isinstance(graph_source, GraphSource):
+            raise TypeError(
+                f"graph_source must provide propagation(day, device) and latest_graph(), got {graph_source!r}"
             )
         if config["loss_type"] != "CE":
             raise ValueError(f"TASRec is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}")
@@ -67,21 +103,11 @@ class TASRec(SequentialRecommender):
         self.temporal_eval = config["temporal_eval"] or "streaming"
         if self.temporal_eval not in TEMPORAL_EVAL_MODES:
             raise ValueError(f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}")
-        self.day_field = dataset.day_field
-        self.n_train_days = dataset.n_train_days
-        self.neighbor_threshold = float(config["neighbor_threshold"])
-
-        # Eq. 1: the decayed temporal graph of every day, from the data set's clicks
-        self.graphs = DailyGraphs(
-            dataset.day_clicks.transitions(int(config["temporal_window"])),
-            self.n_items,
-            decay=float(config["decay"]),
-            edge_weight=config["edge_weight"],
-            prune_below=float(config["prune_below"]),
-            threshold=self.neighbor_threshold,
-        )
+        self.day_field = config["DAY_FIELD"] or "day"
+        self.n_train_days = n_train_days
+        self.graph_source = graph_source  # Eq. 1: the decayed temporal graph of every day
         # raw item ids, so that a checkpoint alone can serve recommendations (RecBole saves other_parameter)
-        self.item_tokens = dataset.field2id_token[dataset.iid_field]
+        self.item_tokens = np.asarray(item_tokens)
         self.other_parameter_name = ["item_tokens"]
 
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
@@ -95,7 +121,9 @@ class TASRec(SequentialRecommender):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``; padding stays zero."""
+        """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``, except the padding row 0 of
+        the item table, which starts at zero and stays there: no gradient reaches it (``padding_idx``, padded
+        positions masked in the readout, its logit masked in Eq. 8), so neither Adam nor L2 moves it."""
         stdv = 1.0 / math.sqrt(self.embedding_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
@@ -105,14 +133,15 @@ class TASRec(SequentialRecommender):
     # --- the two views of a session ------------------------------------------------------------------
     def session_states(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
         """2.1: ``h_p`` for every position, ``(B, L, d)``."""
-        graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight)
+        dtype = self.item_embedding.weight.dtype  # so that model.double() works
+        graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight, dtype=dtype)
         hidden = self.session_gnn(graphs.a_in, graphs.a_out, self.item_embedding(graphs.nodes))
         return gather_positions(hidden, graphs.alias)
 
     def graph_day(self, day: Tensor) -> Tensor:
         """The day whose graph scores each sample: its own, or with ``temporal_eval: frozen`` at evaluation
         time, at most the first test day (the graph stops at the end of training)."""
-        if self.training or self.temporal_eval == "streaming":
+        if self.training or self.temporal_eval == "streaming" or self.n_train_days is None:
             return day
         return day.clamp(max=self.n_train_days)
 
@@ -130,7 +159,7 @@ class TASRec(SequentialRecommender):
         return l2_normalize(x)
 
     def _propagation(self, t: int) -> Tensor:
-        return self.graphs.propagation(t, device=self.item_embedding.weight.device)
+        return self.graph_source.propagation(t, device=self.item_embedding.weight.device)
 
     # --- Eq. 5-7 ---------------------------------------------------------------------------------------
     def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
@@ -149,22 +178,38 @@ class TASRec(SequentialRecommender):
         return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], day)
 
     # --- Eq. 8-9 and RecBole's interface ---------------------------------------------------------------
+    def _logits(self, interaction: Any) -> Tensor:
+        """Eq. 8's ``s X^T`` over all items; the padding item 0 gets ``-inf``, so it never competes in the
+        softmax nor ranks (RecBole's evaluation masks it too, but not a caller of ``full_sort_predict``)."""
+        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()
+        return logits.index_fill(1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
+
     def calculate_loss(self, interaction: Any) -> Tensor:
-        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()  # Eq. 8
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])  # Eq. 9
+        return self.loss_fct(self._logits(interaction), interaction[self.POS_ITEM_ID])  # Eq. 8, 9
 
     def predict(self, interaction: Any) -> Tensor:
         s = self._session_vectors(interaction)
         return (s * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
-        return self._session_vectors(interaction) @ self.item_embedding.weight.t()
+        return self._logits(interaction)
 
     # --- a self-contained checkpoint ------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
         """The temporal graph after every known day (what scoring the next day needs) goes into
-        ``state_dict``, so a checkpoint can serve without the training data."""
-        return {"graph": self.graphs.graph(self.graphs.n_days).state_dict()}
+        ``state_dict``, so a checkpoint can serve without the training data (:meth:`saved_graph`)."""
+        return {"graph": self.graph_source.latest_graph().state_dict()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.checkpoint_graph = TemporalGraph.from_state_dict(state["graph"])
+        """Nothing to restore: a model's graphs come from its graph source; the saved graph is read before
+        the model is built, by whoever has no data set (:meth:`saved_graph`)."""
+
+    @staticmethod
+    def saved_graph(state_dict: dict[str, Any]) -> TemporalGraph:
+        """The graph a TASRec ``state_dict`` (a checkpoint's ``"state_dict"``) carries: the one after the last
+        day its model knew."""
+        try:
+            state = state_dict["_extra_state"]["graph"]
+        except (KeyError, TypeError):
+            raise ValueError("this state_dict holds no temporal graph: it was not saved by a TASRec model") from None
+        return TemporalGraph.from_state_dict(state)

@@ -13,7 +13,6 @@ This is the paper's point: the weights stay fixed while the graph follows the in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +21,38 @@ import pandas as pd
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_tasrec.data.clicks import DayClicks, transition_pairs
-from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.data.clicks import transition_pairs
+from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
 
 
-@dataclass
-class _ServingData:
-    """What ``TASRec.__init__`` reads from a data set, rebuilt from a checkpoint (no clicks, no days yet)."""
-
-    config: Any
-    item_tokens: np.ndarray
-
-    day_field: str = "day"
-    n_train_days: int = 0
-
-    def __post_init__(self) -> None:
-        self.iid_field = self.config["ITEM_ID_FIELD"]
-        self.field2id_token = {self.iid_field: self.item_tokens}
-        self.day_clicks = DayClicks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
-
-    def num(self, field: str) -> int:
-        return len(self.item_tokens)
-
-
-class _CurrentGraph:
-    """Stands in for ``DailyGraphs`` inside the model: every sample is scored with the latest graph."""
+class LatestGraph:
+    """The serving graph source (:class:`~recbole_tasrec.model.graph_source.GraphSource`): one
+    ``TemporalGraph`` that new days are folded into; every request is scored with it, whatever its day."""
 
     def __init__(self, graph: TemporalGraph, threshold: float) -> None:
-        self.graph, self.threshold = graph, threshold
-        self._cached: tuple[int, torch.Tensor] | None = None
+        self.graph, self.threshold = graph, check_threshold(threshold)
+        self._cached: tuple[int, str, torch.Tensor] | None = None
 
-    def propagation(self, t: int, device: Any = None) -> torch.Tensor:
-        if self._cached is None or self._cached[0] != self.graph.day:
-            self._cached = (self.graph.day, self.graph.propagation(self.threshold, device=device))
-        return self._cached[1]
+    def propagation(self, day: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """Eq. 2's ``P`` of the current graph (recomputed once after each ``advance``)."""
+        key = (self.graph.day, str(torch.device(device)) if device is not None else "cpu")
+        if self._cached is None or self._cached[:2] != key:
+            self._cached = (*key, self.graph.propagation(self.threshold, device=device))
+        return self._cached[2]
+
+    def latest_graph(self) -> TemporalGraph:
+        return self.graph.copy()
 
 
 class SessionRecommender:
     """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
 
-    def __init__(self, model: TASRec, graph: TemporalGraph, window: int = 1) -> None:
+    def __init__(self, model: TASRec, window: int = 1) -> None:
+        if not isinstance(model.graph_source, LatestGraph):
+            raise TypeError("SessionRecommender serves a TASRec built on a LatestGraph (see from_checkpoint)")
         self.model = model.eval()
-        self.graph = graph
         self.window = window
-        self.model.graphs = _CurrentGraph(graph, model.neighbor_threshold)
         self.item_tokens = np.asarray(model.item_tokens).astype(str)
         self._index = pd.Index(self.item_tokens[1:])  # position + 1 = item id (0 is padding)
 
@@ -78,10 +64,16 @@ class SessionRecommender:
         if config["model"] != "TASRec":
             raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
         config["device"] = torch.device(device)
-        tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
-        model = TASRec(config, _ServingData(config, tokens))
+        source = LatestGraph(TASRec.saved_graph(checkpoint["state_dict"]), float(config["neighbor_threshold"]))
+        tokens = checkpoint["other_parameter"]["item_tokens"]
+        model = TASRec.from_graph_source(config, tokens, source)
         model.load_state_dict(checkpoint["state_dict"])
-        return cls(model.to(device), model.checkpoint_graph, int(config["temporal_window"]))
+        return cls(model.to(device), int(config["temporal_window"]))
+
+    @property
+    def graph(self) -> TemporalGraph:
+        """The temporal graph every request is scored with (advanced by :meth:`advance_day`)."""
+        return self.model.graph_source.graph
 
     @property
     def day(self) -> int:
