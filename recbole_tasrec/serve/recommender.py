@@ -12,7 +12,9 @@ This is the paper's point: the weights stay fixed while the graph follows the in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from recbole.data.interaction import Interaction
 from recbole_tasrec.data.clicks import DayClicks, transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.model.tasrec import TASRec
+from recbole_tasrec.serve import artifact
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +67,8 @@ class _CurrentGraph:
 class SessionRecommender:
     """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
 
+    settings: artifact.Settings | None = None  # the config values the model was built with (for save)
+
     def __init__(self, model: TASRec, graph: TemporalGraph, window: int = 1) -> None:
         self.model = model.eval()
         self.graph = graph
@@ -72,16 +79,41 @@ class SessionRecommender:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
-        """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one)."""
+        """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one). It is a pickle: only load your own
+        files; :meth:`from_artifact` reads the safe export (``python -m recbole_tasrec.serve export``)."""
+        logger.info("loading %s with pickle: trusting that file (a safe artefact loads with from_artifact)", path)
         checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: trusted
         config = checkpoint["config"]
         if config["model"] != "TASRec":
             raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
-        config["device"] = torch.device(device)
         tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
+        return cls.from_state(config, tokens, checkpoint["state_dict"], device)
+
+    @classmethod
+    def from_state(
+        cls, config: Mapping[str, Any], tokens: np.ndarray, state_dict: Mapping[str, Any], device: Any = "cpu"
+    ) -> SessionRecommender:
+        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``)."""
+        config["device"] = torch.device(device)
         model = TASRec(config, _ServingData(config, tokens))
-        model.load_state_dict(checkpoint["state_dict"])
-        return cls(model.to(device), model.checkpoint_graph, int(config["temporal_window"]))
+        model.load_state_dict(state_dict)
+        recommender = cls(model.to(device), model.checkpoint_graph, int(config["temporal_window"]))
+        recommender.settings = artifact.serving_settings(config)
+        return recommender
+
+    @classmethod
+    def from_artifact(cls, directory: str | os.PathLike[str], device: Any = "cpu") -> SessionRecommender:
+        """Load a serving artefact (:mod:`~recbole_tasrec.serve.artifact`): tensors and JSON only, no pickle."""
+        saved = artifact.read_artifact(directory)
+        state = {**saved.weights, "_extra_state": {"graph": saved.graph.state_dict()}}
+        return cls.from_state(saved.settings, saved.item_tokens, state, device)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the serving artefact atomically, so that a restart continues from the last finished day."""
+        if self.settings is None:
+            raise ValueError("save() needs a recommender built by from_checkpoint, from_artifact or from_state")
+        weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        return artifact.write_artifact(directory, self.settings, self.item_tokens, weights, self.graph)
 
     @property
     def day(self) -> int:
@@ -147,5 +179,9 @@ class SessionRecommender:
         items, counts = self._encode(sessions)
         session_index = np.repeat(np.arange(len(counts)), counts)
         src, dst = transition_pairs(session_index, items, window=self.window)
-        self.graph.advance(src, dst)
+        graph = self.graph.copy()  # built aside, then swapped in: a request sees the old graph or the new one
+        graph.advance(src, dst)
+        source = _CurrentGraph(graph, self.model.neighbor_threshold)
+        source.propagation(graph.day, self.model.item_embedding.weight.device)  # ready before the swap
+        self.model.graphs, self.graph = source, graph
         return len(src)
