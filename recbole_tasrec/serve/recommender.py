@@ -91,13 +91,22 @@ class SessionRecommender:
 
     @classmethod
     def from_state(
-        cls, config: Mapping[str, Any], tokens: np.ndarray, state_dict: Mapping[str, Any], device: Any = "cpu"
+        cls,
+        config: Mapping[str, Any],
+        tokens: np.ndarray,
+        state_dict: Mapping[str, Any] | None,
+        device: Any = "cpu",
+        graph: TemporalGraph | None = None,
     ) -> SessionRecommender:
-        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``)."""
+        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``).
+
+        ``state_dict=None`` keeps the initial (untrained) weights and serves ``graph``: for load tests."""
         config["device"] = torch.device(device)
-        model = TASRec(config, _ServingData(config, tokens))
-        model.load_state_dict(state_dict)
-        recommender = cls(model.to(device), model.checkpoint_graph, int(config["temporal_window"]))
+        model = TASRec(config, _ServingData(config, np.asarray(tokens)))
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
+        graph = model.checkpoint_graph if graph is None else graph
+        recommender = cls(model.to(device), graph, int(config["temporal_window"]))
         recommender.settings = artifact.serving_settings(config)
         return recommender
 
