@@ -17,10 +17,12 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.ranking import Ranker
@@ -102,6 +104,19 @@ def create_app(recommender: SessionRecommender, save_to: str | Path | None = Non
     service = Service(recommender, save_to)
     app = FastAPI(title="recbole-tasrec", version=package_version())
     app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the reasons without the input: an echo could be huge, or hold values JSON cannot write (inf)
+        reasons = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        return JSONResponse({"detail": reasons}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unreadable(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 to a body it cannot decode (not UTF-8, nested too deep): a malformed body, 422
+        if error.status_code != 400:
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse({"detail": f"malformed JSON body: {error.detail}"}, status_code=422)
 
     # JSONResponse directly: the payloads are plain JSON already, so FastAPI's re-validation is skipped
     @app.get("/health")

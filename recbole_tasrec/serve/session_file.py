@@ -53,6 +53,8 @@ def _read_frame(path: Path, sep: str) -> pd.DataFrame:
         raise SessionFileError(f"{path} is not a well-formed {sep!r}-separated file: {error}") from error
     except UnicodeDecodeError as error:
         raise SessionFileError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas makes extra leading fields an index, silently
+        raise SessionFileError(f"{path}, line 2: more fields than the header has columns")
     frame.columns = [str(name).split(":", 1)[0].strip() for name in frame.columns]  # RecBole's name:type
     return frame
 
