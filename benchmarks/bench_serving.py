@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from recbole_tasrec.config import Config
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.serve import SessionRecommender
+from recbole_tasrec.serve.ranking import Ranker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +125,26 @@ def measure(port: int, payloads: list[bytes], clients: int) -> dict[str, float]:
     }
 
 
+def in_process(recommender: SessionRecommender, rng: np.random.Generator, n: int, k: int) -> dict[str, float]:
+    """The same one-session requests without HTTP (torch + ranking only): what the HTTP layer adds is the rest."""
+    ranker = Ranker(recommender)
+    requests = [random_sessions(rng, len(ranker.tokens), 1) for _ in range(n + 50)]
+    for sessions in requests[:50]:
+        ranker.rank(sessions, k)
+    latencies = []
+    for sessions in requests[50:]:
+        start = time.perf_counter()
+        ranker.rank(sessions, k)
+        latencies.append(1000 * (time.perf_counter() - start))
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+    return {
+        "requests": n,
+        "p50_ms": round(float(p50), 3),
+        "p90_ms": round(float(p90), 3),
+        "p99_ms": round(float(p99), 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=40_000, help="items in the model (default: 40,000)")
@@ -136,9 +158,12 @@ def main() -> None:
 
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as scratch:
-        random_recommender(args.items, days=args.days).save(Path(scratch) / "model")
-        port = free_port()
+        recommender = random_recommender(args.items, days=args.days)
+        recommender.save(Path(scratch) / "model")
+        torch.set_num_threads(1)
         load_before = os.getloadavg()[0]
+        model_only = in_process(recommender, rng, args.requests, args.k)
+        port = free_port()
         service = start_service(Path(scratch) / "model", port)
         try:
             measure(port, bodies(rng, args.items, 1, 200, args.k), 1)  # warm-up
@@ -158,7 +183,9 @@ def main() -> None:
         "k": args.k,
         "torch_threads": 1,
         "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
+        "in_process_1_session": model_only,
         "results": results,
     }
     print(json.dumps(report, indent=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -35,20 +36,20 @@ class Ranker:
     def __init__(self, recommender: SessionRecommender) -> None:
         self.recommender = recommender
         self.tokens = np.asarray(recommender.item_tokens, dtype=str)
-        self._index = pd.Index(self.tokens, dtype=object)  # object: no Arrow conversion per request
+        self._ids = {token: i for i, token in enumerate(self.tokens.tolist()) if i > 0}  # 0: padding, unknown
 
     def encode(self, sessions: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(every click's item id, 0 where unknown; every click's session; the clicks as text)."""
         lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
         flat = np.array([str(item) for s in sessions for item in s], dtype=object)
-        ids = np.maximum(self._index.get_indexer(flat), 0) if len(flat) else np.zeros(0, np.int64)
+        # a dict lookup per click: ~10x faster than pandas' get_indexer on the few clicks of a request
+        ids = np.fromiter(map(self._ids.get, flat, repeat(0, len(flat))), dtype=np.int64, count=len(flat))
         return ids, np.repeat(np.arange(len(sessions)), lengths), flat
 
     def unknown(self, ids: np.ndarray, session_of: np.ndarray, flat: np.ndarray, n: int) -> list[list[str]]:
         """Each session's unknown item ids, once each, in click order."""
-        pairs = pd.DataFrame({"session": session_of[ids == 0], "item": flat[ids == 0]}).drop_duplicates()
         out: list[list[str]] = [[] for _ in range(n)]
-        for s, item in zip(pairs["session"].tolist(), pairs["item"].tolist(), strict=True):
+        for s, item in dict.fromkeys(zip(session_of[ids == 0].tolist(), flat[ids == 0].tolist(), strict=True)):
             out[s].append(item)
         return out
 
