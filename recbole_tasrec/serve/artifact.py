@@ -201,7 +201,13 @@ def _read_meta(directory: Path) -> dict[str, Any]:
         raise ArtifactError(f"{directory / META} is not valid JSON ({error})") from error
     required = {"format", "package_version", "n_items", "day", "settings", "graph", "sha256", "item_tokens"}
     if not isinstance(meta, dict) or required - set(meta):
-        raise ArtifactError(f"{directory / META} lacks {sorted(required - set(meta or {}))}")
+        raise ArtifactError(
+            f"{directory / META} lacks {sorted(required - set(meta if isinstance(meta, dict) else {}))}"
+        )
+    kinds = {"n_items": int, "day": int, "settings": dict, "graph": dict, "sha256": dict, "item_tokens": list}
+    wrong = [key for key, kind in kinds.items() if not isinstance(meta[key], kind)]
+    if wrong:
+        raise ArtifactError(f"{directory / META} has values of the wrong type for {wrong}")
     if meta["format"] != FORMAT:
         raise ArtifactError(f"{directory} has artefact format {meta['format']!r}; this package reads {FORMAT}")
     if meta["package_version"] != package_version():
