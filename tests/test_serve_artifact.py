@@ -103,6 +103,9 @@ def test_item_count_mismatch_is_named(recommender, tmp_path: Path) -> None:
     (target / META).write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=f"{WEIGHTS} has an item table of {meta['n_items'] - 1} rows"):
         read_artifact(target)
+    (target / META).write_text(json.dumps({**meta, "sha256": "none", "day": "3"}))
+    with pytest.raises(ArtifactError, match=r"wrong type for \['day', 'sha256'\]"):
+        read_artifact(target)
 
 
 def test_unsafe_or_missing_folders_get_clear_errors(recommender, tmp_path: Path, monkeypatch) -> None:

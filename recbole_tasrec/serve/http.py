@@ -25,12 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recbole_tasrec.serve.artifact import package_version
-from recbole_tasrec.serve.ranking import Ranker
+from recbole_tasrec.serve.ranking import CHUNK, Ranker
 from recbole_tasrec.serve.recommender import SessionRecommender
 
 MAX_ITEM_ID = 1000  # characters in one item id
 MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
-MAX_SESSIONS = 1_000  # sessions in one /recommend request
+MAX_SESSIONS = CHUNK  # sessions in one /recommend request: one scoring call, so one graph answers them all
 MAX_DAY_CLICKS = 10_000_000  # clicks in one /advance request
 
 ItemId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ITEM_ID)] | StrictInt
