@@ -116,10 +116,10 @@ def test_requests_during_an_advance_see_the_old_graph_or_the_new_one(service, mo
     build = TemporalGraph.advance
     built, done = threading.Event(), {}
 
-    def slow_build(self, src, dst):  # a long advance: the next graph exists, but takes 0.8 s more to finish
+    def slow_build(self, src, dst):  # a long advance: the next graph exists, but takes 1.5 s more to finish
         build(self, src, dst)
         built.set()
-        time.sleep(0.8)
+        time.sleep(1.5)
         done["at"] = time.monotonic()
 
     monkeypatch.setattr(TemporalGraph, "advance", slow_build)
