@@ -140,3 +140,30 @@ def test_requests_during_an_advance_see_the_old_graph_or_the_new_one(service, mo
     assert [r["items"] for r in call(port, "POST", "/recommend", {"sessions": probe, "k": 10})[1]["results"]] == new
     assert SessionRecommender.from_artifact(model_dir).day == 4  # saved: a restart continues from day 4
     assert call(port, "POST", "/advance", {"sessions": []})[1]["day"] == 5  # an empty day only decays
+
+
+def test_concurrent_requests_scored_together_get_their_own_answers(service) -> None:
+    port, recommender, _ = service
+    ranker = Ranker(recommender)
+    requests = [
+        {
+            "sessions": [[f"item{1 + n % 50}", f"item{2 + n % 40}"]] * (1 + n % 3),
+            "k": 1 + n % 7,
+            "exclude_seen": n % 2 == 1,
+        }
+        for n in range(24)
+    ]
+    answers: list = [None] * len(requests)
+
+    def client(offset: int) -> None:
+        for n in range(offset, len(requests), 6):
+            answers[n] = call(port, "POST", "/recommend", requests[n])
+
+    threads = [threading.Thread(target=client, args=(offset,)) for offset in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for request, (status, answer) in zip(requests, answers, strict=True):
+        expected = ranker.rank(request["sessions"], request["k"], request["exclude_seen"])
+        assert status == 200 and [r["items"] for r in answer["results"]] == expected.items

@@ -53,21 +53,29 @@ class Ranker:
             out[s].append(item)
         return out
 
-    def rank(self, sessions: Sequence[Sequence[str]], k: int, exclude_seen: bool = False) -> Ranked:
-        """The top-``k`` items and scores of each session (fewer when the model has fewer candidates)."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+    def rank(
+        self, sessions: Sequence[Sequence[str]], k: int | Sequence[int], exclude_seen: bool | Sequence[bool] = False
+    ) -> Ranked:
+        """The top-``k`` items and scores of each session (fewer when the model has fewer candidates).
+
+        ``k`` and ``exclude_seen`` are one value for every session, or one per session (requests scored together).
+        """
+        ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(sessions),))
+        if ks.size and ks.min() < 1:
+            raise ValueError(f"k must be at least 1, got {ks.min()}")
+        ks = np.minimum(ks, len(self.tokens) - 1)
+        excluding = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), (len(sessions),))
         ids, session_of, flat = self.encode(sessions)
         ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)))
-        k = min(k, len(self.tokens) - 1)
         for start in range(0, len(sessions), CHUNK):
             stop = min(start + CHUNK, len(sessions))
             scores = self.recommender.scores(sessions[start:stop])
-            if exclude_seen:
-                seen = (session_of >= start) & (session_of < stop) & (ids > 0)
-                scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
-            top = torch.topk(scores, k, dim=1)
-            self._collect(ranked, top.indices.cpu().numpy(), top.values.cpu().numpy())
+            seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
+            scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
+            top = torch.topk(scores, int(ks[start:stop].max()), dim=1)
+            values = top.values.cpu().numpy()
+            values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
+            self._collect(ranked, top.indices.cpu().numpy(), values)
         return ranked
 
     def _collect(self, ranked: Ranked, indices: np.ndarray, values: np.ndarray) -> None:
