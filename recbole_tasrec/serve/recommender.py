@@ -12,7 +12,9 @@ This is the paper's point: the weights stay fixed while the graph follows the in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ from recbole.data.interaction import Interaction
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
+from recbole_tasrec.serve import artifact
+
+logger = logging.getLogger(__name__)
 
 
 class LatestGraph:
@@ -48,6 +53,8 @@ class LatestGraph:
 class SessionRecommender:
     """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
 
+    settings: artifact.Settings | None = None  # the config values the model was built with (for save)
+
     def __init__(self, model: TASRec, window: int = 1) -> None:
         if not isinstance(model.graph_source, LatestGraph):
             raise TypeError("SessionRecommender serves a TASRec built on a LatestGraph (see from_checkpoint)")
@@ -58,17 +65,51 @@ class SessionRecommender:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
-        """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one)."""
+        """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one). It is a pickle: only load your own
+        files; :meth:`from_artifact` reads the safe export (``python -m recbole_tasrec.serve export``)."""
+        logger.info("loading %s with pickle: trusting that file (a safe artefact loads with from_artifact)", path)
         checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: trusted
         config = checkpoint["config"]
         if config["model"] != "TASRec":
             raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
+        tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
+        return cls.from_state(config, tokens, checkpoint["state_dict"], device)
+
+    @classmethod
+    def from_state(
+        cls,
+        config: Mapping[str, Any],
+        tokens: np.ndarray,
+        state_dict: Mapping[str, Any] | None,
+        device: Any = "cpu",
+        graph: TemporalGraph | None = None,
+    ) -> SessionRecommender:
+        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``).
+
+        ``state_dict=None`` keeps the initial (untrained) weights and serves ``graph``: for load tests."""
         config["device"] = torch.device(device)
-        source = LatestGraph(TASRec.saved_graph(checkpoint["state_dict"]), float(config["neighbor_threshold"]))
-        tokens = checkpoint["other_parameter"]["item_tokens"]
-        model = TASRec.from_graph_source(config, tokens, source)
-        model.load_state_dict(checkpoint["state_dict"])
-        return cls(model.to(device), int(config["temporal_window"]))
+        graph = TASRec.saved_graph(state_dict) if graph is None else graph
+        source = LatestGraph(graph, float(config["neighbor_threshold"]))
+        model = TASRec.from_graph_source(config, np.asarray(tokens), source)
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
+        recommender = cls(model.to(device), int(config["temporal_window"]))
+        recommender.settings = artifact.serving_settings(config)
+        return recommender
+
+    @classmethod
+    def from_artifact(cls, directory: str | os.PathLike[str], device: Any = "cpu") -> SessionRecommender:
+        """Load a serving artefact (:mod:`~recbole_tasrec.serve.artifact`): tensors and JSON only, no pickle."""
+        saved = artifact.read_artifact(directory)
+        state = {**saved.weights, "_extra_state": {"graph": saved.graph.state_dict()}}
+        return cls.from_state(saved.settings, saved.item_tokens, state, device)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the serving artefact atomically, so that a restart continues from the last finished day."""
+        if self.settings is None:
+            raise ValueError("save() needs a recommender built by from_checkpoint, from_artifact or from_state")
+        weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        return artifact.write_artifact(directory, self.settings, self.item_tokens, weights, self.graph)
 
     @property
     def graph(self) -> TemporalGraph:
@@ -139,5 +180,9 @@ class SessionRecommender:
         items, counts = self._encode(sessions)
         session_index = np.repeat(np.arange(len(counts)), counts)
         src, dst = transition_pairs(session_index, items, window=self.window)
-        self.graph.advance(src, dst)
+        graph = self.graph.copy()  # built aside, then swapped in: a request sees the old graph or the new one
+        graph.advance(src, dst)
+        source = LatestGraph(graph, self.model.graph_source.threshold)
+        source.propagation(graph.day, self.model.item_embedding.weight.device)  # ready before the swap
+        self.model.graph_source = source  # one assignment: a request sees the old graph or the new one
         return len(src)

@@ -1,0 +1,157 @@
+"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve a trained TASRec.
+
+    export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact
+    recommend  --model DIR --input S.csv --k 20 --output R.csv
+    advance    --model DIR --input DAY.csv|.inter     fold a finished day in, save the artefact again
+    http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra)
+
+Each command ends with a one-line summary; a bad input stops it with one line that says what is wrong
+(exit status 2) and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from recbole_tasrec.serve.artifact import ArtifactError
+from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
+from recbole_tasrec.serve.recommender import SessionRecommender
+from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
+
+
+def _add_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="clicks: a CSV with a header, or a RecBole .inter file")
+    parser.add_argument("--sep", default=None, help="field separator (default: ',' for CSV, tab for .inter)")
+    parser.add_argument("--session-col", default="session_id", help="session id column (default: session_id)")
+    parser.add_argument("--item-col", default="item_id", help="item id column (default: item_id)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recbole_tasrec.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser("export", help="write a safe serving artefact from a RecBole checkpoint")
+    export.add_argument("--checkpoint", required=True, help="a TASRec .pth written by run_recbole_tasrec (trusted)")
+    export.add_argument("--output", required=True, help="the artefact folder to write (new, or an artefact)")
+
+    recommend = commands.add_parser("recommend", help="top-k next items for every session of a click file")
+    recommend.add_argument("--model", required=True, help="a serving artefact folder")
+    _add_input(recommend)
+    recommend.add_argument("--k", type=int, default=20, help="recommendations per session (default: 20)")
+    recommend.add_argument("--exclude-seen", action="store_true", help="never recommend an item of the session")
+    recommend.add_argument("--output", required=True, help="CSV: session_id, rank, item_id, score")
+
+    advance = commands.add_parser("advance", help="fold a finished day of sessions into the temporal graph")
+    advance.add_argument("--model", required=True, help="a serving artefact folder (saved again in place)")
+    _add_input(advance)
+    advance.add_argument("--output", default=None, help="save the advanced artefact here instead of --model")
+
+    http = commands.add_parser("http", help="the HTTP service (POST /recommend, POST /advance, GET /health)")
+    http.add_argument("--model", required=True, help="a serving artefact folder")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    http.add_argument("--no-save", action="store_true", help="do not save the artefact after each advance")
+    http.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    return parser
+
+
+def _write_csv_atomically(frame, output: Path) -> None:
+    """Write to a temporary file next to ``output``, then rename: never a half-written file."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            frame.to_csv(stream, index=False)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run_export(args: argparse.Namespace) -> str:
+    if not Path(args.checkpoint).is_file():
+        raise ValueError(f"{args.checkpoint} does not exist: pass a .pth checkpoint written by run_recbole_tasrec")
+    try:
+        recommender = SessionRecommender.from_checkpoint(args.checkpoint)
+    except (pickle.UnpicklingError, KeyError, EOFError, AttributeError, TypeError) as error:
+        raise ValueError(f"{args.checkpoint} is not a TASRec checkpoint of this package ({error!r})") from error
+    path = recommender.save(args.output)
+    return f"exported {len(recommender.item_tokens) - 1} items at day {recommender.day} to {path}"
+
+
+def run_recommend(args: argparse.Namespace) -> str:
+    if args.k < 1:
+        raise ValueError(f"--k must be at least 1, got {args.k}")
+    table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
+    ranker = Ranker(SessionRecommender.from_artifact(args.model))
+    ranked = Ranked([], [], [])
+    for start in tqdm(range(0, len(table), CHUNK), desc="recommend", unit="batch", disable=len(table) <= CHUNK):
+        part = ranker.rank(table.sessions(start, start + CHUNK), args.k, args.exclude_seen)
+        ranked.items += part.items
+        ranked.scores += part.scores
+        ranked.unknown += part.unknown
+    _write_csv_atomically(ranker.frame(table.session_ids, ranked), Path(args.output))
+    empty = sum(not row for row in ranked.items)
+    unknown = len({item for row in ranked.unknown for item in row})
+    return (
+        f"{len(table)} sessions, {len(table.items)} clicks -> {args.output}; {unknown} unknown item ids skipped, "
+        f"{empty} sessions without recommendations"
+    )
+
+
+def run_advance(args: argparse.Namespace) -> str:
+    table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
+    recommender = SessionRecommender.from_artifact(args.model)
+    items = pd.Series(table.items)
+    unknown = items[~items.isin(recommender.item_tokens[1:])].unique()
+    before = recommender.day
+    transitions = recommender.advance_day(table.sessions())
+    path = recommender.save(args.output or args.model)
+    return (
+        f"day {before} -> {recommender.day}: {len(table)} sessions, {len(table.items)} clicks, {transitions} "
+        f"transitions, {len(unknown)} new item ids skipped (no trained embedding); saved {path}"
+    )
+
+
+def run_http(args: argparse.Namespace) -> str:
+    try:
+        import uvicorn
+
+        from recbole_tasrec.serve.http import create_app
+    except ImportError as error:
+        raise RuntimeError(
+            f"the HTTP service needs the 'serve' extra ({error.name} is missing): pip install 'recbole-tasrec[serve]'"
+        ) from error
+    recommender = SessionRecommender.from_artifact(args.model)
+    app = create_app(recommender, None if args.no_save else args.model)
+    print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
+    return "stopped"
+
+
+COMMANDS = {"export": run_export, "recommend": run_recommend, "advance": run_advance, "http": run_http}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    try:
+        print(COMMANDS[args.command](args))
+    except (ArtifactError, SessionFileError, ValueError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,185 @@
+"""The HTTP service: ``POST /recommend``, ``POST /advance``, ``GET /health`` on FastAPI (the ``serve`` extra).
+
+``POST /recommend`` scores on the event loop, the requests that arrive together in one call
+(:class:`Batcher`). ``POST /advance`` folds a finished day in on a worker thread: the next graph is
+built aside and swapped in by one assignment (:meth:`SessionRecommender.advance_day`), so every request is
+answered from the old graph or the new one, never a half-updated one; one advance runs at a time. After each
+advance the artefact is saved atomically (unless the service was started without a folder to save to), so a
+restart continues from the last finished day.
+
+Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1, too many sessions
+or clicks, an item id longer than :data:`MAX_ITEM_ID`. Unknown item ids are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recbole_tasrec.serve.artifact import package_version
+from recbole_tasrec.serve.ranking import CHUNK, Ranker
+from recbole_tasrec.serve.recommender import SessionRecommender
+
+MAX_ITEM_ID = 1000  # characters in one item id
+MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
+MAX_SESSIONS = CHUNK  # sessions in one /recommend request: one scoring call, so one graph answers them all
+MAX_DAY_CLICKS = 10_000_000  # clicks in one /advance request
+
+ItemId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ITEM_ID)] | StrictInt
+Session = Annotated[list[ItemId], Field(min_length=1, max_length=MAX_SESSION)]
+
+
+class RecommendRequest(BaseModel):
+    """One or many sessions of raw item ids, in click order."""
+
+    model_config = ConfigDict(extra="forbid")
+    sessions: Annotated[list[Session], Field(min_length=1, max_length=MAX_SESSIONS)]
+    k: Annotated[int, Field(ge=1)] = 20
+    exclude_seen: bool = False
+
+
+class AdvanceRequest(BaseModel):
+    """A finished day's sessions (an empty list is an empty day: the graph only decays)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sessions: list[Session]
+
+
+class Service:
+    """The recommender, the artefact folder it saves to, and the lock that keeps advances one at a time."""
+
+    def __init__(self, recommender: SessionRecommender, save_to: str | Path | None = None) -> None:
+        self.recommender = recommender
+        self.ranker = Ranker(recommender)
+        self.save_to = None if save_to is None else Path(save_to)
+        self._advance_lock = threading.Lock()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": "ok",
+            "version": package_version(),
+            "day": self.recommender.day,
+            "n_items": len(self.ranker.tokens) - 1,  # without the padding item
+        }
+
+    def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, object]]:
+        """Answer requests of at most CHUNK sessions in all with one scoring call (so from one graph)."""
+        sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
+        ks = [request.k for request in requests for _ in request.sessions]
+        excluding = [request.exclude_seen for request in requests for _ in request.sessions]
+        day = self.recommender.day
+        ranked = self.ranker.rank(sessions, ks, excluding)
+        results = [
+            {"items": items, "scores": scores, "unknown_items": unknown}
+            for items, scores, unknown in zip(ranked.items, ranked.scores, ranked.unknown, strict=True)
+        ]
+        cuts = np.cumsum([0, *(len(request.sessions) for request in requests)])
+        return [{"day": day, "results": results[a:b]} for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def advance(self, request: AdvanceRequest) -> dict[str, object]:
+        sessions = [[str(item) for item in session] for session in request.sessions]
+        clicks = sum(len(session) for session in sessions)
+        if clicks > MAX_DAY_CLICKS:
+            raise HTTPException(422, f"a day of {clicks} clicks is over the limit of {MAX_DAY_CLICKS}: split it")
+        ids, _, flat = self.ranker.encode(sessions)
+        with self._advance_lock:
+            transitions = self.recommender.advance_day(sessions)
+            saved = self.recommender.save(self.save_to) if self.save_to is not None else None
+            day = self.recommender.day
+        return {
+            "day": day,
+            "sessions": len(sessions),
+            "clicks": clicks,
+            "transitions": transitions,
+            "unknown_items": int(len(set(flat[ids == 0].tolist()))),
+            "saved": None if saved is None else str(saved),
+        }
+
+
+class Batcher:
+    """Scores together the ``/recommend`` requests that arrive while others are being scored.
+
+    One scoring call reads the whole item table (16 MB at 40,000 x 100) whatever the number of sessions, so
+    under load a batch of requests costs little more than one. A batch holds at most CHUNK sessions: one
+    scoring call, one graph. Requests are answered in arrival order; a failure fails its batch only.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.pending: list[tuple[RecommendRequest, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, request: RecommendRequest) -> dict[str, object]:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((request, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                await asyncio.sleep(0)  # the requests received meanwhile join this batch
+                batch = self._take()
+                try:
+                    answers = self.service.recommend([request for request, _ in batch])
+                except Exception as error:  # noqa: BLE001 - handed to the waiting requests
+                    answers = [error] * len(batch)
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_exception(answer) if isinstance(answer, Exception) else future.set_result(answer)
+        finally:
+            self.task = None
+
+    def _take(self) -> list[tuple[RecommendRequest, asyncio.Future]]:
+        batch, total = [], 0
+        while self.pending and (not batch or total + len(self.pending[0][0].sessions) <= CHUNK):
+            batch.append(self.pending.pop(0))
+            total += len(batch[-1][0].sessions)
+        return batch
+
+
+def create_app(recommender: SessionRecommender, save_to: str | Path | None = None) -> FastAPI:
+    """The FastAPI application; ``save_to``: the artefact folder written after each advance (None: never)."""
+    service = Service(recommender, save_to)
+    batcher = Batcher(service)
+    app = FastAPI(title="recbole-tasrec", version=package_version())
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the reasons without the input: an echo could be huge, or hold values JSON cannot write (inf)
+        reasons = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        return JSONResponse({"detail": reasons}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unreadable(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 to a body it cannot decode (not UTF-8, nested too deep): a malformed body, 422
+        if error.status_code != 400:
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse({"detail": f"malformed JSON body: {error.detail}"}, status_code=422)
+
+    # JSONResponse directly: the payloads are plain JSON already, so FastAPI's re-validation is skipped
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse(service.health())
+
+    @app.post("/recommend")
+    async def recommend(request: RecommendRequest) -> JSONResponse:
+        return JSONResponse(await batcher.submit(request))
+
+    @app.post("/advance")
+    async def advance(request: AdvanceRequest) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(service.advance, request))
+
+    return app

@@ -1,0 +1,99 @@
+"""Top-k with scores, seen-item exclusion and unknown-item reports: what the CLI and the HTTP service return.
+
+Built on :meth:`SessionRecommender.scores`. Item ids the model never saw (including items first seen in a day
+folded in later: they have no trained embedding, so they are neither nodes of the graph nor candidates) are
+skipped and reported; a session of unknown items only gets no recommendation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recbole_tasrec.serve.recommender import SessionRecommender
+
+#: sessions scored at once: bounds the (sessions x items) score matrix to ~40 MB at 40,000 items
+CHUNK = 256
+
+
+@dataclass
+class Ranked:
+    """``items[s]`` and ``scores[s]``: session ``s``'s recommendations, best first; ``unknown[s]``: skipped ids."""
+
+    items: list[list[str]]
+    scores: list[list[float]]
+    unknown: list[list[str]]
+
+
+class Ranker:
+    """Ranks the items of one recommender (its item ids are fixed for its lifetime, so the index is built once)."""
+
+    def __init__(self, recommender: SessionRecommender) -> None:
+        self.recommender = recommender
+        self.tokens = np.asarray(recommender.item_tokens, dtype=str)
+        self._ids = {token: i for i, token in enumerate(self.tokens.tolist()) if i > 0}  # 0: padding, unknown
+
+    def encode(self, sessions: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(every click's item id, 0 where unknown; every click's session; the clicks as text)."""
+        lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+        flat = np.array([str(item) for s in sessions for item in s], dtype=object)
+        # a dict lookup per click: ~10x faster than pandas' get_indexer on the few clicks of a request
+        ids = np.fromiter(map(self._ids.get, flat, repeat(0, len(flat))), dtype=np.int64, count=len(flat))
+        return ids, np.repeat(np.arange(len(sessions)), lengths), flat
+
+    def unknown(self, ids: np.ndarray, session_of: np.ndarray, flat: np.ndarray, n: int) -> list[list[str]]:
+        """Each session's unknown item ids, once each, in click order."""
+        out: list[list[str]] = [[] for _ in range(n)]
+        for s, item in dict.fromkeys(zip(session_of[ids == 0].tolist(), flat[ids == 0].tolist(), strict=True)):
+            out[s].append(item)
+        return out
+
+    def rank(
+        self, sessions: Sequence[Sequence[str]], k: int | Sequence[int], exclude_seen: bool | Sequence[bool] = False
+    ) -> Ranked:
+        """The top-``k`` items and scores of each session (fewer when the model has fewer candidates).
+
+        ``k`` and ``exclude_seen`` are one value for every session, or one per session (requests scored together).
+        """
+        ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(sessions),))
+        if ks.size and ks.min() < 1:
+            raise ValueError(f"k must be at least 1, got {ks.min()}")
+        ks = np.minimum(ks, len(self.tokens) - 1)
+        excluding = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), (len(sessions),))
+        ids, session_of, flat = self.encode(sessions)
+        ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)))
+        for start in range(0, len(sessions), CHUNK):
+            stop = min(start + CHUNK, len(sessions))
+            scores = self.recommender.scores(sessions[start:stop])
+            seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
+            scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
+            top = torch.topk(scores, int(ks[start:stop].max()), dim=1)
+            values = top.values.cpu().numpy()
+            values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
+            self._collect(ranked, top.indices.cpu().numpy(), values)
+        return ranked
+
+    def _collect(self, ranked: Ranked, indices: np.ndarray, values: np.ndarray) -> None:
+        valid = np.isfinite(values)
+        names = self.tokens[indices]
+        for row in range(len(indices)):
+            ranked.items.append(names[row, valid[row]].tolist())
+            ranked.scores.append(values[row, valid[row]].tolist())
+
+    def frame(self, session_ids: Sequence[str], ranked: Ranked) -> pd.DataFrame:
+        """The CLI's output table: one row per recommendation, ``session_id, rank, item_id, score``."""
+        counts = np.array([len(row) for row in ranked.items], dtype=np.int64)
+        starts = np.cumsum(counts) - counts
+        return pd.DataFrame(
+            {
+                "session_id": np.repeat(np.asarray(session_ids, dtype=object), counts),
+                "rank": np.arange(counts.sum()) - np.repeat(starts, counts) + 1,
+                "item_id": [item for row in ranked.items for item in row],
+                "score": np.array([v for row in ranked.scores for v in row], dtype=np.float32),
+            }
+        )

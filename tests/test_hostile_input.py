@@ -1,0 +1,181 @@
+"""Hostile input to the serving CLI and HTTP API: a clear error or the documented handling, never a traceback,
+never partial output. (The converters' and the runner's config hostile inputs are tested with them.)"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.bench_serving import random_recommender
+from recbole_tasrec.serve.cli import main
+from recbole_tasrec.serve.http import MAX_SESSION, create_app
+from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+ITEMS = [f"item{i}" for i in range(1, 40)]
+item_ids = st.one_of(st.sampled_from(ITEMS), st.text(min_size=1, max_size=300), st.integers(-(2**70), 2**70))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_recommender(40, days=2, sessions_per_day=20, embedding_size=8, n_layers=1).save(
+        tmp_path_factory.mktemp("hostile") / "model"
+    )
+
+
+@pytest.fixture(scope="module")
+def port(model_dir: Path) -> Iterator[int]:
+    from recbole_tasrec.serve import SessionRecommender
+
+    app = create_app(SessionRecommender.from_artifact(model_dir), save_to=None)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def post(port: int, path: str, payload: bytes) -> tuple[int, object]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", path, payload, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    status, body = response.status, json.loads(response.read())
+    connection.close()
+    return status, body
+
+
+# --- click files -----------------------------------------------------------------------------------------
+csv_text = st.lists(
+    st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12), min_size=0, max_size=4),
+    max_size=8,
+).map(lambda rows: "\n".join(",".join(row) for row in rows))
+
+
+@FAST
+@given(text=csv_text, header=st.sampled_from(["session_id,item_id\n", "session_id;item_id\n", "a,b,c\n", ""]))
+def test_any_text_is_read_or_refused_clearly(tmp_path: Path, text: str, header: str) -> None:
+    path = tmp_path / "clicks.csv"
+    path.write_text(header + text, encoding="utf-8")
+    try:
+        table = read_sessions(path)
+    except SessionFileError as error:
+        assert str(path) in str(error)
+        return
+    assert table.offsets[-1] == len(table.items) and len(table.sessions()) == len(table)
+
+
+@FAST
+@given(data=st.binary(max_size=200))
+def test_any_bytes_are_read_or_refused_clearly(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "clicks.csv"
+    path.write_bytes(b"session_id,item_id\n" + data)
+    try:
+        read_sessions(path)
+    except SessionFileError as error:
+        assert str(path) in str(error)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("session_id,item_id\n", "no clicks"),
+        ("session_id;item_id\n1;2\n", "no 'session_id'"),  # wrong separator
+        ("session,item\n1,2\n", "no 'session_id'"),  # missing columns
+        ("session_id,item_id\n1,2\n1,", "line 3: empty 'item_id'"),  # truncated mid-line
+        ('session_id,item_id\n1,"2\n', "not a well-formed"),  # an unterminated quote
+        ("session_id,item_id\n1,2,3,4\n", "line 2: more fields than the header"),  # extra fields
+        ("session_id,item_id\n1,2\n1,2,3\n", "not a well-formed"),  # extra fields later on
+    ],
+)
+def test_bad_click_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "clicks.csv"
+    path.write_text(content)
+    with pytest.raises(SessionFileError, match=message):
+        read_sessions(path)
+
+
+def test_bad_inter_timestamps_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "day.inter"
+    path.write_text("session_id:token\titem_id:token\ttimestamp:float\n1\ta\t5\n1\tb\tsoon\n")
+    with pytest.raises(SessionFileError, match="line 3: timestamp 'soon'"):
+        read_sessions(path)
+
+
+@FAST
+@given(sessions=st.lists(st.lists(item_ids, min_size=1, max_size=30), min_size=1, max_size=5))
+def test_cli_recommend_writes_everything_or_nothing(model_dir: Path, tmp_path: Path, sessions, capsys) -> None:
+    clicks, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    out.unlink(missing_ok=True)
+    lines = [f"s{n},{json.dumps(str(item))}" for n, session in enumerate(sessions) for item in session]
+    clicks.write_text("session_id,item_id\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    code = main(["recommend", "--model", str(model_dir), "--input", str(clicks), "--k", "3", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if code == 0:
+        assert out.read_text().startswith("session_id,rank,item_id,score")
+    else:
+        assert code == 2 and err.startswith("error: ") and not out.exists()
+
+
+def test_cli_refuses_a_folder_as_input_and_writes_nothing(model_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.csv"
+    assert main(["recommend", "--model", str(model_dir), "--input", str(tmp_path), "--output", str(out)]) == 2
+    assert "is a folder" in capsys.readouterr().err and not out.exists()
+
+
+# --- the HTTP API ------------------------------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(body=st.one_of(json_values, st.fixed_dictionaries({"sessions": json_values, "k": json_values})))
+def test_any_json_gets_an_answer_or_a_422(port: int, body: object) -> None:
+    status, answer = post(port, "/recommend", json.dumps(body).encode())
+    assert status in (200, 422)
+    if status == 422:
+        assert answer["detail"]
+
+
+@FAST
+@given(
+    sessions=st.lists(st.lists(item_ids, min_size=1, max_size=50), min_size=1, max_size=5),
+    k=st.integers(1, 2**40),
+)
+def test_unicode_long_and_unknown_ids_are_skipped_and_reported(port: int, sessions, k: int) -> None:
+    status, answer = post(port, "/recommend", json.dumps({"sessions": sessions, "k": k}).encode())
+    assert status == 200 and len(answer["results"]) == len(sessions)
+    for session, result in zip(sessions, answer["results"], strict=True):
+        known = [str(item) for item in session if str(item) in ITEMS]
+        assert set(result["unknown_items"]) == {str(item) for item in session} - set(known)
+        assert (len(result["items"]) == min(k, len(ITEMS))) == bool(known)
+
+
+def test_huge_sessions_and_garbage_bytes(port: int) -> None:
+    huge = {"sessions": [ITEMS * (MAX_SESSION // len(ITEMS))], "k": 5}
+    status, answer = post(port, "/recommend", json.dumps(huge).encode())
+    assert status == 200 and len(answer["results"][0]["items"]) == 5  # the last clicks are used
+    status, answer = post(port, "/recommend", json.dumps({"sessions": [ITEMS * MAX_SESSION]}).encode())
+    assert status == 422 and f"at most {MAX_SESSION} items" in json.dumps(answer)
+    for garbage in (b"", b"\xff\xfe\x00", b"[" * 5000, b'{"sessions": [["a"]]} trailing'):
+        status, answer = post(port, "/recommend", garbage)
+        assert status == 422 and answer["detail"]
+    assert post(port, "/advance", b'{"sessions": [[]]}')[0] == 422

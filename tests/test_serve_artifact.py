@@ -1,0 +1,129 @@
+"""The serving artefact: plain tensors + JSON, written atomically, refused when its files disagree."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from recbole_tasrec import run_recbole_tasrec
+from recbole_tasrec.serve import SessionRecommender
+from recbole_tasrec.serve.artifact import GRAPH, META, WEIGHTS, ArtifactError, read_artifact
+from tests.conftest import small_settings
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    run_dir = tmp_path_factory.mktemp("artifact")
+    return run_recbole_tasrec("TASRec", "tiny", config_dict=small_settings(data_dir, run_dir))["checkpoint"]
+
+
+@pytest.fixture()
+def recommender(checkpoint: str) -> SessionRecommender:
+    return SessionRecommender.from_checkpoint(checkpoint)
+
+
+def sessions_of(recommender: SessionRecommender) -> list[list[str]]:
+    tokens = recommender.item_tokens
+    return [[tokens[1], tokens[2]], [tokens[5]], [tokens[7], tokens[3], tokens[9]]]
+
+
+def test_artifact_serves_exactly_what_the_checkpoint_serves(recommender, tmp_path: Path, caplog) -> None:
+    recommender.save(tmp_path / "model")
+    assert sorted(os.listdir(tmp_path)) == ["model"]  # no temporary folder left behind
+    with caplog.at_level(logging.INFO, logger="recbole_tasrec.serve.artifact"):
+        loaded = SessionRecommender.from_artifact(tmp_path / "model")
+    assert loaded.day == recommender.day > 0
+    assert list(loaded.item_tokens) == list(recommender.item_tokens)
+    assert (loaded.graph.weights() != recommender.graph.weights()).nnz == 0
+    sessions = sessions_of(recommender)
+    assert torch.equal(loaded.scores(sessions), recommender.scores(sessions))
+
+
+def test_checkpoint_loading_says_it_trusts_the_file(checkpoint: str, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="recbole_tasrec.serve.recommender"):
+        SessionRecommender.from_checkpoint(checkpoint)
+    assert "trusting" in caplog.text
+
+
+def test_a_restart_continues_from_the_last_saved_day(recommender, tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    recommender.save(target)
+    day = sessions_of(recommender)
+    recommender.advance_day(day)
+    recommender.save(target)  # replaces the artefact of the previous day
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    restarted = SessionRecommender.from_artifact(target)
+    assert restarted.day == recommender.day
+    assert (restarted.graph.weights() != recommender.graph.weights()).nnz == 0
+    restarted.advance_day(day)
+    recommender.advance_day(day)
+    assert torch.equal(restarted.scores(day), recommender.scores(day))
+
+
+def test_loading_never_unpickles_code(recommender, tmp_path: Path) -> None:
+    target = recommender.save(tmp_path / "model")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"item_embedding.weight": Payload()}, target / WEIGHTS)
+    with pytest.raises(ArtifactError, match="not a tensor file"):
+        read_artifact(target)
+    assert not marker.exists()
+
+
+def test_files_of_two_saves_are_refused_by_name(recommender, tmp_path: Path) -> None:
+    early = recommender.save(tmp_path / "early")
+    recommender.advance_day(sessions_of(recommender))
+    late = recommender.save(tmp_path / "late")
+    shutil.copy(late / GRAPH, early / GRAPH)
+    with pytest.raises(ArtifactError, match=rf"{GRAPH} is the graph after day \d+ but {META} says day"):
+        read_artifact(early)
+    shutil.copy(late / META, early / META)  # now the day agrees, but weights.pt is not the one listed
+    os.utime(early / WEIGHTS)
+    with open(early / WEIGHTS, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactError, match=f"{WEIGHTS} does not match the checksum"):
+        read_artifact(early)
+
+
+def test_item_count_mismatch_is_named(recommender, tmp_path: Path) -> None:
+    target = recommender.save(tmp_path / "model")
+    meta = json.loads((target / META).read_text())
+    meta["item_tokens"].append("extra")
+    meta["n_items"] += 1
+    (target / META).write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=f"{WEIGHTS} has an item table of {meta['n_items'] - 1} rows"):
+        read_artifact(target)
+    (target / META).write_text(json.dumps({**meta, "sha256": "none", "day": "3"}))
+    with pytest.raises(ArtifactError, match=r"wrong type for \['day', 'sha256'\]"):
+        read_artifact(target)
+
+
+def test_unsafe_or_missing_folders_get_clear_errors(recommender, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="is not a serving artefact"):
+        recommender.save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
+    with pytest.raises(ArtifactError, match="no serving artefact"):
+        read_artifact(tmp_path / "absent")
+
+    target = recommender.save(tmp_path / "model")
+    before = (target / META).read_bytes()
+    monkeypatch.setattr(torch, "save", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        recommender.save(target)
+    assert (target / META).read_bytes() == before  # the old artefact is untouched
+    assert sorted(os.listdir(tmp_path)) == ["model", "notes"]  # and the temporary folder is gone
+    os.rename(target, tmp_path / ".model.old-1")
+    with pytest.raises(ArtifactError, match="interrupted save left the previous artefact"):
+        read_artifact(target)

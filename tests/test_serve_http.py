@@ -1,0 +1,169 @@
+"""The HTTP service over real HTTP on 127.0.0.1: answers, 422s, and advances that never show a half graph."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from benchmarks.bench_serving import random_recommender
+from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.serve import SessionRecommender
+from recbole_tasrec.serve.artifact import package_version
+from recbole_tasrec.serve.http import MAX_ITEM_ID, create_app
+from recbole_tasrec.serve.ranking import Ranker
+
+SMALL = {"embedding_size": 16, "n_layers": 1}
+
+
+@pytest.fixture()
+def service(tmp_path: Path) -> Iterator[tuple[int, SessionRecommender, Path]]:
+    """A served untrained model of 60 items whose graph holds 3 random days, saving to ``model/``."""
+    recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
+    model_dir = recommender.save(tmp_path / "model")
+    config = uvicorn.Config(create_app(recommender, model_dir), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield server.servers[0].sockets[0].getsockname()[1], recommender, model_dir
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def call(port: int, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    connection.request(method, path, payload, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    status, text = response.status, response.read().decode()
+    connection.close()
+    return status, json.loads(text)
+
+
+def test_health_names_version_day_and_items(service) -> None:
+    port, _, _ = service
+    assert call(port, "GET", "/health") == (
+        200,
+        {"status": "ok", "version": package_version(), "day": 3, "n_items": 59},
+    )
+
+
+def test_recommend_answers_like_the_recommender(service) -> None:
+    port, recommender, _ = service
+    sessions = [["item3", "item7"], ["item9", "ghost", 12], ["ghost"]]
+    status, answer = call(port, "POST", "/recommend", {"sessions": sessions, "k": 5})
+    assert status == 200 and answer["day"] == 3
+    expected = Ranker(recommender).rank([[str(i) for i in s] for s in sessions], 5)
+    assert [r["items"] for r in answer["results"]] == expected.items
+    assert [len(r["items"]) for r in answer["results"]] == [5, 5, 0]  # a session of unknown items: none
+    assert [r["unknown_items"] for r in answer["results"]] == [[], ["ghost", "12"], ["ghost"]]
+    top = recommender.scores([["item3", "item7"]])[0].topk(5)
+    assert answer["results"][0]["scores"] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+    status, answer = call(
+        port, "POST", "/recommend", {"sessions": [["item3", "item7"]], "k": 500, "exclude_seen": True}
+    )
+    items = answer["results"][0]["items"]
+    assert status == 200 and len(items) == 57 and not {"item3", "item7"} & set(items)  # 59 items less 2 seen
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"sessions": [[]]}, "at least 1 item"),
+        ({"sessions": []}, "at least 1 item"),
+        ({"sessions": [["item1"]], "k": 0}, "greater than or equal to 1"),
+        ({"sessions": [["item1"]], "k": "many"}, "valid integer"),
+        ({"sessions": "item1"}, "valid list"),
+        ({"sessions": [["item1"]], "top": 3}, "Extra inputs"),
+        ({"sessions": [["x" * (MAX_ITEM_ID + 1)]]}, f"at most {MAX_ITEM_ID} characters"),
+        ({"sessions": [[1.5]]}, "valid string"),
+        ({}, "Field required"),
+    ],
+)
+def test_bad_requests_get_422_with_the_reason(service, body, reason) -> None:
+    port, _, _ = service
+    status, answer = call(port, "POST", "/recommend", body)
+    assert status == 422 and reason in json.dumps(answer)
+
+
+def test_malformed_json_gets_422(service) -> None:
+    port, _, _ = service
+    status, answer = call(port, "POST", "/recommend", raw=b'{"sessions": [["item1"]')
+    assert status == 422 and "JSON" in json.dumps(answer)
+
+
+def test_requests_during_an_advance_see_the_old_graph_or_the_new_one(service, monkeypatch) -> None:
+    port, recommender, model_dir = service
+    day = [["item1", "item2", "item3"], ["item4", "brand-new", "item5"], ["item2", "item6"]]
+    probe = [["item1"], ["item4", "item2"]]
+    old = Ranker(recommender).rank(probe, 10).items
+    shadow = SessionRecommender.from_artifact(model_dir)
+    shadow.advance_day(day)
+    new = Ranker(shadow).rank(probe, 10).items
+    assert old != new
+
+    build = TemporalGraph.advance
+    built, done = threading.Event(), {}
+
+    def slow_build(self, src, dst):  # a long advance: the next graph exists, but takes 1.5 s more to finish
+        build(self, src, dst)
+        built.set()
+        time.sleep(1.5)
+        done["at"] = time.monotonic()
+
+    monkeypatch.setattr(TemporalGraph, "advance", slow_build)
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.update(answer=call(port, "POST", "/advance", {"sessions": day})))
+    worker.start()
+    assert built.wait(30)
+    seen = []  # (the items answered, when the answer arrived)
+    while worker.is_alive():
+        answer = call(port, "POST", "/recommend", {"sessions": probe, "k": 10})[1]
+        seen.append(([r["items"] for r in answer["results"]], time.monotonic()))
+    worker.join()
+    during = [items for items, at in seen if at < done["at"]]
+    assert len(during) >= 3 and all(items == old for items in during)  # the graph being built is not served
+    assert all(items in (old, new) for items, _ in seen)
+    status, summary = outcome["answer"]
+    assert status == 200 and summary["day"] == 4 and summary["transitions"] == 4 and summary["unknown_items"] == 1
+    assert [r["items"] for r in call(port, "POST", "/recommend", {"sessions": probe, "k": 10})[1]["results"]] == new
+    assert SessionRecommender.from_artifact(model_dir).day == 4  # saved: a restart continues from day 4
+    assert call(port, "POST", "/advance", {"sessions": []})[1]["day"] == 5  # an empty day only decays
+
+
+def test_concurrent_requests_scored_together_get_their_own_answers(service) -> None:
+    port, recommender, _ = service
+    ranker = Ranker(recommender)
+    requests = [
+        {
+            "sessions": [[f"item{1 + n % 50}", f"item{2 + n % 40}"]] * (1 + n % 3),
+            "k": 1 + n % 7,
+            "exclude_seen": n % 2 == 1,
+        }
+        for n in range(24)
+    ]
+    answers: list = [None] * len(requests)
+
+    def client(offset: int) -> None:
+        for n in range(offset, len(requests), 6):
+            answers[n] = call(port, "POST", "/recommend", requests[n])
+
+    threads = [threading.Thread(target=client, args=(offset,)) for offset in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for request, (status, answer) in zip(requests, answers, strict=True):
+        expected = ranker.rank(request["sessions"], request["k"], request["exclude_seen"])
+        assert status == 200 and [r["items"] for r in answer["results"]] == expected.items
