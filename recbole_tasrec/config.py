@@ -19,7 +19,7 @@ from typing import Any
 
 from recbole.config import Config as RecBoleConfig
 
-from recbole_tasrec.compat import DATASET_KEYS
+from recbole_tasrec.data.dataset import TASRecDataset
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
@@ -112,4 +112,5 @@ class Config(RecBoleConfig):
         data_path = Path(self.internal_config_dict.get("data_path") or "atomic_data")
         if not data_path.is_absolute():  # the package's default points into the checkout, wherever one runs
             self.internal_config_dict["data_path"] = str(PROJECT_ROOT / data_path)
-        self.parameters["Dataset"] += [key for key in DATASET_KEYS if key not in self.parameters["Dataset"]]
+        dataset_keys = self.parameters["Dataset"]
+        dataset_keys += [key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_keys]

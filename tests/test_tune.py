@@ -40,16 +40,9 @@ from recbole_tasrec.tune.space import (
     parse_recbole_space,
     parse_space,
 )
-from recbole_tasrec.tune.sweep import (
-    SweepError,
-    SweepOptions,
-    build_spec,
-    driver_config,
-    evaluate_checkpoint,
-    init_ray,
-    make_scheduler,
-    run_sweep,
-)
+from recbole_tasrec.tune.ray_env import init_ray
+from recbole_tasrec.tune.spec import SweepError, SweepOptions, build_spec, driver_config
+from recbole_tasrec.tune.sweep import evaluate_trial_checkpoint, make_scheduler, run_sweep
 
 #: 8 days of 30 sessions: a trial trains in seconds (fewer than 100 items survive the filters, hence topk)
 MINI = SyntheticConfig(n_items=150, sessions_per_day=30, n_days=8, seed=3)
@@ -284,7 +277,7 @@ def test_local_sweep_writes_results_best_yaml_and_plot(
     spec, _ = build_spec("TASRec", "tiny", load_search_space(space), (), settings, 1)
     prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
     params = {"embedding_size": int(best["embedding_size"]), "n_layers": 1}
-    again = evaluate_checkpoint(spec, params, out / best["trial"], Path(best["checkpoint"]), prepared)
+    again = evaluate_trial_checkpoint(spec, params, out / best["trial"], Path(best["checkpoint"]), prepared)
     assert again["recall@20"] == pytest.approx(best["test/recall@20"], abs=1e-4)
 
 
@@ -418,6 +411,22 @@ def test_tune_flag_of_the_main_command_reaches_the_sweep(data_dir: Path, capsys:
     assert "--tune" in build_parser().format_help()
     assert cli_main(["--tune", "--dataset", "tiny", f"--data_path={data_dir}", "--model", "NoSuchModel"]) == 2
     assert "unknown model 'NoSuchModel'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a fresh interpreter (about 10 s: torch and RecBole)
+def test_help_and_usage_errors_do_not_import_ray() -> None:
+    script = (
+        "import contextlib, io, sys\n"
+        "from recbole_tasrec.tune.cli import main\n"
+        "assert 'ray' not in sys.modules, 'imported with the module'\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['--epochs']) == 2\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "assert 'ray' not in sys.modules, 'imported by --help or a usage error'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_help_explains_grid_repeats_and_cluster_flags() -> None:

@@ -44,6 +44,19 @@ class TASRecDataset(SequentialDataset):
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
     """
 
+    #: Settings of this package that shape the processed data set: RecBole's saved-dataset cache and sweeps
+    #: treat them like RecBole's own ``dataset_arguments`` (see :mod:`recbole_tasrec.compat`).
+    CONFIG_KEYS = (
+        "day_span",
+        "min_session_length",
+        "min_item_clicks",
+        "test_day_ratio",
+        "valid_session_ratio",
+        "drop_unseen_targets",
+        "DAY_FIELD",
+        "MAX_ITEM_LIST_LENGTH",
+    )
+
     def __init__(self, config) -> None:
         self.day_field = config["DAY_FIELD"] or "day"
         super().__init__(config)
