@@ -31,6 +31,7 @@ from recbole_tasrec.data.synthetic import SyntheticConfig
 from recbole_tasrec.data.synthetic import write as write_data
 from recbole_tasrec.quick_start import prepare_data
 from recbole_tasrec.tune import main
+from recbole_tasrec.tune.ray_env import init_ray
 from recbole_tasrec.tune.report import summarize
 from recbole_tasrec.tune.space import (
     Param,
@@ -40,7 +41,6 @@ from recbole_tasrec.tune.space import (
     parse_recbole_space,
     parse_space,
 )
-from recbole_tasrec.tune.ray_env import init_ray
 from recbole_tasrec.tune.spec import SweepError, SweepOptions, build_spec, driver_config
 from recbole_tasrec.tune.sweep import evaluate_trial_checkpoint, make_scheduler, run_sweep
 
