@@ -50,6 +50,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recbole_tasrec.data.atomic import INTER_HEADER as HEADER
+from recbole_tasrec.data.atomic import SECONDS_PER_DAY, write_atomic
+
+COLUMNS = ("session_id", "item_id", "timestamp")  # generate()'s columns, in the atomic file's order
+
 __all__ = [
     "HEADER",
     "SECONDS_PER_DAY",
@@ -61,10 +66,7 @@ __all__ = [
     "write",
 ]
 
-HEADER = "session_id:token\titem_id:token\ttimestamp:float"
-"""The atomic file's header line (RecBole field:type names, tab-separated)."""
 
-SECONDS_PER_DAY = 86_400
 _POPULARITY_MEMORY = 0.85
 """Day-to-day correlation of the fluctuating part of log-popularity (AR(1) coefficient)."""
 _GAP_MEDIAN_S = 45.0
@@ -314,11 +316,16 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
     )
 
 
+def to_atomic_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The log with the atomic file's column names (``HEADER``), all integers: what :func:`write` writes."""
+    return pd.DataFrame(
+        {name: df[col].to_numpy(dtype=np.int64) for name, col in zip(HEADER.split("\t"), COLUMNS, strict=True)}
+    )
+
+
 def to_inter_bytes(df: pd.DataFrame) -> bytes:
-    """Format a log as the atomic file's bytes (fixed formatting, ``\\n`` line ends, no float repr)."""
-    cols = [df[c].to_numpy(dtype=np.int64).tolist() for c in ("session_id", "item_id", "timestamp")]
-    body = "".join(f"{s}\t{i}\t{t}\n" for s, i, t in zip(*cols, strict=True))
-    return (HEADER + "\n" + body).encode("ascii")
+    """The atomic file's bytes for a log (fixed formatting, ``\\n`` line ends), as :func:`write` writes them."""
+    return to_atomic_frame(df).to_csv(sep="\t", index=False, lineterminator="\n").encode("ascii")
 
 
 def write(
@@ -326,27 +333,12 @@ def write(
     output_dir: str | os.PathLike[str] = "atomic_data",
     name: str = "sample",
 ) -> Path:
-    """Generate and write ``output_dir/name/name.inter`` atomically (temp file + ``os.replace``).
-
-    Atomic so that a reader (or a concurrent RecBole run) never sees a half-written file.
-    Returns the file's path.
-    """
+    """Generate and write ``output_dir/name/name.inter`` through the converters' atomic writer (a reader, or a
+    concurrent RecBole run, never sees a half-written file). Returns the file's path."""
     if not name or os.sep in name or (os.altsep and os.altsep in name) or name in {".", ".."}:
         raise ValueError(f"name must be a plain file stem, got {name!r}")
-    data = to_inter_bytes(generate(cfg))
-    folder = Path(output_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.inter"
-    # A per-process temp name in the same folder (same filesystem, so os.replace is atomic);
-    # plain open() so the file gets the usual umask permissions, unlike mkstemp's 0600.
-    tmp = folder / f".{name}.inter.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    path = Path(output_dir) / name / f"{name}.inter"
+    write_atomic(to_atomic_frame(generate(cfg)), path)
     return path
 
 
@@ -390,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     path = write(cfg, args.output_dir, args.name)
-    df = pd.read_csv(path, sep="\t", header=0, names=["session_id", "item_id", "timestamp"])
+    df = pd.read_csv(path, sep="\t", header=0, names=list(COLUMNS))
     print(summary(df, path))
     return 0
 
