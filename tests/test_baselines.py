@@ -7,7 +7,6 @@ CLI, Ray Tune and the benchmarks take; sizes are kept small (``small_settings`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,15 +35,7 @@ BASELINES = [
 #: CORE; 16 / 2 heads), LightSANs' latent interests (default 5), NextItNet's residual blocks (default 5).
 MODEL_SETTINGS: dict[str, object] = {"n_heads": 2, "inner_size": 32, "k_interests": 2, "block_num": 1}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """These models are tiny: with two intra-op threads on a shared 2-core machine, torch's threads wait on
-    each other and an epoch takes 10-40 s instead of under 1 s (measured: Caser 34.6 s -> 1.3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.slow  # every test trains a model or builds two data sets
 
 
 def settings(data_dir: Path, run_dir: Path) -> dict[str, object]:

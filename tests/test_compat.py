@@ -30,6 +30,7 @@ def test_config_builds_on_numpy_2(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note while refusing the file
+@pytest.mark.slow  # trains
 def test_evaluate_loads_the_best_checkpoint_on_torch_2_6(data_dir: Path, tmp_path: Path) -> None:
     result = run_recbole_tasrec("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path), saved=True)
     assert "recall@20" in result["test_result"]  # trainer.py:583 loaded the checkpoint
@@ -135,6 +136,7 @@ def test_dok_update_is_back_for_recboles_graph_models() -> None:
     assert compat._dok_update.__name__ in repr(sp.dok_matrix._update)
 
 
+@pytest.mark.slow  # trains
 def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

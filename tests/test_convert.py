@@ -451,6 +451,7 @@ def test_main_reports_bad_input_with_status_2(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a subprocess
 def test_cli_module_error_exits_2_without_traceback(tmp_path: Path) -> None:
     # One subprocess only: importing the package (and RecBole) takes seconds; main() is tested in-process.
     command = [sys.executable, "-m", "recbole_tasrec.data.convert", "diginetica"]

@@ -22,6 +22,7 @@ def without_comments(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+@pytest.mark.slow  # a subprocess (uv export)
 def test_requirements_txt_matches_the_lock() -> None:
     """pip users install requirements.txt with --no-deps: it must pin exactly what uv.lock pins."""
     exported = subprocess.run(

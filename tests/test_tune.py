@@ -237,6 +237,7 @@ def test_no_cluster_at_address_is_a_clear_error() -> None:
 
 
 # --- real sweeps on a local Ray ------------------------------------------------------------------------------
+@pytest.mark.slow  # Ray
 def test_local_sweep_writes_results_best_yaml_and_plot(
     local_ray: None, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -303,6 +304,7 @@ def stopped_and_crashed(local_ray: None, data_dir: Path, tmp_path_factory: pytes
     return spec, report, printed.getvalue()
 
 
+@pytest.mark.slow  # Ray
 def test_scheduler_stops_a_trial_early_and_its_checkpoint_is_tested(stopped_and_crashed: tuple) -> None:
     spec, report, printed = stopped_and_crashed
     record = next(r for r in report.records if r.params["temporal_eval"] == "streaming")
@@ -315,6 +317,7 @@ def test_scheduler_stops_a_trial_early_and_its_checkpoint_is_tested(stopped_and_
     assert row["status"] == "stopped" and row["epochs"] == 1
 
 
+@pytest.mark.slow  # Ray
 def test_a_crashing_trial_is_retried_reported_and_the_sweep_finishes(stopped_and_crashed: tuple) -> None:
     _, report, printed = stopped_and_crashed
     results = pd.read_csv(report.output_dir / "results.csv").set_index("temporal_eval")
@@ -382,6 +385,7 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str], Path]]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow  # Ray
 def test_sweep_on_a_running_cluster(
     ray_cluster: tuple[str, dict[str, str], Path], data_dir: Path, tmp_path: Path
 ) -> None:

@@ -236,6 +236,47 @@ def _sample_popular(rng: np.random.Generator, alive_today: np.ndarray, cdf: np.n
     return alive_today[np.minimum(idx, alive_today.size - 1)]
 
 
+def _walk_sessions(
+    rng: np.random.Generator,
+    lengths: np.ndarray,
+    successors: np.ndarray,
+    alive: np.ndarray,
+    alive_today: np.ndarray,
+    cdf: np.ndarray,
+    p_follow: float,
+) -> np.ndarray:
+    """One day's clicks (sessions x positions, -1 past a session's end): a popular first item, then at each
+    position a successor of the previous item (probability ``p_follow``, if alive) or a popular item."""
+    n_sessions, width = lengths.size, int(lengths.max())
+    clicks = np.full((n_sessions, width), -1, dtype=np.int64)
+    clicks[:, 0] = _sample_popular(rng, alive_today, cdf, n_sessions)
+    for pos in range(1, width):
+        active = np.flatnonzero(lengths > pos)
+        cur = clicks[active, pos - 1]
+        follow = rng.random(active.size) < p_follow
+        slot = rng.integers(0, successors.shape[1], size=active.size)
+        cand = successors[cur, slot]
+        popular = _sample_popular(rng, alive_today, cdf, active.size)
+        clicks[active, pos] = np.where(follow & alive[cand], cand, popular)
+    return clicks
+
+
+def _session_times(rng: np.random.Generator, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-normal gaps between clicks, then a start that keeps the whole session inside the day.
+
+    Returns each session's start (seconds into the day), each click's offset from it, and the mask of real clicks.
+    """
+    n_sessions, width = lengths.size, int(lengths.max())
+    gaps = rng.lognormal(np.log(_GAP_MEDIAN_S), _GAP_SIGMA, size=(n_sessions, width))
+    gaps = np.clip(np.floor(gaps), _GAP_MIN_S, _GAP_MAX_S).astype(np.int64)
+    gaps[:, 0] = 0
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    offsets = np.cumsum(np.where(mask, gaps, 0), axis=1)
+    duration = offsets[np.arange(n_sessions), lengths - 1]
+    start = np.floor(rng.random(n_sessions) * (SECONDS_PER_DAY - duration)).astype(np.int64)
+    return start, offsets, mask
+
+
 def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
     """Generate the click log: columns ``session_id``, ``item_id``, ``timestamp`` (int64 Unix seconds).
 
@@ -260,7 +301,6 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
 
     innovation = np.sqrt(1.0 - _POPULARITY_MEMORY**2) * cfg.popularity_drift
     p_geom = 1.0 / (cfg.mean_session_length - 1.0)
-    gap_mu = np.log(_GAP_MEDIAN_S)
     t0 = cfg.start_timestamp
     spd = cfg.sessions_per_day
 
@@ -278,27 +318,8 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
         successors[redraw] = _draw_successors(rng, redraw, alive_today, category, cfg.n_categories, k)
 
         lengths = np.minimum(1 + rng.geometric(p_geom, size=spd), cfg.max_session_length)
-        width = int(lengths.max())
-        clicks = np.full((spd, width), -1, dtype=np.int64)
-        clicks[:, 0] = _sample_popular(rng, alive_today, cdf, spd)
-        for pos in range(1, width):
-            active = np.flatnonzero(lengths > pos)
-            cur = clicks[active, pos - 1]
-            follow = rng.random(active.size) < cfg.p_follow
-            slot = rng.integers(0, k, size=active.size)
-            cand = successors[cur, slot]
-            popular = _sample_popular(rng, alive_today, cdf, active.size)
-            clicks[active, pos] = np.where(follow & alive[d, cand], cand, popular)
-
-        # Times: log-normal gaps, then a start that keeps the whole session inside the day.
-        gaps = np.clip(np.floor(rng.lognormal(gap_mu, _GAP_SIGMA, size=(spd, width))), _GAP_MIN_S, _GAP_MAX_S).astype(
-            np.int64
-        )
-        gaps[:, 0] = 0
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        offsets = np.cumsum(np.where(mask, gaps, 0), axis=1)
-        duration = offsets[np.arange(spd), lengths - 1]
-        start = np.floor(rng.random(spd) * (SECONDS_PER_DAY - duration)).astype(np.int64)
+        clicks = _walk_sessions(rng, lengths, successors, alive[d], alive_today, cdf, cfg.p_follow)
+        start, offsets, mask = _session_times(rng, lengths)
         times = t0 + d * SECONDS_PER_DAY + start[:, None] + offsets
 
         order = np.argsort(start, kind="stable")  # ties keep generation order
