@@ -80,3 +80,21 @@ def test_baselines_get_tasrecs_samples(baseline: str, data_dir: Path, tmp_path: 
         assert len(a[iid]) > 0
         for field in a:
             assert torch.equal(a[field], b[field]), f"{name} {field} differs for {baseline}"
+
+
+def test_build_model_takes_a_ready_class_and_is_seeded(data_dir: Path, tmp_path: Path) -> None:
+    """The one builder (runs, checkpoints, sweeps, benchmarks, serving): a class given directly, the config's seed."""
+    from recbole.model.sequential_recommender import GRU4Rec
+
+    from recbole_tasrec.quick_start import build_model
+
+    config = Config("GRU4Rec", "tiny", config_dict=settings(data_dir, tmp_path))
+    prepared = prepare_data(config)
+    by_name, by_class = build_model(config, prepared.train), build_model(config, prepared.train, GRU4Rec)
+    assert type(by_class) is type(by_name) is GRU4Rec
+    for a, b in zip(by_name.parameters(), by_class.parameters(), strict=True):
+        assert torch.equal(a, b)  # seeded the same way
+    other = build_model(
+        Config("GRU4Rec", "tiny", config_dict={**settings(data_dir, tmp_path), "seed": 8}), prepared.train
+    )
+    assert not torch.equal(next(other.parameters()), next(by_name.parameters()))
