@@ -83,8 +83,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from recbole.utils import init_seed
 
-    from recbole_tasrec.config import Config, get_model
-    from recbole_tasrec.quick_start import make_dataloaders, prepare_data
+    from recbole_tasrec.config import Config
+    from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
 
     torch.set_num_threads(args.threads)
     model_name = args.worker
@@ -127,8 +127,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     figures["train_loader"] = type(train_data).__name__
     figures["batches_per_epoch"] = len(train_data)
 
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(model_name)(config, prepared.train)
+    model = build_model(config, prepared.train)
     weight_decay = float(config["weight_decay"] or 0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(config["learning_rate"]), weight_decay=weight_decay)
     figures["parameters"] = sum(p.numel() for p in model.parameters())

@@ -1,8 +1,9 @@
-"""Fixes for RecBole 1.2.1 on numpy 2, pandas 3, torch >= 2.6, scipy >= 1.13 and current Ray.
+"""Fixes for RecBole 1.2.1 on numpy 2, pandas 3, torch >= 2.6, scipy >= 1.13 and current Ray, and nothing else.
 
 RecBole 1.2.1 is the last release and breaks on a modern stack in a handful of known places
 (listed in DESIGN.md section 5). :func:`apply` patches each of them once, idempotently; it runs
-when ``recbole_tasrec`` is imported, and no other module of this package patches RecBole.
+when ``recbole_tasrec`` is imported. The run folder (where logs, tensorboard runs and checkpoints go) is a
+feature, not a fix: :mod:`recbole_tasrec.run_folder`.
 Every patch names the upstream file and line it answers and has a test in ``tests/test_compat.py``
 that fails without it.
 """
@@ -12,11 +13,8 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
-import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +24,7 @@ import torch
 
 _APPLIED = False
 #: The upstream functions that :func:`apply` replaced outright, by qualified name (tests show they fail).
-UPSTREAM: dict[str, Callable[..., Any]] = {}
-_RUN_DIR: Path = Path("runs")  # where the current run's logs and tensorboard files go
-
-
-def run_dir() -> Path:
-    """The folder that RecBole's hard-coded ``./log`` and ``./log_tensorboard`` now land in."""
-    return _RUN_DIR
+UPSTREAM: dict[str, Any] = {}
 
 
 # --- numpy 2 ------------------------------------------------------------------------------------------
@@ -259,87 +251,6 @@ def _dok_update(self: sp.dok_matrix, data: dict) -> None:
     self[np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)] = values
 
 
-# --- run output ---------------------------------------------------------------------------------------
-def set_run_dir(path: str | os.PathLike[str]) -> Path:
-    """Send RecBole's logs and tensorboard runs of the coming run under ``path``."""
-    global _RUN_DIR
-    _RUN_DIR = Path(path).resolve()
-    _RUN_DIR.mkdir(parents=True, exist_ok=True)
-    return _RUN_DIR
-
-
-def _init_logger_in_run_dir(original: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Wrap ``init_logger`` (recbole/utils/logger.py:75 hard-codes ``./log/``).
-
-    The log file goes under the config's ``run_dir``. Upstream configures the root logger with
-    ``logging.basicConfig``, which does nothing once handlers exist, so a second run in one process (tests,
-    Ray workers, sweeps) logged into the first run's file: the old handlers are closed first.
-    """
-
-    def init_logger(config: Any) -> None:
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
-        target = set_run_dir(config["run_dir"] or "runs")
-        with contextlib.chdir(target):
-            original(config)
-
-    init_logger.__wrapped__ = original  # type: ignore[attr-defined]
-    return init_logger
-
-
-def _tensorboard_in_run_dir(logger: Any) -> Any:
-    """Replacement for ``get_tensorboard`` (recbole/utils/utils.py:220 hard-codes ``log_tensorboard``).
-
-    Same naming rule (the run's log file name), but under ``<run_dir>/log_tensorboard`` and as an absolute
-    path: the writer reopens its file on every write, so a relative one would follow the working directory.
-    """
-    from recbole.utils import get_local_time
-    from torch.utils.tensorboard import SummaryWriter
-
-    log_files = [h.baseFilename for h in logger.handlers if hasattr(h, "baseFilename")]
-    name = Path(log_files[0]).stem if log_files else f"model-{get_local_time()}"
-    return SummaryWriter(str(run_dir() / "log_tensorboard" / name))
-
-
-def _run_dir_defaults(original: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Wrap ``Config._set_default_parameters`` so that a config with ``run_dir`` keeps everything there.
-
-    RecBole writes checkpoints to ``checkpoint_dir`` (default ``saved/``, relative to the working directory).
-    When ``run_dir`` is set (this package's ``properties/overall.yaml`` sets it) and ``checkpoint_dir`` is not
-    given, checkpoints go to ``<run_dir>/saved``; tensorboard follows ``run_dir`` too. This holds for a plain
-    RecBole script that loads this package's yaml files as well as for :class:`recbole_tasrec.config.Config`.
-    """
-
-    def set_default_parameters(self: Any) -> None:
-        original(self)
-        run = self.final_config_dict.get("run_dir")
-        if run:
-            if "checkpoint_dir" not in self.external_config_dict:
-                self.final_config_dict["checkpoint_dir"] = str(Path(run) / "saved")
-            set_run_dir(run)
-
-    set_default_parameters.__wrapped__ = original  # type: ignore[attr-defined]
-    return set_default_parameters
-
-
-# --- dataset cache ------------------------------------------------------------------------------------
-#: Keys of this package that shape the processed data set. RecBole's saved-dataset cache
-#: (recbole/data/utils.py:55-70) compares only ``dataset_arguments``; without these a changed key would
-#: silently reuse a stale cache.
-DATASET_KEYS = [
-    "day_span",
-    "min_session_length",
-    "min_item_clicks",
-    "test_day_ratio",
-    "valid_session_ratio",
-    "drop_unseen_targets",
-    "DAY_FIELD",
-    "MAX_ITEM_LIST_LENGTH",
-]
-
-
 def apply() -> None:
     """Apply every patch once. Safe to call again."""
     global _APPLIED
@@ -349,16 +260,14 @@ def apply() -> None:
     import recbole.data.dataset.dataset as dataset_module
     import recbole.data.dataset.sequential_dataset as sequential_module
     import recbole.trainer.trainer as trainer_module
-    import recbole.utils as utils
-    import recbole.utils.logger as logger_module
     from recbole.utils.argument_list import dataset_arguments
 
     UPSTREAM["Config.compatibility_settings"] = configurator.Config.compatibility_settings
     UPSTREAM["Dataset._fill_nan"] = dataset_module.Dataset._fill_nan
     _numpy_aliases()
     configurator.Config.compatibility_settings = _numpy_aliases
-    configurator.Config._set_default_parameters = _run_dir_defaults(configurator.Config._set_default_parameters)
 
+    UPSTREAM["trainer.amp"] = trainer_module.amp
     trainer_module.torch = _TorchTrustedLoad()
     trainer_module.amp = _CudaAmp()
     _patch_when_imported("recbole.quick_start.quick_start", _trusted_torch_load)
@@ -366,6 +275,7 @@ def apply() -> None:
 
     dataset_module.Dataset._fill_nan = _fill_nan
     dataset_module.pd = _PandasReadingEmptySequences()
+    UPSTREAM["Dataset._dataframe_to_interaction"] = dataset_module.Dataset._dataframe_to_interaction
     dataset_module.Dataset._dataframe_to_interaction = _dataframe_to_interaction(
         dataset_module.Dataset._dataframe_to_interaction
     )
@@ -382,9 +292,9 @@ def apply() -> None:
     if not hasattr(sp.dok_matrix, "_update"):
         sp.dok_matrix._update = _dok_update
 
-    init_logger = _init_logger_in_run_dir(logger_module.init_logger)
-    logger_module.init_logger = utils.init_logger = init_logger
-    utils.get_tensorboard = trainer_module.get_tensorboard = _tensorboard_in_run_dir
+    # the saved-dataset cache (recbole/data/utils.py:55-70) compares only ``dataset_arguments``: without this
+    # package's data set keys a changed day_span or filter would silently reuse a stale cache
+    from recbole_tasrec.data.dataset import TASRecDataset
 
-    dataset_arguments.extend(key for key in DATASET_KEYS if key not in dataset_arguments)
+    dataset_arguments.extend(key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_arguments)
     _APPLIED = True

@@ -19,10 +19,24 @@ from typing import Any
 
 from recbole.config import Config as RecBoleConfig
 
-from recbole_tasrec.compat import DATASET_KEYS
+from recbole_tasrec.data.dataset import TASRecDataset
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
+
+
+def in_checkout() -> bool:
+    """True when the package runs from a source checkout (``uv run``, an editable install), not from a wheel."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "properties").is_dir()
+
+
+def default_data_path(data_path: str | None) -> Path:
+    """The package's default ``data_path`` (``atomic_data``), made absolute: in a checkout, the checkout's own
+    ``atomic_data/`` wherever one runs from; in an installed package, ``./atomic_data`` of the working directory."""
+    path = Path(data_path or "atomic_data")
+    if path.is_absolute():
+        return path
+    return (PROJECT_ROOT if in_checkout() else Path.cwd()) / path
 
 
 def properties_dir() -> Path:
@@ -109,7 +123,6 @@ class Config(RecBoleConfig):
         ]:
             if path.is_file():
                 self._update_internal_config_dict(str(path))
-        data_path = Path(self.internal_config_dict.get("data_path") or "atomic_data")
-        if not data_path.is_absolute():  # the package's default points into the checkout, wherever one runs
-            self.internal_config_dict["data_path"] = str(PROJECT_ROOT / data_path)
-        self.parameters["Dataset"] += [key for key in DATASET_KEYS if key not in self.parameters["Dataset"]]
+        self.internal_config_dict["data_path"] = str(default_data_path(self.internal_config_dict.get("data_path")))
+        dataset_keys = self.parameters["Dataset"]
+        dataset_keys += [key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_keys]

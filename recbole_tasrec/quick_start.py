@@ -100,6 +100,36 @@ def _check_prepared_matches(config: Config, prepared: PreparedData) -> None:
         )
 
 
+def build_model(config: Config, dataset: Any, model_class: type | None = None) -> torch.nn.Module:
+    """Seed, build and place a model: the one way a run, a checkpoint, a sweep or a benchmark gets one.
+
+    Args:
+        config: the run's config; its ``seed`` makes the initial weights reproducible.
+        dataset: the training split (``PreparedData.train``), from which RecBole models read their sizes.
+        model_class: a ready model class (default: the config's ``model``, looked up by name).
+    """
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = model_class or get_model(config["model"])
+    return model_class(config, dataset).to(config["device"])
+
+
+def evaluate_checkpoint(
+    config: Config, prepared: PreparedData, checkpoint: str | os.PathLike[str], model_class: type | None = None
+) -> dict[str, float]:
+    """Test metrics of a saved model, as the last step of a run computes them (``evaluate(load_best_model=True)``).
+
+    Starts a run in ``config["run_dir"]`` (its log and tensorboard files go there).
+    """
+    init_logger(config)
+    _, _, test_data = make_dataloaders(config, prepared)
+    trainer = TASRecTrainer(config, build_model(config, prepared.train, model_class))
+    try:
+        result = trainer.evaluate(test_data, load_best_model=True, model_file=str(checkpoint), show_progress=False)
+    finally:
+        trainer.tensorboard.close()
+    return {key: float(value) for key, value in result.items()}
+
+
 def run_recbole_tasrec(
     model: str | type | None = None,
     dataset: str | None = None,
@@ -135,8 +165,7 @@ def run_recbole_tasrec(
         _check_prepared_matches(config, prepared)
     train_data, valid_data, test_data = make_dataloaders(config, prepared)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, prepared.train).to(config["device"])
+    net = build_model(config, prepared.train)
     logger.info(net)
     trainer = TASRecTrainer(config, net)
     best_valid_score, best_valid_result = trainer.fit_with_callback(train_data, valid_data, saved, epoch_callback)
@@ -170,8 +199,7 @@ def load_data_and_model(model_file: str | os.PathLike[str]) -> tuple[Any, Any, A
     init_logger(config)
     prepared = prepare_data(config)
     train_data, valid_data, test_data = make_dataloaders(config, prepared)
-    init_seed(config["seed"], config["reproducibility"])
-    net = get_model(config["model"])(config, prepared.train).to(config["device"])
+    net = build_model(config, prepared.train)
     net.load_state_dict(checkpoint["state_dict"])
     net.load_other_parameter(checkpoint.get("other_parameter"))
     return config, net, prepared.dataset, train_data, valid_data, test_data

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +47,15 @@ def small_settings(data_dir: Path, run_dir: Path, **overrides: object) -> dict[s
     }
     settings.update(overrides)
     return settings
+
+
+def most_popular_recall(prepared: Any, k: int = 20) -> float:
+    """Test Recall@k of recommending the k most frequent training targets to everyone (a ``PreparedData``):
+    the floor that a model which learned anything clears."""
+    iid = prepared.dataset.iid_field
+    counts = np.bincount(prepared.train.inter_feat[iid].numpy(), minlength=prepared.dataset.item_num)
+    popular = np.argsort(-counts, kind="stable")[:k]
+    return float(np.isin(prepared.test.inter_feat[iid].numpy(), popular).mean())
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,6 @@ CLI, Ray Tune and the benchmarks take; sizes are kept small (``small_settings`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from recbole_tasrec import prepare_data, run_recbole_tasrec
 from recbole_tasrec.config import Config
-from tests.conftest import small_settings
+from tests.conftest import most_popular_recall, small_settings
 
 BASELINES = [
     "SRGNN",
@@ -36,30 +35,43 @@ BASELINES = [
 #: CORE; 16 / 2 heads), LightSANs' latent interests (default 5), NextItNet's residual blocks (default 5).
 MODEL_SETTINGS: dict[str, object] = {"n_heads": 2, "inner_size": 32, "k_interests": 2, "block_num": 1}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """These models are tiny: with two intra-op threads on a shared 2-core machine, torch's threads wait on
-    each other and an epoch takes 10-40 s instead of under 1 s (measured: Caser 34.6 s -> 1.3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.slow  # every test trains a model or builds two data sets
 
 
 def settings(data_dir: Path, run_dir: Path) -> dict[str, object]:
     return small_settings(data_dir, run_dir, **MODEL_SETTINGS)
 
 
+#: Test Recall@20 on the tiny set after 3 epochs at learning rate 0.01, seeds 1 / 2 / 3 (most-popular: 0.203):
+#: SRGNN .403 .429 .354, GRU4Rec .351 .375 .342, NARM .342 .436 .384, SASRec .491 .559 .474,
+#: GCSAN .502 .578 .476; LightSANs and CORE above 0.38 already after one epoch; the test's seed 7 gave SRGNN
+#: only .259. These must clear most-popular by 0.025 (about half the smallest lead seen, SRGNN's .056 at
+#: seed 7). STAMP (.238 .278 .224), Caser (.170 .201 .198), NextItNet (.203 .229 .201) and BERT4Rec
+#: (.236 .255 .212) do not beat it reliably this soon: for them the training loss must fall every epoch
+#: instead (seed 7: NextItNet's fell least, 156.3 -> 151.9 -> 149.3).
+BEAT_MOST_POPULAR = {"SRGNN", "GRU4Rec", "NARM", "SASRec", "GCSAN", "LightSANs", "CORE"}
+
+
+@pytest.fixture(scope="module")
+def most_popular(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("popular")))
+    return most_popular_recall(prepare_data(config))
+
+
 @pytest.mark.parametrize("model", BASELINES)
-def test_baseline_trains_and_evaluates_on_the_day_split(model: str, data_dir: Path, tmp_path: Path) -> None:
-    result = run_recbole_tasrec(model, "tiny", config_dict=settings(data_dir, tmp_path), saved=False)
+def test_baseline_learns_on_the_day_split(model: str, data_dir: Path, tmp_path: Path, most_popular: float) -> None:
+    run_settings = {**settings(data_dir, tmp_path), "epochs": 3, "learning_rate": 0.01}
+    result = run_recbole_tasrec(model, "tiny", config_dict=run_settings, saved=False)
     assert result["model"] == model
+    losses = result["train_loss"]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     recall = result["test_result"]["recall@20"]
-    assert math.isfinite(recall) and 0.0 <= recall <= 1.0
     assert math.isfinite(result["best_valid_result"]["recall@20"])
-    assert all(math.isfinite(loss) for loss in result["train_loss"])
-    assert len(result["train_loss"]) == 1  # one epoch, as asked
+    if model in BEAT_MOST_POPULAR:
+        assert recall > most_popular + 0.025, (recall, most_popular)
+    else:
+        assert losses[2] < losses[1] < losses[0] and losses[2] < 0.98 * losses[0], losses
+        assert recall > 0.5 * most_popular  # measured: at least 0.83 times most-popular (Caser, seed 1)
 
 
 def _samples(part, config: Config) -> dict[str, torch.Tensor]:
@@ -89,3 +101,21 @@ def test_baselines_get_tasrecs_samples(baseline: str, data_dir: Path, tmp_path: 
         assert len(a[iid]) > 0
         for field in a:
             assert torch.equal(a[field], b[field]), f"{name} {field} differs for {baseline}"
+
+
+def test_build_model_takes_a_ready_class_and_is_seeded(data_dir: Path, tmp_path: Path) -> None:
+    """The one builder (runs, checkpoints, sweeps, benchmarks, serving): a class given directly, the config's seed."""
+    from recbole.model.sequential_recommender import GRU4Rec
+
+    from recbole_tasrec.quick_start import build_model
+
+    config = Config("GRU4Rec", "tiny", config_dict=settings(data_dir, tmp_path))
+    prepared = prepare_data(config)
+    by_name, by_class = build_model(config, prepared.train), build_model(config, prepared.train, GRU4Rec)
+    assert type(by_class) is type(by_name) is GRU4Rec
+    for a, b in zip(by_name.parameters(), by_class.parameters(), strict=True):
+        assert torch.equal(a, b)  # seeded the same way
+    other = build_model(
+        Config("GRU4Rec", "tiny", config_dict={**settings(data_dir, tmp_path), "seed": 8}), prepared.train
+    )
+    assert not torch.equal(next(other.parameters()), next(by_name.parameters()))

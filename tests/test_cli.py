@@ -9,11 +9,9 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 import recbole_tasrec.quick_start
 from recbole_tasrec import cli
@@ -29,6 +27,7 @@ def cli_settings(data_dir: Path, run_dir: Path, **overrides: object) -> list[str
 
 
 # --- missing data ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = subprocess.run(
@@ -52,17 +51,7 @@ def test_missing_dataset_hint_writes_where_the_run_reads(tmp_path: Path, capsys:
 
 
 # --- a run ------------------------------------------------------------------------------------------
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """The model is tiny: two intra-op threads on a shared 2-core machine wait on each other (several times
-    slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.slow  # trains
 def test_a_baseline_runs_from_the_command_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "results" / "out.json"
     settings = cli_settings(data_dir, tmp_path / "run")

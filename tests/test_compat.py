@@ -16,6 +16,7 @@ from recbole.utils import FeatureType
 
 from recbole_tasrec import compat, run_recbole_tasrec
 from recbole_tasrec.config import Config
+from recbole_tasrec.data.dataset import TASRecDataset
 from recbole_tasrec.quick_start import create_dataset
 from tests.conftest import small_settings
 
@@ -29,6 +30,7 @@ def test_config_builds_on_numpy_2(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note while refusing the file
+@pytest.mark.slow  # trains
 def test_evaluate_loads_the_best_checkpoint_on_torch_2_6(data_dir: Path, tmp_path: Path) -> None:
     result = run_recbole_tasrec("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path), saved=True)
     assert "recall@20" in result["test_result"]  # trainer.py:583 loaded the checkpoint
@@ -40,6 +42,42 @@ def test_quick_start_module_loads_checkpoints_too() -> None:
     import recbole.quick_start.quick_start as upstream
 
     assert isinstance(upstream.torch, compat._TorchTrustedLoad)
+
+
+def test_trainer_amp_is_built_without_torchs_deprecation_warning() -> None:
+    import warnings
+
+    import recbole.trainer.trainer as trainer_module
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer_module.amp.GradScaler(enabled=False)  # trainer.py:235, 1440
+        with trainer_module.amp.autocast(enabled=False):  # trainer.py:1453
+            pass
+    upstream = compat.UPSTREAM["trainer.amp"]  # torch.cuda.amp, as trainer.py:30 imports it
+    with pytest.warns(FutureWarning, match="deprecated"):
+        upstream.GradScaler(enabled=False)
+    with pytest.warns(FutureWarning, match="deprecated"), upstream.autocast(enabled=False):
+        pass
+
+
+def test_dataframe_columns_become_tensors_without_a_read_only_warning() -> None:
+    import warnings
+
+    frame = pd.DataFrame({"item_id": np.array([3, 1, 2]), "timestamp": np.array([1.5, 2.5, 3.5])})
+    assert not frame["item_id"].values.flags.writeable  # pandas 3 copy-on-write
+    stub = SimpleNamespace(
+        field2type={"item_id": FeatureType.TOKEN, "timestamp": FeatureType.FLOAT},
+        config={"numerical_features": []},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        interaction = Dataset._dataframe_to_interaction(stub, frame)
+    assert interaction["item_id"].tolist() == [3, 1, 2] and interaction["timestamp"].tolist() == [1.5, 2.5, 3.5]
+    interaction["item_id"][0] = 9  # the tensor owns its memory: the frame stays as it was
+    assert frame["item_id"].tolist() == [3, 1, 2]
+    with pytest.warns(UserWarning, match="not writable"):
+        compat.UPSTREAM["Dataset._dataframe_to_interaction"](stub, frame)
 
 
 def write_item_file(root: Path, name: str, rows: list[str], header: str) -> None:
@@ -98,6 +136,7 @@ def test_dok_update_is_back_for_recboles_graph_models() -> None:
     assert compat._dok_update.__name__ in repr(sp.dok_matrix._update)
 
 
+@pytest.mark.slow  # trains
 def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,10 +153,25 @@ def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     assert len([h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]) == 1
 
 
+def test_building_a_config_creates_nothing_until_a_run_starts(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recbole.utils import init_logger
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "later"
+    handlers = list(logging.getLogger().handlers)
+    config = Config("TASRec", "tiny", config_dict={"data_path": str(data_dir), "run_dir": str(run_dir)})
+    assert config["checkpoint_dir"] == str(run_dir / "saved")  # the default follows run_dir
+    assert list(tmp_path.iterdir()) == [] and logging.getLogger().handlers == handlers
+    init_logger(config)  # a run starts: its folder and log file appear
+    assert len(list((run_dir / "log" / "TASRec").glob("*.log"))) == 1
+
+
 def test_dataset_cache_notices_this_packages_keys(data_dir: Path, tmp_path: Path) -> None:
     from recbole.utils.argument_list import dataset_arguments
 
-    assert set(compat.DATASET_KEYS) <= set(dataset_arguments)
+    assert set(TASRecDataset.CONFIG_KEYS) <= set(dataset_arguments)
     settings = small_settings(data_dir, tmp_path, save_dataset=True)
     first = create_dataset(Config("TASRec", "tiny", config_dict=settings))
     assert (tmp_path / "saved" / "tiny-TASRecDataset.pth").is_file()

@@ -126,6 +126,33 @@ def test_diginetica_orders_by_timeframe_and_keeps_the_first_clicks_day(tmp_path:
     assert str(summary) == (f"wrote {summary.path}: 6 clicks, 3 sessions, 6 items, 2016-01-01 .. 2016-01-02")
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "diginetica"
+MARCH1 = timegm((2016, 3, 1, 0, 0, 0))
+#: The committed fixture's expected atomic rows, worked out by hand: (session, item, seconds after 2016-03-01).
+#: Sessions renumbered by start time; clicks by timeframe (ms); session 12 crosses midnight and keeps its first
+#: click's date as the base (86.41e6 ms after 2016-03-01, not after 2016-03-02); repeated items stay.
+FIXTURE_EXPECTED = [
+    (1, 501, 0), (1, 502, 30), (1, 501, 90),  # raw session 10
+    (2, 505, 4), (2, 504, 5), (2, 503, 12),  # raw 11, user 42, out of order in the file
+    (3, 506, 86_390), (3, 507, 86_410), (3, 501, 86_500),  # raw 12, across midnight
+    (4, 502, 86_401), (4, 503, 86_402), (4, 508, 86_402.5), (4, 504, 86_403),  # raw 13
+    (5, 509, 86_460), (5, 509, 86_461), (5, 510, 86_470),  # raw 14
+    (6, 501, 172_800.1), (6, 502, 172_800.2), (6, 503, 172_800.3), (6, 504, 172_800.4), (6, 505, 172_800.5),
+    (7, 511, 176_400), (7, 512, 176_500),  # raw 16
+    (8, 513, 259_200), (8, 513, 259_200.125), (8, 501, 259_200.25),  # raw 17
+    (9, 514, 302_400), (9, 502, 302_400.999), (9, 516, 302_401), (9, 515, 302_460),  # raw 18, noon
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["train-item-views.csv", "train-item-views-camel.csv"])
+def test_diginetica_fixture_both_headers(tmp_path: Path, name: str) -> None:
+    """A committed, hand-written Diginetica file (snake_case and camelCase headers): exact output."""
+    summary = convert_diginetica(FIXTURES / name, tmp_path)
+    assert str(summary).endswith("30 clicks, 9 sessions, 16 items, 2016-03-01 .. 2016-03-04")
+    expected = [[str(s), str(i), f"{MARCH1 + offset:.3f}"] for s, i, offset in FIXTURE_EXPECTED]
+    assert rows(summary.path) == expected
+
+
 def test_real_diginetica_sample(tmp_path: Path) -> None:
     sample = SAMPLE_DIR / "train-item-views.csv"
     if not sample.exists():
@@ -424,6 +451,7 @@ def test_main_reports_bad_input_with_status_2(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a subprocess
 def test_cli_module_error_exits_2_without_traceback(tmp_path: Path) -> None:
     # One subprocess only: importing the package (and RecBole) takes seconds; main() is tested in-process.
     command = [sys.executable, "-m", "recbole_tasrec.data.convert", "diginetica"]

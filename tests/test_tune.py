@@ -31,6 +31,7 @@ from recbole_tasrec.data.synthetic import SyntheticConfig
 from recbole_tasrec.data.synthetic import write as write_data
 from recbole_tasrec.quick_start import prepare_data
 from recbole_tasrec.tune import main
+from recbole_tasrec.tune.ray_env import init_ray
 from recbole_tasrec.tune.report import summarize
 from recbole_tasrec.tune.space import (
     Param,
@@ -40,16 +41,8 @@ from recbole_tasrec.tune.space import (
     parse_recbole_space,
     parse_space,
 )
-from recbole_tasrec.tune.sweep import (
-    SweepError,
-    SweepOptions,
-    build_spec,
-    driver_config,
-    evaluate_checkpoint,
-    init_ray,
-    make_scheduler,
-    run_sweep,
-)
+from recbole_tasrec.tune.spec import SweepError, SweepOptions, build_spec, driver_config
+from recbole_tasrec.tune.sweep import evaluate_trial_checkpoint, make_scheduler, run_sweep
 
 #: 8 days of 30 sessions: a trial trains in seconds (fewer than 100 items survive the filters, hence topk)
 MINI = SyntheticConfig(n_items=150, sessions_per_day=30, n_days=8, seed=3)
@@ -244,6 +237,7 @@ def test_no_cluster_at_address_is_a_clear_error() -> None:
 
 
 # --- real sweeps on a local Ray ------------------------------------------------------------------------------
+@pytest.mark.slow  # Ray
 def test_local_sweep_writes_results_best_yaml_and_plot(
     local_ray: None, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -284,7 +278,7 @@ def test_local_sweep_writes_results_best_yaml_and_plot(
     spec, _ = build_spec("TASRec", "tiny", load_search_space(space), (), settings, 1)
     prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
     params = {"embedding_size": int(best["embedding_size"]), "n_layers": 1}
-    again = evaluate_checkpoint(spec, params, out / best["trial"], Path(best["checkpoint"]), prepared)
+    again = evaluate_trial_checkpoint(spec, params, out / best["trial"], Path(best["checkpoint"]), prepared)
     assert again["recall@20"] == pytest.approx(best["test/recall@20"], abs=1e-4)
 
 
@@ -310,6 +304,7 @@ def stopped_and_crashed(local_ray: None, data_dir: Path, tmp_path_factory: pytes
     return spec, report, printed.getvalue()
 
 
+@pytest.mark.slow  # Ray
 def test_scheduler_stops_a_trial_early_and_its_checkpoint_is_tested(stopped_and_crashed: tuple) -> None:
     spec, report, printed = stopped_and_crashed
     record = next(r for r in report.records if r.params["temporal_eval"] == "streaming")
@@ -322,6 +317,7 @@ def test_scheduler_stops_a_trial_early_and_its_checkpoint_is_tested(stopped_and_
     assert row["status"] == "stopped" and row["epochs"] == 1
 
 
+@pytest.mark.slow  # Ray
 def test_a_crashing_trial_is_retried_reported_and_the_sweep_finishes(stopped_and_crashed: tuple) -> None:
     _, report, printed = stopped_and_crashed
     results = pd.read_csv(report.output_dir / "results.csv").set_index("temporal_eval")
@@ -389,6 +385,7 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str], Path]]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow  # Ray
 def test_sweep_on_a_running_cluster(
     ray_cluster: tuple[str, dict[str, str], Path], data_dir: Path, tmp_path: Path
 ) -> None:
@@ -418,6 +415,22 @@ def test_tune_flag_of_the_main_command_reaches_the_sweep(data_dir: Path, capsys:
     assert "--tune" in build_parser().format_help()
     assert cli_main(["--tune", "--dataset", "tiny", f"--data_path={data_dir}", "--model", "NoSuchModel"]) == 2
     assert "unknown model 'NoSuchModel'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a fresh interpreter (about 10 s: torch and RecBole)
+def test_help_and_usage_errors_do_not_import_ray() -> None:
+    script = (
+        "import contextlib, io, sys\n"
+        "from recbole_tasrec.tune.cli import main\n"
+        "assert 'ray' not in sys.modules, 'imported with the module'\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['--epochs']) == 2\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "assert 'ray' not in sys.modules, 'imported by --help or a usage error'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_help_explains_grid_repeats_and_cluster_flags() -> None:

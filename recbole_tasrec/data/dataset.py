@@ -27,10 +27,10 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
+from recbole_tasrec.data.atomic import SECONDS_PER_DAY
 from recbole_tasrec.data.clicks import DayClicks
 from recbole_tasrec.data.daily_graphs import DailyGraphs
 
-SECONDS_PER_DAY = 86_400
 TRAIN, VALID, TEST = 0, 1, 2
 
 
@@ -57,6 +57,19 @@ class TASRecDataset(SequentialDataset):
         session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
     """
+
+    #: Settings of this package that shape the processed data set: RecBole's saved-dataset cache and sweeps
+    #: treat them like RecBole's own ``dataset_arguments`` (see :mod:`recbole_tasrec.compat`).
+    CONFIG_KEYS = (
+        "day_span",
+        "min_session_length",
+        "min_item_clicks",
+        "test_day_ratio",
+        "valid_session_ratio",
+        "drop_unseen_targets",
+        "DAY_FIELD",
+        "MAX_ITEM_LIST_LENGTH",
+    )
 
     def __init__(self, config) -> None:
         self.day_field = config["DAY_FIELD"] or "day"

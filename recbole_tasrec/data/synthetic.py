@@ -50,6 +50,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recbole_tasrec.data.atomic import INTER_HEADER as HEADER
+from recbole_tasrec.data.atomic import SECONDS_PER_DAY, write_atomic
+
+COLUMNS = ("session_id", "item_id", "timestamp")  # generate()'s columns, in the atomic file's order
+
 __all__ = [
     "HEADER",
     "SECONDS_PER_DAY",
@@ -61,10 +66,7 @@ __all__ = [
     "write",
 ]
 
-HEADER = "session_id:token\titem_id:token\ttimestamp:float"
-"""The atomic file's header line (RecBole field:type names, tab-separated)."""
 
-SECONDS_PER_DAY = 86_400
 _POPULARITY_MEMORY = 0.85
 """Day-to-day correlation of the fluctuating part of log-popularity (AR(1) coefficient)."""
 _GAP_MEDIAN_S = 45.0
@@ -234,6 +236,47 @@ def _sample_popular(rng: np.random.Generator, alive_today: np.ndarray, cdf: np.n
     return alive_today[np.minimum(idx, alive_today.size - 1)]
 
 
+def _walk_sessions(
+    rng: np.random.Generator,
+    lengths: np.ndarray,
+    successors: np.ndarray,
+    alive: np.ndarray,
+    alive_today: np.ndarray,
+    cdf: np.ndarray,
+    p_follow: float,
+) -> np.ndarray:
+    """One day's clicks (sessions x positions, -1 past a session's end): a popular first item, then at each
+    position a successor of the previous item (probability ``p_follow``, if alive) or a popular item."""
+    n_sessions, width = lengths.size, int(lengths.max())
+    clicks = np.full((n_sessions, width), -1, dtype=np.int64)
+    clicks[:, 0] = _sample_popular(rng, alive_today, cdf, n_sessions)
+    for pos in range(1, width):
+        active = np.flatnonzero(lengths > pos)
+        cur = clicks[active, pos - 1]
+        follow = rng.random(active.size) < p_follow
+        slot = rng.integers(0, successors.shape[1], size=active.size)
+        cand = successors[cur, slot]
+        popular = _sample_popular(rng, alive_today, cdf, active.size)
+        clicks[active, pos] = np.where(follow & alive[cand], cand, popular)
+    return clicks
+
+
+def _session_times(rng: np.random.Generator, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-normal gaps between clicks, then a start that keeps the whole session inside the day.
+
+    Returns each session's start (seconds into the day), each click's offset from it, and the mask of real clicks.
+    """
+    n_sessions, width = lengths.size, int(lengths.max())
+    gaps = rng.lognormal(np.log(_GAP_MEDIAN_S), _GAP_SIGMA, size=(n_sessions, width))
+    gaps = np.clip(np.floor(gaps), _GAP_MIN_S, _GAP_MAX_S).astype(np.int64)
+    gaps[:, 0] = 0
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    offsets = np.cumsum(np.where(mask, gaps, 0), axis=1)
+    duration = offsets[np.arange(n_sessions), lengths - 1]
+    start = np.floor(rng.random(n_sessions) * (SECONDS_PER_DAY - duration)).astype(np.int64)
+    return start, offsets, mask
+
+
 def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
     """Generate the click log: columns ``session_id``, ``item_id``, ``timestamp`` (int64 Unix seconds).
 
@@ -258,7 +301,6 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
 
     innovation = np.sqrt(1.0 - _POPULARITY_MEMORY**2) * cfg.popularity_drift
     p_geom = 1.0 / (cfg.mean_session_length - 1.0)
-    gap_mu = np.log(_GAP_MEDIAN_S)
     t0 = cfg.start_timestamp
     spd = cfg.sessions_per_day
 
@@ -276,27 +318,8 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
         successors[redraw] = _draw_successors(rng, redraw, alive_today, category, cfg.n_categories, k)
 
         lengths = np.minimum(1 + rng.geometric(p_geom, size=spd), cfg.max_session_length)
-        width = int(lengths.max())
-        clicks = np.full((spd, width), -1, dtype=np.int64)
-        clicks[:, 0] = _sample_popular(rng, alive_today, cdf, spd)
-        for pos in range(1, width):
-            active = np.flatnonzero(lengths > pos)
-            cur = clicks[active, pos - 1]
-            follow = rng.random(active.size) < cfg.p_follow
-            slot = rng.integers(0, k, size=active.size)
-            cand = successors[cur, slot]
-            popular = _sample_popular(rng, alive_today, cdf, active.size)
-            clicks[active, pos] = np.where(follow & alive[d, cand], cand, popular)
-
-        # Times: log-normal gaps, then a start that keeps the whole session inside the day.
-        gaps = np.clip(np.floor(rng.lognormal(gap_mu, _GAP_SIGMA, size=(spd, width))), _GAP_MIN_S, _GAP_MAX_S).astype(
-            np.int64
-        )
-        gaps[:, 0] = 0
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        offsets = np.cumsum(np.where(mask, gaps, 0), axis=1)
-        duration = offsets[np.arange(spd), lengths - 1]
-        start = np.floor(rng.random(spd) * (SECONDS_PER_DAY - duration)).astype(np.int64)
+        clicks = _walk_sessions(rng, lengths, successors, alive[d], alive_today, cdf, cfg.p_follow)
+        start, offsets, mask = _session_times(rng, lengths)
         times = t0 + d * SECONDS_PER_DAY + start[:, None] + offsets
 
         order = np.argsort(start, kind="stable")  # ties keep generation order
@@ -314,11 +337,16 @@ def generate(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
     )
 
 
+def to_atomic_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The log with the atomic file's column names (``HEADER``), all integers: what :func:`write` writes."""
+    return pd.DataFrame(
+        {name: df[col].to_numpy(dtype=np.int64) for name, col in zip(HEADER.split("\t"), COLUMNS, strict=True)}
+    )
+
+
 def to_inter_bytes(df: pd.DataFrame) -> bytes:
-    """Format a log as the atomic file's bytes (fixed formatting, ``\\n`` line ends, no float repr)."""
-    cols = [df[c].to_numpy(dtype=np.int64).tolist() for c in ("session_id", "item_id", "timestamp")]
-    body = "".join(f"{s}\t{i}\t{t}\n" for s, i, t in zip(*cols, strict=True))
-    return (HEADER + "\n" + body).encode("ascii")
+    """The atomic file's bytes for a log (fixed formatting, ``\\n`` line ends), as :func:`write` writes them."""
+    return to_atomic_frame(df).to_csv(sep="\t", index=False, lineterminator="\n").encode("ascii")
 
 
 def write(
@@ -326,27 +354,12 @@ def write(
     output_dir: str | os.PathLike[str] = "atomic_data",
     name: str = "sample",
 ) -> Path:
-    """Generate and write ``output_dir/name/name.inter`` atomically (temp file + ``os.replace``).
-
-    Atomic so that a reader (or a concurrent RecBole run) never sees a half-written file.
-    Returns the file's path.
-    """
+    """Generate and write ``output_dir/name/name.inter`` through the converters' atomic writer (a reader, or a
+    concurrent RecBole run, never sees a half-written file). Returns the file's path."""
     if not name or os.sep in name or (os.altsep and os.altsep in name) or name in {".", ".."}:
         raise ValueError(f"name must be a plain file stem, got {name!r}")
-    data = to_inter_bytes(generate(cfg))
-    folder = Path(output_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.inter"
-    # A per-process temp name in the same folder (same filesystem, so os.replace is atomic);
-    # plain open() so the file gets the usual umask permissions, unlike mkstemp's 0600.
-    tmp = folder / f".{name}.inter.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    path = Path(output_dir) / name / f"{name}.inter"
+    write_atomic(to_atomic_frame(generate(cfg)), path)
     return path
 
 
@@ -390,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     path = write(cfg, args.output_dir, args.name)
-    df = pd.read_csv(path, sep="\t", header=0, names=["session_id", "item_id", "timestamp"])
+    df = pd.read_csv(path, sep="\t", header=0, names=list(COLUMNS))
     print(summary(df, path))
     return 0
 

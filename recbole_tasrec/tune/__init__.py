@@ -1,7 +1,8 @@
 """Ray Tune hyperparameter sweeps for TASRec and any RecBole sequential model (``python -m recbole_tasrec.tune``).
 
-:mod:`.space` reads search spaces (no Ray needed), :mod:`.sweep` runs trials on a local Ray or a cluster,
-:mod:`.report` writes ``results.csv``, ``best.yaml`` and the curves plot, :mod:`.cli` is the command line.
+:mod:`.space` reads search spaces and :mod:`.spec` checks what a sweep runs (neither needs Ray), :mod:`.ray_env`
+starts or joins Ray, :mod:`.sweep` runs the trials, :mod:`.report` writes ``results.csv``, ``best.yaml`` and the curves
+plot, :mod:`.cli` is the command line (it imports Ray only to run a sweep).
 """
 
 from recbole_tasrec.tune.cli import main

@@ -6,10 +6,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recbole_tasrec.config import parse_overrides, properties_dir
 from recbole_tasrec.tune.space import Param, SearchSpaceError, load_search_space
-from recbole_tasrec.tune.sweep import SweepError
+from recbole_tasrec.tune.spec import (
+    SPEC_FILE,
+    SweepError,
+    SweepOptions,
+    SweepSpec,
+    build_spec,
+    check_model,
+    default_output_dir,
+    driver_config,
+    load_spec,
+)
 
 EXAMPLES = """\
 examples:
@@ -131,28 +142,8 @@ def _output_dir(args: argparse.Namespace, default: Path) -> Path:
     return default.parent / args.name if args.name else default
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sweep the arguments describe: 0 on success, 2 on a usage error, 1 if every trial failed, 130 if
-    it was interrupted."""
-    import ray
-
-    from recbole_tasrec.quick_start import prepare_data
-    from recbole_tasrec.tune.report import format_report, summarize
-    from recbole_tasrec.tune.sweep import (
-        SPEC_FILE,
-        SweepOptions,
-        build_spec,
-        check_model,
-        check_resources,
-        default_output_dir,
-        driver_config,
-        init_ray,
-        load_spec,
-        run_sweep,
-    )
-
-    args, rest = build_parser().parse_known_args(argv)
-    options = SweepOptions(
+def _options(args: argparse.Namespace) -> SweepOptions:
+    return SweepOptions(
         num_samples=args.num_samples,
         scheduler=args.scheduler,
         grace_period=args.grace_period,
@@ -163,31 +154,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_failures=args.max_failures,
         verbose=args.verbose,
     )
-    started = False
+
+
+def _plan(args: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec, Path]:
+    """The sweep the arguments describe and its folder, checked without Ray (raises :class:`SweepError`)."""
+    if args.resume:
+        if args.output_dir is None and not (args.storage_path and args.name):
+            raise SweepError("--resume needs the sweep's folder: --output-dir DIR (or --storage-path and --name)")
+        output_dir = _output_dir(args, Path())
+        return load_spec(output_dir), output_dir
     try:
-        if args.resume:
-            if args.output_dir is None and not (args.storage_path and args.name):
-                raise SweepError("--resume needs the sweep's folder: --output-dir DIR (or --storage-path and --name)")
-            output_dir = _output_dir(args, Path())
-            spec = load_spec(output_dir)
-        else:
-            try:
-                overrides = parse_overrides(rest)
-            except ValueError as err:
-                raise SweepError(str(err)) from None
-            if args.metric:
-                overrides["valid_metric"] = args.metric
-            check_model(args.model)
-            space: dict[str, Param] = load_search_space(search_space_file(args.search, args.model))
-            config_files = args.config_files.split() if args.config_files else []
-            spec, config = build_spec(args.model, args.dataset, space, config_files, overrides, args.max_epochs)
-            output_dir = _output_dir(args, default_output_dir(config, spec.model, spec.dataset))
-            if (output_dir / SPEC_FILE).exists():
-                raise SweepError(f"{output_dir} already holds a sweep: add --resume, or choose another --output-dir")
-        prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
-        if not ray.is_initialized():
-            init_ray(args.address, verbose=args.verbose)
-            started = True
+        overrides = parse_overrides(rest)
+    except ValueError as err:
+        raise SweepError(str(err)) from None
+    if args.metric:
+        overrides["valid_metric"] = args.metric
+    check_model(args.model)
+    space: dict[str, Param] = load_search_space(search_space_file(args.search, args.model))
+    config_files = args.config_files.split() if args.config_files else []
+    spec, config = build_spec(args.model, args.dataset, space, config_files, overrides, args.max_epochs)
+    output_dir = _output_dir(args, default_output_dir(config, spec.model, spec.dataset))
+    if (output_dir / SPEC_FILE).exists():
+        raise SweepError(f"{output_dir} already holds a sweep: add --resume, or choose another --output-dir")
+    return spec, output_dir
+
+
+def _run(spec: SweepSpec, output_dir: Path, args: argparse.Namespace) -> Any:
+    """Run the planned sweep on a local Ray or the cluster at ``--address``; returns its report."""
+    import ray
+
+    from recbole_tasrec.quick_start import prepare_data
+    from recbole_tasrec.tune.ray_env import check_resources, init_ray
+    from recbole_tasrec.tune.report import summarize
+    from recbole_tasrec.tune.sweep import run_sweep
+
+    options = _options(args)
+    prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
+    started = not ray.is_initialized()
+    if started:
+        init_ray(args.address, verbose=args.verbose)
+    try:
         options.gpus_per_trial = check_resources(options.cpus_per_trial, options.gpus_per_trial)
         print(
             f"sweep: {spec.model} on {spec.dataset}, a search space of {len(spec.space)} settings, up to "
@@ -195,13 +201,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         run_sweep(spec, output_dir, options, resume=args.resume, prepared=prepared)
-        report = summarize(spec, output_dir, prepared)
-    except (SweepError, SearchSpaceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return summarize(spec, output_dir, prepared)
     finally:
         if started:
             ray.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sweep the arguments describe: 0 on success, 2 on a usage error, 1 if every trial failed, 130 if
+    it was interrupted. Ray is imported only once the arguments are checked."""
+    args, rest = build_parser().parse_known_args(argv)
+    try:
+        spec, output_dir = _plan(args, rest)
+        report = _run(spec, output_dir, args)
+    except (SweepError, SearchSpaceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from recbole_tasrec.tune.report import format_report
+
     print(format_report(report, spec))
     if report.unfinished:
         return 130  # interrupted (Ctrl+C); --resume continues

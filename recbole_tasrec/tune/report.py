@@ -19,14 +19,8 @@ from ray.tune.experiment import Trial
 
 from recbole_tasrec.quick_start import PreparedData, prepare_data
 from recbole_tasrec.tune.space import load_yaml
-from recbole_tasrec.tune.sweep import (
-    TEST_PREFIX,
-    VALID_PREFIX,
-    SweepSpec,
-    driver_config,
-    evaluate_checkpoint,
-    short,
-)
+from recbole_tasrec.tune.spec import TEST_PREFIX, VALID_PREFIX, SweepSpec, driver_config, short
+from recbole_tasrec.tune.sweep import evaluate_trial_checkpoint
 
 RESULTS_FILE, BEST_FILE, PLOT_FILE = "results.csv", "best.yaml", "valid_curves.png"
 
@@ -210,7 +204,7 @@ def summarize(spec: SweepSpec, output_dir: Path, prepared: PreparedData | None =
     if best is not None and not best.test and best.checkpoint is not None:
         if prepared is None:
             prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
-        test = evaluate_checkpoint(spec, best.params, best.path, best.checkpoint, prepared)
+        test = evaluate_trial_checkpoint(spec, best.params, best.path, best.checkpoint, prepared)
         best.test = {TEST_PREFIX + key: value for key, value in test.items()}
     table = results_table(records, spec)
     table.to_csv(output_dir / RESULTS_FILE, index=False)
