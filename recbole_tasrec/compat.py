@@ -387,4 +387,8 @@ def apply() -> None:
     utils.get_tensorboard = trainer_module.get_tensorboard = _tensorboard_in_run_dir
 
     dataset_arguments.extend(key for key in DATASET_KEYS if key not in dataset_arguments)
+
+    from recbole_tasrec.distributed import patch_recbole  # NCCL hard-code, GPU-only DDP (issue 12)
+
+    patch_recbole(configurator, trainer_module)
     _APPLIED = True

@@ -1,0 +1,171 @@
+"""Training over several processes (GPUs, or CPUs) with torch's DistributedDataParallel, the RecBole way.
+
+RecBole 1.2.1 runs ``nproc`` processes on one machine (``--nproc=N``) or several machines (``--world_size=W
+--ip=HOST --port=P --offset=K``, ``K`` the global rank of this machine's first process), but hard-codes
+NCCL (``config/configurator.py:498``), so it cannot run on CPUs, and wraps the model with GPU-only
+``device_ids`` (``trainer/trainer.py:62``). This module:
+
+* decides whether a run needs several processes (:func:`launch_settings`: the settings above, or a
+  ``torchrun`` environment) and starts them (:func:`launch`, with ``torch.multiprocessing.spawn``);
+* replaces those two RecBole lines (:func:`patch_recbole`, installed by :mod:`recbole_tasrec.compat`):
+  the backend follows the device, NCCL on GPUs and Gloo on CPUs.
+
+What each rank trains on is :mod:`recbole_tasrec.data.dataloader`'s job; gathering metrics and writing
+checkpoints is :mod:`recbole_tasrec.distributed_trainer`'s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+#: The settings of a run over several processes, as RecBole's ``run`` names them, and their defaults.
+LAUNCH_DEFAULTS: dict[str, Any] = {"nproc": 1, "world_size": -1, "ip": "localhost", "port": 5678, "offset": 0}
+#: What ``torchrun`` (and other launchers following it) put in each process's environment.
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+UPSTREAM: dict[str, Callable[..., Any]] = {}
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL for GPUs, Gloo for CPUs (NCCL has no CPU tensors)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def torchrun_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """This process's settings under ``torchrun``, or ``None`` when not launched by it."""
+    if not all(key in environ for key in TORCHRUN_ENV):
+        return None
+    rank, local_rank = int(environ["RANK"]), int(environ["LOCAL_RANK"])
+    return {
+        "local_rank": local_rank,
+        "offset": rank - local_rank,
+        "world_size": int(environ["WORLD_SIZE"]),
+        "nproc": int(environ.get("LOCAL_WORLD_SIZE", 1)),
+        "ip": environ["MASTER_ADDR"],
+        "port": int(environ["MASTER_PORT"]),
+    }
+
+
+def launch_settings(config: Any, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The settings of the processes a run needs, or ``None`` for a plain one-process run (or a process
+    that is already one of several)."""
+    if "local_rank" in config.final_config_dict:
+        return None
+    environ = os.environ if environ is None else environ
+    from_torchrun = torchrun_settings(environ)
+    if from_torchrun is not None:
+        return from_torchrun
+    settings = {key: config[key] if config[key] is not None else default for key, default in LAUNCH_DEFAULTS.items()}
+    nproc, world_size, offset = (settings[key] for key in ("nproc", "world_size", "offset"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (nproc, world_size, offset)):
+        raise ValueError(f"nproc, world_size and offset must be integers, got {nproc!r}, {world_size!r}, {offset!r}")
+    if nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {nproc}")
+    if nproc == 1 and world_size <= 0:
+        return None
+    settings["world_size"] = nproc if world_size == -1 else world_size
+    if offset < 0 or offset + nproc > settings["world_size"]:
+        raise ValueError(
+            f"--offset={offset} with --nproc={nproc} does not fit --world_size={settings['world_size']}: "
+            "on each machine set --offset to the number of processes on the machines before it"
+        )
+    return settings
+
+
+def launch(settings: dict[str, Any], run: Callable[..., dict[str, Any]], **run_kwargs: Any) -> dict[str, Any] | None:
+    """Run ``run(**run_kwargs)`` (:func:`recbole_tasrec.run_recbole_tasrec`) on every process of this machine.
+
+    Under ``torchrun`` this process is one of them: it runs and returns its result on global rank 0,
+    ``None`` elsewhere. Otherwise ``nproc`` processes are spawned and local rank 0's result is returned.
+    """
+    handed = run_kwargs.get("prepared") is not None or run_kwargs.get("epoch_callback") is not None
+    if handed and "local_rank" not in settings:
+        raise ValueError(
+            "a prepared data set or an epoch callback cannot be handed to spawned processes; "
+            "launch the processes with torchrun instead, or run one process"
+        )
+    if "local_rank" in settings:
+        result = _run_rank(settings, run, run_kwargs)
+        return result if settings["local_rank"] + settings["offset"] == 0 else None
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_spawned, args=(settings, run, run_kwargs, queue), nprocs=settings["nproc"], join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _spawned(local_rank: int, settings: dict[str, Any], run: Callable[..., Any], run_kwargs: dict, queue: Any) -> None:
+    if settings["nproc"] > 1 and not torch.cuda.is_available():  # share the cores instead of oversubscribing
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings["nproc"]))
+    result = _run_rank({**settings, "local_rank": local_rank}, run, run_kwargs)
+    if local_rank == 0:
+        queue.put(result)
+
+
+def _run_rank(settings: dict[str, Any], run: Callable[..., Any], run_kwargs: dict) -> dict[str, Any]:
+    run_kwargs = {**run_kwargs, "config_dict": {**(run_kwargs.get("config_dict") or {}), **settings}}
+    try:
+        return run(**run_kwargs)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# --- the two RecBole 1.2.1 lines this replaces (installed by recbole_tasrec.compat.apply) --------------------
+def init_device(self: Any) -> None:
+    """``Config._init_device`` (configurator.py:476): for a rank of a distributed run, join the process group
+    with the device's backend (upstream: NCCL always) and pick the device (upstream: always CUDA)."""
+    cfg = self.final_config_dict
+    if "local_rank" not in cfg:
+        return UPSTREAM["Config._init_device"](self)
+    gpu_id = ",".join(map(str, cfg["gpu_id"])) if isinstance(cfg["gpu_id"], tuple) else str(cfg["gpu_id"])
+    cfg["gpu_id"] = gpu_id
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun decides which GPUs its processes see
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+    local_rank, nproc = int(cfg["local_rank"]), int(cfg.get("nproc") or 1)
+    device = torch.device("cuda", local_rank) if gpu_id and torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        if torch.cuda.device_count() < nproc:
+            raise ValueError(
+                f"{nproc} processes need {nproc} GPUs but gpu_id={gpu_id!r} shows {torch.cuda.device_count()}: "
+                "list them with --gpu_id=0,1,... or start fewer processes"
+            )
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # its agent already serves the rendezvous store
+        dist.init_process_group(
+            backend=backend_for(device),
+            init_method="env://" if under_torchrun else f"tcp://{cfg.get('ip') or 'localhost'}:{cfg.get('port')}",
+            rank=local_rank + int(cfg.get("offset") or 0),
+            world_size=int(cfg["world_size"]),
+        )
+    cfg.update(device=device, single_spec=False)
+    if local_rank != 0:  # as upstream: only each machine's first process logs
+        cfg.update(state="error", show_progress=False, verbose=False)
+
+
+def trainer_init(self: Any, config: Any, model: torch.nn.Module) -> None:
+    """``AbstractTrainer.__init__`` (trainer.py:57): ``device_ids`` only for a GPU module (upstream passes them
+    for CPU modules too, which DDP refuses), and no buffer broadcast per step: each rank computes its buffers."""
+    self.config = config
+    self.model = model
+    if not config["single_spec"]:
+        self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        on_gpu = config["device"].type == "cuda"
+        self.distributed_model = DistributedDataParallel(
+            self.model, device_ids=[config["local_rank"]] if on_gpu else None, broadcast_buffers=False
+        )
+
+
+def patch_recbole(configurator: Any, trainer_module: Any) -> None:
+    """Install :func:`init_device` and :func:`trainer_init` in RecBole's modules."""
+    UPSTREAM["Config._init_device"] = configurator.Config._init_device
+    UPSTREAM["AbstractTrainer.__init__"] = trainer_module.AbstractTrainer.__init__
+    configurator.Config._init_device = init_device
+    trainer_module.AbstractTrainer.__init__ = trainer_init
