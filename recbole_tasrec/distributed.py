@@ -55,7 +55,7 @@ def torchrun_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
 def launch_settings(config: Any, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The settings of the processes a run needs, or ``None`` for a plain one-process run (or a process
     that is already one of several)."""
-    if "local_rank" in config.final_config_dict:
+    if not config["single_spec"]:
         return None
     environ = os.environ if environ is None else environ
     from_torchrun = torchrun_settings(environ)
