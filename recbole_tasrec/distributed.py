@@ -82,30 +82,41 @@ def launch(settings: dict[str, Any], run: Callable[..., dict[str, Any]], **run_k
     """Run ``run(**run_kwargs)`` (:func:`recbole_tasrec.run_recbole_tasrec`) on every process of this machine.
 
     Under ``torchrun`` this process is one of them: it runs and returns its result on global rank 0,
-    ``None`` elsewhere. Otherwise ``nproc`` processes are spawned and local rank 0's result is returned.
+    ``None`` elsewhere. Otherwise ``nproc`` processes are spawned and local rank 0's result is returned; an
+    ``epoch_callback`` (e.g. a Ray Tune trial's report) is called here, in this thread, with local rank 0's
+    validation results, which the spawned processes send back as they come.
     """
-    handed = run_kwargs.get("prepared") is not None or run_kwargs.get("epoch_callback") is not None
-    if handed and "local_rank" not in settings:
-        raise ValueError(
-            "a prepared data set or an epoch callback cannot be handed to spawned processes; "
-            "launch the processes with torchrun instead, or run one process"
-        )
     if "local_rank" in settings:
         result = _run_rank(settings, run, run_kwargs)
         return result if settings["local_rank"] + settings["offset"] == 0 else None
     import torch.multiprocessing as mp
 
-    queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_spawned, args=(settings, run, run_kwargs, queue), nprocs=settings["nproc"], join=True)
-    return None if queue.empty() else queue.get()
+    context = mp.get_context("spawn")
+    results, reports = context.SimpleQueue(), context.SimpleQueue()
+    callback = run_kwargs.pop("epoch_callback", None)
+    args = (settings, run, run_kwargs, results, reports if callback is not None else None)
+    processes = mp.spawn(_spawned, args=args, nprocs=settings["nproc"], join=False)
+    try:
+        while not processes.join(timeout=0.2):
+            while callback is not None and not reports.empty():
+                callback(*reports.get())
+        while callback is not None and not reports.empty():
+            callback(*reports.get())
+    finally:
+        for process in processes.processes:  # e.g. a trial stopped by its scheduler: stop its processes too
+            if process.is_alive():
+                process.terminate()
+    return None if results.empty() else results.get()
 
 
-def _spawned(local_rank: int, settings: dict[str, Any], run: Callable[..., Any], run_kwargs: dict, queue: Any) -> None:
+def _spawned(local_rank: int, settings: dict, run: Callable[..., Any], run_kwargs: dict, results: Any, reports: Any):
     if settings["nproc"] > 1 and not torch.cuda.is_available():  # share the cores instead of oversubscribing
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings["nproc"]))
+    if reports is not None and local_rank == 0:
+        run_kwargs = {**run_kwargs, "epoch_callback": lambda epoch, valid: reports.put((epoch, valid))}
     result = _run_rank({**settings, "local_rank": local_rank}, run, run_kwargs)
     if local_rank == 0:
-        queue.put(result)
+        results.put(result)
 
 
 def _run_rank(settings: dict[str, Any], run: Callable[..., Any], run_kwargs: dict) -> dict[str, Any]:

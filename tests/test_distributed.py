@@ -131,9 +131,11 @@ def test_a_cpu_rank_joins_a_gloo_group(data_dir: Path, tmp_path: Path) -> None:
 
 
 # --- two processes (Gloo) -------------------------------------------------------------------------------
-def run_seeds(seeds: tuple[int, ...], config_dict: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
-    """Several runs in the same processes (one spawn, one process group)."""
-    return [run_recbole_tasrec(config_dict={**config_dict, "seed": seed}, **kwargs) for seed in seeds]
+def run_jobs(jobs: list[tuple[str, int]], config_dict: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """``(model, seed)`` runs one after the other in the same processes (one spawn, one process group)."""
+    return [
+        run_recbole_tasrec(model, "tiny", config_dict={**config_dict, "seed": seed}, **kwargs) for model, seed in jobs
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +143,32 @@ def runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """TASRec on the tiny set, batch 128: 2 processes (64 each) and 1 process, for each seed."""
     settings = small_settings(data_dir, tmp_path_factory.mktemp("runs"), train_batch_size=128)
     launch = {"nproc": 2, "world_size": 2, "ip": "localhost", "port": free_port(), "offset": 0}
-    two = distributed.launch(launch, run_seeds, seeds=SEEDS, model="TASRec", dataset="tiny", config_dict=settings)
-    one = run_seeds(SEEDS, settings, model="TASRec", dataset="tiny")
-    return {"two": two, "one": one}
+    reports: list[tuple[int, dict[str, float]]] = []
+    two = distributed.launch(
+        launch,
+        run_jobs,
+        jobs=[("TASRec", seed) for seed in SEEDS] + [("SRGNN", SEEDS[0])],
+        config_dict=settings,
+        epoch_callback=lambda epoch, valid: reports.append((epoch, dict(valid))),
+    )
+    one = run_jobs([("TASRec", seed) for seed in SEEDS], settings)
+    return {"two": two[: len(SEEDS)], "one": one, "srgnn": two[len(SEEDS) :], "reports": reports}
 
 
 @pytest.mark.slow
-def test_gathered_test_metrics_equal_one_process_evaluation_of_the_checkpoint(runs) -> None:
-    result = runs["two"][0]
+@pytest.mark.parametrize("group", ["two", "srgnn"])
+def test_gathered_test_metrics_equal_one_process_evaluation_of_the_checkpoint(runs, group: str) -> None:
+    result = runs[group][0]
     config, model, _, _, _, test_data = load_data_and_model(result["checkpoint"])
     assert config["single_spec"] and config["world_size"] == -1
     one_process = TASRecTrainer(config, model).evaluate(test_data, load_best_model=False)
     assert {k: float(v) for k, v in one_process.items()} == result["test_result"]
+
+
+@pytest.mark.slow
+def test_rank_zero_reports_each_epoch_to_the_launching_process(runs) -> None:
+    # what a Ray Tune trial running several processes relies on: its report is called in its own process
+    assert runs["reports"] == [(0, r["best_valid_result"]) for r in runs["two"] + runs["srgnn"]]
 
 
 @pytest.mark.slow
@@ -161,6 +177,7 @@ def test_two_processes_of_64_land_within_noise_of_one_of_128(runs) -> None:
         values = {
             name: [r["train_loss"][0] if key == "train_loss" else r["test_result"][key] for r in group]
             for name, group in runs.items()
+            if name in ("one", "two")
         }
         noise = max(max(v) - min(v) for v in values.values())  # the seeds' spread
         assert noise > 0, f"{key}: the seeds should differ"
