@@ -9,6 +9,10 @@ on a 2-core machine expect no speed-up from 2 processes (the same cores, plus th
 
     uv run python benchmarks/bench_distributed.py                     # 1 and 2 processes, the demo set
     uv run python benchmarks/bench_distributed.py --nproc 1 2 4 --dataset sample --embedding-size 100
+    # a smaller generated set (what the recorded run used, on a loaded 2-core machine)
+    uv run python -m recbole_tasrec.data.synthetic --output-dir runs/bench_data --name ddp_small \
+        --n-items 800 --n-days 14 --sessions-per-day 150
+    uv run python benchmarks/bench_distributed.py --data-path runs/bench_data --dataset ddp_small --embedding-size 32
 
 Writes ``benchmarks/results/distributed_<date>.json`` (``--output``): machine, load average, settings, and
 per process count the epoch time and samples/s.
@@ -66,6 +70,8 @@ def measure(nproc: int, args: argparse.Namespace) -> dict[str, Any]:
         "show_progress": False,
         "run_dir": str(ROOT / "runs" / "bench_distributed"),
     }
+    if args.data_path is not None:
+        settings["data_path"] = str(args.data_path.resolve())
     kwargs = {"config_dict": settings, "model": args.model, "dataset": args.dataset}
     if nproc == 1:
         torch.set_num_threads(os.cpu_count() or 1)
@@ -96,6 +102,7 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", default="TASRec")
     parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--data-path", type=Path, default=None, help="RecBole data_path (default: atomic_data)")
     parser.add_argument("--embedding-size", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=128, help="the global batch (split across processes)")
     parser.add_argument("--output", type=Path, default=None)
@@ -103,7 +110,7 @@ def main() -> None:
     record = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "output"},
         "runs": {},
     }
     for nproc in args.nproc:

@@ -16,6 +16,7 @@ checkpoints is :mod:`recbole_tasrec.distributed_trainer`'s.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,12 @@ LAUNCH_DEFAULTS: dict[str, Any] = {"nproc": 1, "world_size": -1, "ip": "localhos
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 UPSTREAM: dict[str, Callable[..., Any]] = {}
+#: Buffers are computed alike on every rank: no broadcast per step (newer torch renames the flag).
+NO_BUFFER_SYNC_PER_STEP = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def backend_for(device: torch.device) -> str:
@@ -170,8 +177,13 @@ def trainer_init(self: Any, config: Any, model: torch.nn.Module) -> None:
         self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         on_gpu = config["device"].type == "cuda"
         self.distributed_model = DistributedDataParallel(
-            self.model, device_ids=[config["local_rank"]] if on_gpu else None, broadcast_buffers=False
+            self.model, device_ids=[config["local_rank"]] if on_gpu else None, **NO_BUFFER_SYNC_PER_STEP
         )
+
+
+def ensure_dir(dir_path: str) -> None:
+    """``ensure_dir`` (utils/utils.py:44): its check-then-create fails when several processes start together."""
+    os.makedirs(dir_path, exist_ok=True)
 
 
 def patch_recbole(configurator: Any, trainer_module: Any) -> None:
@@ -180,3 +192,6 @@ def patch_recbole(configurator: Any, trainer_module: Any) -> None:
     UPSTREAM["AbstractTrainer.__init__"] = trainer_module.AbstractTrainer.__init__
     configurator.Config._init_device = init_device
     trainer_module.AbstractTrainer.__init__ = trainer_init
+    import recbole.utils.logger as logger_module
+
+    trainer_module.ensure_dir = logger_module.ensure_dir = ensure_dir
