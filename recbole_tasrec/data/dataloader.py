@@ -145,6 +145,10 @@ class ShardedFullSortEvalDataLoader(FullSortEvalDataLoader):
     def _index_sampler(self) -> EvalShardSampler:
         return self._shard
 
+    def __bool__(self) -> bool:
+        # RecBole's evaluate returns at once for an empty loader; a rank without batches must still gather
+        return self.sample_size > 0
+
 
 def eval_loader_class(config: Any, phase: str) -> type:
     """RecBole's evaluation loader for ``phase``, or its sharded twin when several processes evaluate."""
