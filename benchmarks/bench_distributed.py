@@ -4,8 +4,8 @@ Every process count runs the real distributed path: ``distributed.launch`` spawn
 CPUs, NCCL on GPUs), each builds the data and the model, and times one epoch of
 ``distributed_trainer(TASRecTrainer)._train_epoch`` between two barriers (day batches split across the ranks,
 DDP gradient all-reduce). One process runs the plain trainer. Samples/s = training samples / epoch time.
-On CPUs each process gets ``cpu_count // nproc`` torch threads, so the cores are shared, not oversubscribed:
-on a 2-core machine expect no speed-up from 2 processes (the same cores, plus the all-reduce).
+On CPUs each process gets ``cpu_count // nproc`` torch threads (``--threads``), so the cores are shared, not
+oversubscribed: on a 2-core machine expect no speed-up from 2 processes (the same cores, plus the all-reduce).
 
     uv run python benchmarks/bench_distributed.py                     # 1 and 2 processes, the demo set
     uv run python benchmarks/bench_distributed.py --nproc 1 2 4 --dataset sample --embedding-size 100
@@ -42,8 +42,9 @@ from recbole_tasrec.trainer import TASRecTrainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def time_epoch(config_dict: dict[str, Any], model: str, dataset: str) -> dict[str, Any]:
+def time_epoch(config_dict: dict[str, Any], model: str, dataset: str, threads: int) -> dict[str, Any]:
     """One timed training epoch on this process (one of ``nproc`` or the only one)."""
+    torch.set_num_threads(threads)
     config = Config(model, dataset, config_dict=config_dict)
     prepared = prepare_data(config)
     train, _, _ = make_dataloaders(config, prepared)
@@ -58,7 +59,14 @@ def time_epoch(config_dict: dict[str, Any], model: str, dataset: str) -> dict[st
         dist.barrier()
     seconds = time.perf_counter() - start
     samples = len(prepared.train)
-    return {"seconds": seconds, "samples": samples, "samples_per_s": samples / seconds, "steps": len(train)}
+    steps = len(train)
+    return {
+        "seconds": seconds,
+        "samples": samples,
+        "samples_per_s": samples / seconds,
+        "steps": steps,
+        "threads": threads,
+    }
 
 
 def measure(nproc: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -72,9 +80,9 @@ def measure(nproc: int, args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.data_path is not None:
         settings["data_path"] = str(args.data_path.resolve())
-    kwargs = {"config_dict": settings, "model": args.model, "dataset": args.dataset}
+    threads = args.threads or max(1, (os.cpu_count() or 1) // nproc)
+    kwargs = {"config_dict": settings, "model": args.model, "dataset": args.dataset, "threads": threads}
     if nproc == 1:
-        torch.set_num_threads(os.cpu_count() or 1)
         return time_epoch(**kwargs)
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
@@ -105,6 +113,7 @@ def main() -> None:
     parser.add_argument("--data-path", type=Path, default=None, help="RecBole data_path (default: atomic_data)")
     parser.add_argument("--embedding-size", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=128, help="the global batch (split across processes)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (cpu_count // nproc)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     record = {
