@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings)
+    if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)
+        return 0
     print(f"test  : {json.dumps(result['test_result'])}")
     if args.result_json:
         args.result_json.parent.mkdir(parents=True, exist_ok=True)

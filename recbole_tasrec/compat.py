@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +23,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from recbole_tasrec.distributed import backend_for
 
 _APPLIED = False
 #: The upstream functions that :func:`apply` replaced outright, by qualified name (tests show they fail).
@@ -251,6 +257,65 @@ def _dok_update(self: sp.dok_matrix, data: dict) -> None:
     self[np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)] = values
 
 
+# --- distributed training: RecBole hard-codes NCCL and GPU-only DDP ------------------------------------------------
+#: Buffers are computed alike on every rank: no broadcast per step (newer torch renames the flag).
+NO_BUFFER_SYNC_PER_STEP = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+def _init_device_any_backend(self: Any) -> None:
+    """``Config._init_device`` (configurator.py:476): for a rank of a distributed run, join the process group
+    with the device's backend (upstream: NCCL always) and pick the device (upstream: always CUDA)."""
+    cfg = self.final_config_dict
+    if "local_rank" not in cfg:
+        return UPSTREAM["Config._init_device"](self)
+    gpu_id = ",".join(map(str, cfg["gpu_id"])) if isinstance(cfg["gpu_id"], tuple) else str(cfg["gpu_id"])
+    cfg["gpu_id"] = gpu_id
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun decides which GPUs its processes see
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+    local_rank, nproc = int(cfg["local_rank"]), int(cfg.get("nproc") or 1)
+    device = torch.device("cuda", local_rank) if gpu_id and torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        if torch.cuda.device_count() < nproc:
+            raise ValueError(
+                f"{nproc} processes need {nproc} GPUs but gpu_id={gpu_id!r} shows {torch.cuda.device_count()}: "
+                "list them with --gpu_id=0,1,... or start fewer processes"
+            )
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # its agent already serves the rendezvous store
+        dist.init_process_group(
+            backend=backend_for(device),
+            init_method="env://" if under_torchrun else f"tcp://{cfg.get('ip') or 'localhost'}:{cfg.get('port')}",
+            rank=local_rank + int(cfg.get("offset") or 0),
+            world_size=int(cfg["world_size"]),
+        )
+    cfg.update(device=device, single_spec=False)
+    if local_rank != 0:  # as upstream: only each machine's first process logs
+        cfg.update(state="error", show_progress=False, verbose=False)
+
+
+def _trainer_init_cpu_ddp(self: Any, config: Any, model: torch.nn.Module) -> None:
+    """``AbstractTrainer.__init__`` (trainer.py:57): ``device_ids`` only for a GPU module (upstream passes them
+    for CPU modules too, which DDP refuses), and no buffer broadcast per step: each rank computes its buffers."""
+    self.config = config
+    self.model = model
+    if not config["single_spec"]:
+        self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        on_gpu = config["device"].type == "cuda"
+        self.distributed_model = DistributedDataParallel(
+            self.model, device_ids=[config["local_rank"]] if on_gpu else None, **NO_BUFFER_SYNC_PER_STEP
+        )
+
+
+def _ensure_dir_concurrent(dir_path: str) -> None:
+    """``ensure_dir`` (utils/utils.py:44): its check-then-create fails when several processes start together."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
 def apply() -> None:
     """Apply every patch once. Safe to call again."""
     global _APPLIED
@@ -297,4 +362,13 @@ def apply() -> None:
     from recbole_tasrec.data.dataset import TASRecDataset
 
     dataset_arguments.extend(key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_arguments)
+
+    # distributed runs on CPUs (issue 12): NCCL hard-code, GPU-only DDP, racing ensure_dir
+    import recbole.utils.logger as logger_module
+
+    UPSTREAM["Config._init_device"] = configurator.Config._init_device
+    UPSTREAM["AbstractTrainer.__init__"] = trainer_module.AbstractTrainer.__init__
+    configurator.Config._init_device = _init_device_any_backend
+    trainer_module.AbstractTrainer.__init__ = _trainer_init_cpu_ddp
+    trainer_module.ensure_dir = logger_module.ensure_dir = _ensure_dir_concurrent
     _APPLIED = True

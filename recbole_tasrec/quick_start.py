@@ -20,7 +20,10 @@ from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType, init_logger, init_seed, set_color
 from recbole.utils.argument_list import dataset_arguments
 
+from recbole_tasrec import distributed
 from recbole_tasrec.config import Config, get_model
+from recbole_tasrec.data.dataloader import eval_loader_class  # sharded when several processes (issue 12)
+from recbole_tasrec.distributed_trainer import distributed_trainer
 from recbole_tasrec.trainer import EpochCallback, TASRecTrainer
 
 
@@ -86,8 +89,8 @@ def make_dataloaders(config: Config, prepared: PreparedData) -> tuple[Any, Any, 
     else:
         train_loader_class = get_dataloader(config, "train")
     train = train_loader_class(config, prepared.train, train_sampler, shuffle=config["shuffle"])
-    valid = get_dataloader(config, "valid")(config, prepared.valid, valid_sampler, shuffle=False)
-    test = get_dataloader(config, "test")(config, prepared.test, test_sampler, shuffle=False)
+    valid = eval_loader_class(config, "valid")(config, prepared.valid, valid_sampler, shuffle=False)
+    test = eval_loader_class(config, "test")(config, prepared.test, test_sampler, shuffle=False)
     return train, valid, test
 
 
@@ -139,7 +142,7 @@ def run_recbole_tasrec(
     *,
     prepared: PreparedData | None = None,
     epoch_callback: EpochCallback | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train and evaluate ``model`` on ``dataset`` with the day-based protocol; RecBole's ``run_recbole``.
 
     Args:
@@ -152,9 +155,22 @@ def run_recbole_tasrec(
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``train_loss``
-        (one per epoch) and ``checkpoint`` (the saved model file, or ``None``).
+        (one per epoch) and ``checkpoint`` (the saved model file, or ``None``); ``None`` on a torchrun process
+        other than global rank 0.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    launch = distributed.launch_settings(config)
+    if launch is not None:  # --nproc / --world_size / torchrun: run on every process (issue 12)
+        kwargs = {"config_file_list": config_file_list, "config_dict": config_dict, "saved": saved}
+        return distributed.launch(
+            launch,
+            run_recbole_tasrec,
+            model=model,
+            dataset=dataset,
+            **kwargs,
+            prepared=prepared,
+            epoch_callback=epoch_callback,
+        )
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -167,7 +183,8 @@ def run_recbole_tasrec(
 
     net = build_model(config, prepared.train)
     logger.info(net)
-    trainer = TASRecTrainer(config, net)
+    trainer_class = TASRecTrainer if config["single_spec"] else distributed_trainer(TASRecTrainer)  # issue 12
+    trainer = trainer_class(config, net)
     best_valid_score, best_valid_result = trainer.fit_with_callback(train_data, valid_data, saved, epoch_callback)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     trainer.tensorboard.close()

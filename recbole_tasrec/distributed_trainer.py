@@ -1,0 +1,94 @@
+"""What a trainer does differently on one of several processes (:mod:`recbole_tasrec.distributed`).
+
+* Metrics: RecBole 1.2.1 averages each rank's rounded metrics, weighted by a count that is not the number
+  of samples (``trainer.py:615``: ``len(batched_data)`` is the tuple's 4), over a sampler that pads ranks
+  with repeated samples. Here every rank scores its own batches of the one-process run
+  (:class:`~recbole_tasrec.data.dataloader.ShardedFullSortEvalDataLoader`), the per-sample rows the
+  evaluator reads (top-k hits, ranks) are gathered in rank order, and the metrics are computed once from
+  them: they equal a one-process evaluation exactly.
+* Checkpoints: written by global rank 0 only, to a temporary name then renamed, with the unwrapped
+  module's ``state_dict`` (loadable by a one-process run and by serving); the others wait for the file.
+* The epoch's training loss is the mean over ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from recbole.evaluator import Collector
+from recbole.utils import set_color
+
+#: The data-struct entries with one row per evaluated sample (``Collector.eval_batch_collect``).
+ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
+#: What a one-process run's config holds in place of a rank's settings.
+ONE_PROCESS = {"single_spec": True, "local_rank": 0, "nproc": 1, "world_size": -1, "offset": 0}
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def one_process_config(config: Any) -> Any:
+    """A copy of a rank's ``config`` as a one-process run has it, for checkpoints that load anywhere."""
+    single = copy.copy(config)
+    single.final_config_dict = {**config.final_config_dict, **ONE_PROCESS}
+    return single
+
+
+class GatheringCollector(Collector):
+    """RecBole's ``Collector`` whose data struct holds the rows of every rank, in rank order."""
+
+    def get_data_struct(self) -> Any:
+        struct = super().get_data_struct()
+        local = {key: struct.get(key) for key in ROW_KEYS if key in struct}
+        gathered: list[dict[str, torch.Tensor] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, local)
+        for key in ROW_KEYS:
+            parts = [part[key] for part in gathered if part is not None and key in part]
+            if parts:
+                struct.set(key, torch.cat(parts))
+        return struct
+
+
+def distributed_trainer(trainer_class: type) -> type:
+    """``trainer_class`` for one rank of a run over several processes (module docstring)."""
+
+    class DistributedTrainer(trainer_class):
+        def __init__(self, config: Any, model: Any) -> None:
+            super().__init__(config, model)
+            self.saved_model_file = broadcast_object(self.saved_model_file)  # names carry a time and a random id
+            self.eval_collector = GatheringCollector(config)
+
+        def _map_reduce(self, result: dict, num_sample: int) -> dict:
+            return result  # the gathered rows already gave every rank the global metrics
+
+        def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            total = torch.tensor(loss if isinstance(loss, tuple) else [loss], dtype=torch.float64, device=self.device)
+            dist.all_reduce(total)
+            mean = (total / dist.get_world_size()).tolist()
+            return tuple(mean) if isinstance(loss, tuple) else mean[0]
+
+        def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
+            target = kwargs.pop("saved_model_file", self.saved_model_file)
+            if dist.get_rank() == 0:
+                partial = f"{target}.part-{os.getpid()}"
+                distributed_config, self.config = self.config, one_process_config(self.config)
+                try:
+                    super()._save_checkpoint(epoch, verbose=False, saved_model_file=partial, **kwargs)
+                finally:
+                    self.config = distributed_config
+                os.replace(partial, target)
+                if verbose:
+                    self.logger.info(set_color("Saving current", "blue") + f": {target}")
+            dist.barrier()  # nobody reads the checkpoint before it is complete
+
+    DistributedTrainer.__name__ = DistributedTrainer.__qualname__ = f"Distributed{trainer_class.__name__}"
+    return DistributedTrainer
