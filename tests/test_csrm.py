@@ -73,7 +73,8 @@ def setup(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     torch.manual_seed(0)
     model = CSRM(config, train)
     model.train()
-    model.calculate_loss(train.inter_feat[torch.arange(100)])  # fills the memory with 64 training rows
+    model.calculate_loss(train.inter_feat[torch.arange(100)]).backward()  # fills the memory: 64 training rows
+    model.calculate_loss(train.inter_feat[torch.arange(100, 150)]).backward()  # reads them, then writes
     return model.eval(), dataset, valid, test
 
 

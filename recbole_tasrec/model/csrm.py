@@ -5,7 +5,7 @@ Reference:
     Recommendation Approach with Parallel Memory Modules." SIGIR 2019.
     Authors' code (TensorFlow 1): https://github.com/wmeirui/CSRM_SIGIR2019
 
-Equations (section 3 of the paper), for a session ``x_1..x_t`` with embeddings ``e_j``:
+Equations (the paper's model section), for a session ``x_1..x_t`` with embeddings ``e_j``:
 
 * inner memory encoder (IME, NARM's two encoders): a global GRU gives ``c^g = h^g_t``; a local GRU gives
   ``h_1..h_t`` and ``c^l = sum_j alpha_j h_j`` with ``alpha = softmax_j(v^T sigmoid(A_1 h_t + A_2 h_j))``;

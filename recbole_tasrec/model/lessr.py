@@ -4,16 +4,16 @@ Reference:
     Tianwen Chen and Raymond Chi-Wing Wong. "Handling Information Loss of Graph Neural Networks for Session-based
     Recommendation." KDD 2020. Authors' code (DGL): https://github.com/twchen/lessr
 
-Equations (section 4 of the paper; layers in :mod:`recbole_tasrec.model.lessr_layers`, graphs in
+Equations (the paper's model section; layers in :mod:`recbole_tasrec.model.lessr_layers`, graphs in
 :mod:`recbole_tasrec.model.lessr_graphs`):
 
 * ``x^0_v = e_v``, the item embedding of node ``v`` (rows renormalised to norm <= 1, the code's ``max_norm=1``);
 * layer ``l = 1..L`` is an EOPA layer on the EOP multigraph for odd ``l`` and an SGAT layer on the shortcut graph
   for even ``l`` (EOPA, SGAT, EOPA, ... as in the paper and its code), with dense connections: layer ``l`` reads
   ``[x^{l-1} || ... || x^0]`` and adds its ``d``-dimensional output in front of it;
-* readout (Eq. 8-9): ``s_g = W_out sum_v beta_v x_v`` with ``beta = softmax_v(p^T sigmoid(W_u x_v + W_l x_last + r))``;
-* session vector (Eq. 10): ``s = W_s Dropout(BN([x_last || s_g]))``;
-* prediction (Eq. 11-12): ``y = softmax(s E^T)`` over all items, trained with cross-entropy.
+* readout: ``s_g = W_out sum_v beta_v x_v`` with ``beta = softmax_v(p^T sigmoid(W_u x_v + W_l x_last + r))``;
+* session vector: ``s = W_s Dropout(BN([x_last || s_g]))``;
+* prediction: ``y = softmax(s E^T)`` over all items, trained with cross-entropy.
 
 Where this departs from the paper, and why:
 
@@ -85,7 +85,7 @@ class LESSR(SequentialRecommender):
         return weight
 
     def forward(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
-        """The session vector ``s`` (Eq. 10), ``(B, d)``."""
+        """The session vector ``s``, ``(B, d)``."""
         embeddings = self.item_vectors()
         graphs = build_lessr_graphs(item_seq, item_seq_len)
         feat = embeddings[graphs.nodes] * graphs.node_mask.unsqueeze(-1)
@@ -101,10 +101,10 @@ class LESSR(SequentialRecommender):
 
     def _scores(self, interaction: Any) -> Tensor:
         s = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return s @ self.item_embedding.weight.t()  # Eq. 11
+        return s @ self.item_embedding.weight.t()  # s E^T
 
     def calculate_loss(self, interaction: Any) -> Tensor:
-        return self.loss_fct(self._scores(interaction), interaction[self.POS_ITEM_ID])  # Eq. 12
+        return self.loss_fct(self._scores(interaction), interaction[self.POS_ITEM_ID])
 
     def predict(self, interaction: Any) -> Tensor:
         s = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -1,6 +1,6 @@
 r"""LESSR's two graphs of a session, built for a whole padded batch with tensor operations (no loop over sessions).
 
-Chen and Wong, KDD 2020, section 4: the **edge-order preserving (EOP) multigraph** keeps one edge per pair of
+Chen and Wong, KDD 2020: the **edge-order preserving (EOP) multigraph** keeps one edge per pair of
 consecutive clicks ``i_p -> i_{p+1}`` (repeats stay separate edges) and remembers the order in which they occur;
 the **shortcut graph** links every item to every item clicked at the same time or later in the session
 (``i_p -> i_q`` for ``p <= q``, so every node has a self loop). Nodes are a session's distinct items, numbered as

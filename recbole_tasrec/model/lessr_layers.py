@@ -1,4 +1,4 @@
-r"""LESSR's layers (Chen and Wong, KDD 2020, section 4) on padded node tensors: EOPA, SGAT and the readout.
+r"""LESSR's layers (Chen and Wong, KDD 2020) on padded node tensors: EOPA, SGAT and the readout.
 
 Node features are ``(B, N, D)`` with a ``(B, N)`` mask of real nodes (see :mod:`recbole_tasrec.model.lessr_graphs`);
 every layer leaves padding nodes at zero and never lets them reach a real node. As in the authors' code, each
@@ -46,7 +46,7 @@ def _prelu(activation: nn.PReLU, x: Tensor, node_mask: Tensor) -> Tensor:
 
 
 class EOPA(nn.Module):
-    r"""Edge-order preserving aggregation (LESSR Eq. 3-4).
+    r"""Edge-order preserving aggregation (the paper's EOPA layer).
 
     .. math::
         h_v = \mathrm{GRU}\big(x_{u_1}, x_{u_2}, \dots, x_{u_{\deg(v)}}\big), \qquad
@@ -82,7 +82,7 @@ class EOPA(nn.Module):
 
 
 class SGAT(nn.Module):
-    r"""Shortcut graph attention (LESSR Eq. 5-7), over the in-edges of the shortcut graph.
+    r"""Shortcut graph attention (the paper's SGAT layer), over the in-edges of the shortcut graph.
 
     .. math::
         e_{uv} = p^\top \sigma(W_q x_u + W_k x_v + r), \qquad
@@ -114,7 +114,7 @@ class SGAT(nn.Module):
 
 
 class LESSRReadout(nn.Module):
-    r"""LESSR's session readout (Eq. 8-9): attention over the session's nodes, guided by the last item.
+    r"""LESSR's session readout: attention over the session's nodes, guided by the last item.
 
     .. math::
         \beta_v = \operatorname{softmax}_v\big(p^\top \sigma(W_u x_v + W_l x_{last} + r)\big), \qquad

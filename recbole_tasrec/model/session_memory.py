@@ -21,7 +21,7 @@ EMPTY = torch.iinfo(torch.long).max
 
 
 class OuterMemory(nn.Module):
-    r"""A FIFO of ``size`` representations with CSRM's read-out (Eq. 9-11 of the paper).
+    r"""A FIFO of ``size`` representations with CSRM's read-out (the paper's outer memory encoder).
 
     .. math::
         \mathrm{sim}_i = \cos(q, m_i), \qquad
@@ -78,8 +78,7 @@ class OuterMemory(nn.Module):
             self._append("memory", self.staging[ready], self.staging_day[ready])
             waiting = ~ready
             rows, days = self.staging[waiting], self.staging_day[waiting]
-            self.staging.zero_()
-            self.staging_day.fill_(EMPTY)
+            self.staging_day = torch.full_like(self.staging_day, EMPTY)
             self._append("staging", rows, days)
 
     def _append(self, name: str, rows: Tensor, day: Tensor) -> None:
@@ -88,7 +87,6 @@ class OuterMemory(nn.Module):
         filled = buffer_day != EMPTY
         kept = torch.cat([buffer[filled], rows.detach().to(buffer.dtype)])[-self.size :]
         kept_day = torch.cat([buffer_day[filled], day.long()])[-self.size :]
-        buffer.zero_()
-        buffer_day.fill_(EMPTY)
-        buffer[: len(kept)] = kept
-        buffer_day[: len(kept)] = kept_day
+        # new tensors, never in place: the batch's read saved the old memory for its backward pass
+        setattr(self, name, torch.cat([kept, buffer.new_zeros(self.size - len(kept), buffer.size(1))]))
+        setattr(self, f"{name}_day", torch.cat([kept_day, buffer_day.new_full((self.size - len(kept),), EMPTY)]))
