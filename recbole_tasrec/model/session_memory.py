@@ -44,7 +44,7 @@ class OuterMemory(nn.Module):
 
     def read(self, query: Tensor, readable: Tensor) -> Tensor:
         """``query``: ``(B, H)``; ``readable``: ``(B, size)`` bool -> ``(B, H)``."""
-        sim = F.cosine_similarity(query.unsqueeze(1), self.memory.unsqueeze(0), dim=-1, eps=1e-8)
+        sim = F.normalize(query, dim=-1, eps=1e-8) @ F.normalize(self.memory, dim=-1, eps=1e-8).t()  # cosines
         sim = sim.masked_fill(~readable, torch.finfo(sim.dtype).min)  # weight exactly 0 after the softmax
         top, index = sim.topk(self.k, dim=1)
         weights = torch.zeros_like(sim).scatter_(1, index, torch.softmax(top, dim=1))  # (B, size), k non-zeros
