@@ -143,7 +143,8 @@ def test_item_embeddings_are_renormalised_to_the_max_norm(setup) -> None:
 
 @pytest.mark.slow
 def test_lessr_learns_the_demo_set_and_a_checkpoint_gives_the_same_scores(tmp_path: Path) -> None:
-    # a short run: 2 epochs at a higher learning rate than the paper's 1e-3 (which needs more epochs here)
+    # measured (these settings, seeds 1 2 3): test Recall@20 0.159 0.175 0.169 (spread 0.016), most popular 0.102;
+    # the margin (0.133) lies below the lowest seed less the spread. The paper's lr 1e-3 needs more epochs here.
     settings = {
         "run_dir": str(tmp_path),
         "show_progress": False,
