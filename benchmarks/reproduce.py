@@ -139,7 +139,8 @@ def run_one(model: str, seed: int, args: argparse.Namespace, overrides: dict[str
 def commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
         return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -237,8 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     name = args.name or args.dataset
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: args.output_dir / f"{name}.{ext}" for ext in ("json", "md", "png")}
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
     paths["ranks"] = args.output_dir / f"{name}.ranks.npz"
     paper_key = (args.paper_dataset or args.dataset).lower()
     metrics = PAPER_METRICS.get(paper_key, DEFAULT_METRICS) + ["mrr@20"]
