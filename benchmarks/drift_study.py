@@ -31,8 +31,9 @@ from recbole_tasrec.data.synthetic import SyntheticConfig, write
 ROOT = Path(__file__).resolve().parents[1]
 #: small logs (~5k training samples) so that the whole study runs in minutes on 2 cores
 LOG = {"n_items": 300, "sessions_per_day": 120, "n_days": 16, "p_follow": 0.9, "seed": 11}
+#: lr_patience 1 / stopping_step 3: the plateau settings these results (and tests/test_learning.py) were measured with
 TRAINING = {"epochs": 4, "embedding_size": 32, "n_layers": 1, "train_batch_size": 64, "show_progress": False,
-            "state": "WARNING"}  # fmt: skip
+            "state": "WARNING", "lr_patience": 1, "stopping_step": 3}  # fmt: skip
 VARIANTS = {
     "TASRec-base": {"use_temporal_graph": False},
     "TASRec": {},

@@ -38,11 +38,11 @@ def fit_with_scores(trainer: TASRecTrainer, scores: list[float], monkeypatch: py
 
 
 def test_plateau_is_the_default_and_decays_after_lr_patience_flat_evaluations(tmp_path, monkeypatch) -> None:
-    trainer = make_trainer(tmp_path, learning_rate=1.0, stopping_step=3)
-    assert trainer.lr_scheduler == "plateau" and trainer.lr_patience == 1
-    # improves, improves, ties (counts as improvement, as RecBole's early stopping), drops, improves, drops, drops
-    rates = fit_with_scores(trainer, [0.1, 0.2, 0.2, 0.1, 0.3, 0.2, 0.1], monkeypatch)
-    assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01])
+    trainer = make_trainer(tmp_path, learning_rate=1.0)
+    assert trainer.lr_scheduler == "plateau" and trainer.lr_patience == 2 and trainer.stopping_step == 5
+    # improves, improves, ties (counts as improvement, as RecBole's early stopping), 2 drops, improves, 2 drops
+    rates = fit_with_scores(trainer, [0.1, 0.2, 0.2, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1], monkeypatch)
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01])
 
 
 def test_plateau_patience_and_min_lr(tmp_path, monkeypatch) -> None:
