@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     periods = [int(p) for p in args.periods.split(",")]
     out = ROOT / "benchmarks" / "results" / "drift_study.json"
     data = json.loads(out.read_text()) if args.resume and out.exists() else {"logs": {}}
-    data.update({"command": "uv run python benchmarks/drift_study.py " + " ".join(argv or []), "seeds": args.seeds,
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    data.update({"command": f"uv run python benchmarks/drift_study.py {command}", "seeds": args.seeds,
                  "log": LOG, "training": TRAINING, "variants": VARIANTS})  # fmt: skip
     for period in periods:
         name = f"drift_p{period}"
