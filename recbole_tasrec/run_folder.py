@@ -51,10 +51,13 @@ def _init_logger_in_run_dir(original: Callable[[Any], None]) -> Callable[[Any], 
 
 
 def _log_file(logger: logging.Logger) -> Path | None:
+    """The run's log file, ``<run_dir>/log/<model>/<name>.log``; other file handlers (pytest's ``/dev/null``, a
+    user's own) are not a run's."""
     for candidate in (logger, logging.getLogger()):
         for handler in candidate.handlers:
-            if isinstance(handler, logging.FileHandler):
-                return Path(handler.baseFilename)
+            path = Path(getattr(handler, "baseFilename", ""))
+            if isinstance(handler, logging.FileHandler) and len(path.parents) > 2 and path.parents[1].name == "log":
+                return path
     return None
 
 

@@ -1,8 +1,10 @@
-"""RecBole's ``Trainer`` with the paper's learning-rate schedule and what sweeps need.
+"""RecBole's ``Trainer`` with a learning-rate schedule and what sweeps need.
 
-RecBole's Trainer has no scheduler; the paper (3.1) decays Adam's learning rate after two epochs, as
-SR-GNN does. It also names checkpoints by the second (two trials of a sweep collide) and hands
-``fit``'s callback only the validation score, not the metrics.
+RecBole's Trainer has no scheduler. The paper (3.1) decays Adam's rate "after two epochs", as SR-GNN does
+(x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (DESIGN.md 2.9), so the default
+here decays on a validation plateau instead, which adapts to any data size; the paper's schedule stays
+selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide on RecBole's
+to-the-second names) and hands ``fit``'s callback the full validation result, not only the score.
 """
 
 from __future__ import annotations
@@ -17,37 +19,88 @@ from recbole.utils import get_local_time
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
+LR_SCHEDULERS = ("plateau", "paper", "constant")
+
+
+def check_schedule(config: Any) -> str:
+    """Validate the schedule keys against each other; returns the scheduler's name."""
+    name = str(config["lr_scheduler"]).lower()
+    if name not in LR_SCHEDULERS:
+        raise ValueError(f"lr_scheduler={config['lr_scheduler']!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
+    gamma = float(config["lr_decay_gamma"])
+    if name != "constant" and not 0.0 < gamma < 1.0:
+        raise ValueError(f"lr_decay_gamma={gamma} must lie in (0, 1): the rate is multiplied by it at each decay")
+    if name == "paper" and int(config["lr_decay_epochs"] or 0) < 1:
+        raise ValueError("lr_scheduler=paper needs lr_decay_epochs >= 1 (the paper's 2); or use lr_scheduler=constant")
+    if name == "plateau":
+        patience, stopping = int(config["lr_patience"]), int(config["stopping_step"])
+        if patience < 1:
+            raise ValueError(f"lr_patience={patience} must be >= 1 (evaluations without improvement before a decay)")
+        if patience >= stopping:
+            raise ValueError(
+                f"lr_patience={patience} must be smaller than stopping_step={stopping}, or training stops before "
+                "the lower rate gets a chance; raise stopping_step or lower lr_patience"
+            )
+    return name
+
 
 class TASRecTrainer(Trainer):
-    """``Trainer`` + StepLR (``lr_decay_epochs``, ``lr_decay_gamma``) + per-epoch validation callback.
+    """``Trainer`` + a learning-rate schedule (``lr_scheduler``) + per-epoch validation callback.
 
-    Used by :func:`recbole_tasrec.run_recbole_tasrec` for every model, so baselines get the same schedule
-    when ``lr_decay_epochs`` is set for them.
+    Used by :func:`recbole_tasrec.run_recbole_tasrec` for every model, so baselines get the same schedule.
+
+    - ``plateau`` (default): the rate times ``lr_decay_gamma`` after ``lr_patience`` evaluations in a row
+      without improvement of ``valid_metric`` (ties count as improvement, as in RecBole's early stopping),
+      never below ``min_lr``.
+    - ``paper``: times ``lr_decay_gamma`` every ``lr_decay_epochs`` epochs (SR-GNN's StepLR).
+    - ``constant``: no decay.
     """
 
     def __init__(self, config: Any, model: Any) -> None:
         super().__init__(config, model)
-        step = config["lr_decay_epochs"]
-        self.scheduler = None
-        if step:
-            from torch.optim.lr_scheduler import StepLR
-
-            self.scheduler = StepLR(self.optimizer, step_size=int(step), gamma=float(config["lr_decay_gamma"]))
+        self.lr_scheduler = check_schedule(config)
+        self.lr_decay_gamma = float(config["lr_decay_gamma"])
+        self.lr_decay_epochs = int(config["lr_decay_epochs"] or 0)
+        self.lr_patience = int(config["lr_patience"] or 0)
+        self.min_lr = float(config["min_lr"] or 0.0)
+        self.plateau_count = 0
         # unique, so that concurrent runs (sweep trials) sharing a folder never overwrite each other
         name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
         self.saved_model_file = str(Path(self.checkpoint_dir) / name)
         self.last_valid_result: dict[str, float] = {}
 
+    @property
+    def learning_rates(self) -> list[float]:
+        """The optimiser's current rate of each parameter group."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def decay_learning_rate(self) -> None:
+        """Multiply every group's rate by ``lr_decay_gamma``, not below ``min_lr``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = max(group["lr"] * self.lr_decay_gamma, self.min_lr)
+        self.logger.info(f"learning rate decayed to {self.learning_rates[0]:.3g} ({self.lr_scheduler} schedule)")
+
     def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        if self.lr_scheduler == "paper" and (epoch_idx + 1) % self.lr_decay_epochs == 0:
+            self.decay_learning_rate()
         return loss
 
     def _valid_epoch(self, valid_data: Any, show_progress: bool = False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self.last_valid_result = dict(valid_result)
+        if self.lr_scheduler == "plateau":
+            self.plateau_step(float(valid_score))
         return valid_score, valid_result
+
+    def plateau_step(self, valid_score: float) -> None:
+        """Count evaluations without improvement over the best so far (before ``fit`` updates it)."""
+        best = self.best_valid_score
+        improved = valid_score >= best if self.valid_metric_bigger else valid_score <= best
+        self.plateau_count = 0 if improved else self.plateau_count + 1
+        if self.plateau_count >= self.lr_patience:
+            self.decay_learning_rate()
+            self.plateau_count = 0
 
     def fit_with_callback(
         self, train_data: Any, valid_data: Any, saved: bool, epoch_callback: EpochCallback | None = None

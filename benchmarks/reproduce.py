@@ -1,0 +1,277 @@
+"""Reproduce the paper's Table 1/2 comparison on any data set, on equal footing, with seeds and significance.
+
+    uv run python benchmarks/reproduce.py --dataset sample --models TASRec,TASRec-base,SRGNN --seeds 3
+
+Every model is trained and tested through :func:`recbole_tasrec.run_recbole_tasrec` on the same day split,
+with the same embedding size, schedule, epoch budget and early stopping (``EQUAL_FOOTING``, recorded in the
+json; any ``--key=value`` overrides it for every model). Each run's best checkpoint is re-evaluated with the
+model's ``full_sort_predict`` on the test loader to get the rank of every test sample's target: that gives
+a paired significance test of TASRec against the best other model, per test sample, averaged over seeds.
+
+Writes ``<output-dir>/<name>.json`` (every metric, seed and configuration, package version and commit),
+``<name>.md`` (mean +- std, the paper's figures beside ours), ``<name>.png`` and ``<name>.ranks.npz`` (the
+per-sample ranks, which ``--resume`` reuses). ``TASRec-base`` / ``TASRec-temp`` are TASRec without its
+temporal / session graph (paper Table 2); any other name is a model of this package or of RecBole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from recbole_tasrec import load_data_and_model, run_recbole_tasrec
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "TASRec-base": ("TASRec", {"use_temporal_graph": False}),
+    "TASRec-temp": ("TASRec", {"use_session_graph": False}),
+}
+#: the same capacity and training budget for every model (embedding_size: TASRec's 100; hidden_size is the
+#: embedding of SASRec / GCSAN and the RNN state of GRU4Rec / NARM). The schedule is overall.yaml's for all.
+EQUAL_FOOTING = {"embedding_size": 100, "hidden_size": 100, "epochs": 30, "stopping_step": 5, "train_batch_size": 128}
+PAPER_METRICS = {"retailrocket": ["recall@10", "recall@20", "ndcg@100"]}
+DEFAULT_METRICS = ["recall@20", "recall@50", "ndcg@100"]
+#: paper Table 1 (and Table 2 for Retailrocket), in %, in the order of the data set's metrics
+PAPER = {
+    "aotm": {"GRU4Rec": [1.70, 3.64, 1.32], "SRGNN": [3.82, 6.94, 2.73], "CSRM": [3.97, 7.30, 2.86],
+             "LESSR": [3.11, 5.58, 2.31], "TASRec": [4.42, 7.71, 3.08]},
+    "diginetica": {"GRU4Rec": [28.90, 40.02, 15.66], "SRGNN": [48.74, 65.37, 28.41], "CSRM": [48.88, 66.90, 28.34],
+                   "LESSR": [49.59, 66.12, 29.03], "TASRec": [50.39, 67.27, 29.48]},
+    "retailrocket": {"GRU4Rec": [17.41, 23.11, 12.75], "SRGNN": [36.34, 45.58, 28.93], "CSRM": [37.43, 47.56, 28.43],
+                     "LESSR": [37.97, 46.59, 29.84], "TASRec": [39.08, 48.16, 30.36],
+                     "TASRec-temp": [36.73, 46.65, 27.55], "TASRec-base": [36.60, 45.45, 28.84]},
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Any --key=value: a RecBole setting.")
+    parser.add_argument("--dataset", required=True, help="a folder under data_path (default atomic_data/)")
+    parser.add_argument("--models", default="TASRec,TASRec-base,TASRec-temp,SRGNN,GRU4Rec,NARM,STAMP")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N for every model")
+    parser.add_argument("--name", help="result file stem (default: the data set)")
+    parser.add_argument("--paper-dataset", help="whose paper figures to show (default: the data set's name)")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--resume", action="store_true", help="skip the (model, seed) runs already in the json")
+    args, rest = parser.parse_known_args(argv)
+    overrides: dict[str, Any] = {}
+    for arg in rest:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep or not key:
+            parser.error(f"unrecognised argument {arg!r}: settings are given as --key=value")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args, overrides
+
+
+def plain(value: Any) -> Any:
+    """A config value as json, or ``None`` for what json cannot hold (devices, classes)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return None
+
+
+def test_ranks(checkpoint: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Rank (1 = top) of each test sample's target under the checkpoint's model, and its configuration.
+
+    RecBole's full-sort evaluation, unrolled: the padding item scores -inf; a tie counts against the target.
+    """
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    model.eval()
+    ranks = []
+    with torch.no_grad():
+        for interaction, _history, positive_u, positive_i in test_data:
+            scores = model.full_sort_predict(interaction.to(config["device"])).view(len(positive_u), -1)
+            scores[:, 0] = -torch.inf
+            target = scores[positive_u, positive_i].unsqueeze(1)
+            ranks.append((scores >= target).sum(1).cpu())
+    return torch.cat(ranks).numpy().astype(np.int32), {k: plain(v) for k, v in config.final_config_dict.items()}
+
+
+def metrics_from_ranks(ranks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Per-sample Recall@K, NDCG@K, MRR@K of one target per sample (what RecBole averages)."""
+    out = {}
+    for name in names:
+        kind, k = name.split("@")
+        hit = ranks <= int(k)
+        value = {"recall": 1.0, "ndcg": 1.0 / np.log2(ranks + 1.0), "mrr": 1.0 / ranks}[kind]
+        out[name] = np.where(hit, value, 0.0)
+    return out
+
+
+def run_one(model: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[dict, np.ndarray]:
+    """Train and test one (model, seed); returns its json record and its per-sample test ranks."""
+    base, variant = VARIANTS.get(model, (model, {}))
+    settings = {**EQUAL_FOOTING, "show_progress": False, "state": "WARNING", **variant, **overrides, "seed": seed}
+    start = time.time()
+    result = run_recbole_tasrec(base, args.dataset, config_dict=settings, saved=True)
+    ranks, config = test_ranks(result["checkpoint"])
+    Path(result["checkpoint"]).unlink()
+    check = float(metrics_from_ranks(ranks, ["recall@20"])["recall@20"].mean())
+    record = {
+        "model": model, "seed": seed, "seconds": round(time.time() - start, 1), "settings": plain(settings),
+        "epochs_run": len(result["train_loss"]), "train_loss": result["train_loss"],
+        "best_valid_result": result["best_valid_result"], "test_result": result["test_result"],
+        "recall@20_from_ranks": check, "config": config,
+    }  # fmt: skip
+    return record, ranks
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
+        return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save(paths: dict[str, Path], runs: list[dict], ranks: dict[str, np.ndarray], header: dict) -> None:
+    """Write the json and the ranks under temporary names, then rename: never a half-written result."""
+    for path, write in [
+        (paths["json"], lambda f: f.write(json.dumps({**header, "runs": runs}, indent=1).encode())),
+        (paths["ranks"], lambda f: np.savez_compressed(f, **ranks)),
+    ]:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+
+
+def summarise(runs: list[dict], ranks: dict[str, np.ndarray], models: list[str], metrics: list[str]) -> dict:
+    """Mean and std over seeds of every metric, and TASRec against the best other model (paired t-test over
+    test samples of the seed-averaged per-sample metric)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for model in models:
+        done = [r for r in runs if r["model"] == model]
+        if done:
+            table[model] = {m: [float(np.mean(v := [r["test_result"][m] for r in done])), float(np.std(v))]
+                            for m in metrics}  # fmt: skip
+            table[model]["seeds"] = [len(done), 0.0]
+    summary: dict[str, Any] = {"table": table}
+    others = [m for m in table if not m.startswith("TASRec")] or [m for m in table if m != "TASRec"]
+    if "TASRec" not in table or not others:
+        return summary
+    best = max(others, key=lambda m: table[m]["recall@20"][0])
+    summary["versus"] = {"best_other": best}
+    for metric in ("recall@20", "mrr@20"):
+        per_sample = [np.mean([metrics_from_ranks(ranks[k], [metric])[metric] for k in ranks if k.split("|")[0] == m],
+                              axis=0) for m in ("TASRec", best)]  # fmt: skip
+        if per_sample[0].shape != per_sample[1].shape:
+            raise RuntimeError("TASRec and the best other model were tested on different samples")
+        t = stats.ttest_rel(per_sample[0], per_sample[1])
+        summary["versus"][metric] = {"difference": float(np.mean(per_sample[0] - per_sample[1])),
+                                     "p_value": float(t.pvalue), "samples": int(per_sample[0].size)}  # fmt: skip
+    return summary
+
+
+def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, list[float]]) -> str:
+    """The report: a row a model, mean +- std (%) over seeds, the paper's figures beside ours."""
+    names = [m for m in metrics if m != "mrr@20"]
+    lines = [f"# {header['name']}: test metrics (%), mean +- std over seeds", "",
+             f"Command: `{header['command']}`  ", f"Package {header['version']}, commit {header['commit']}; "
+             f"equal footing: {header['equal_footing']}", "",
+             "| model | seeds | " + " | ".join(metrics) + (" | paper: " + ", ".join(names) if paper else "") + " |",
+             "|---" * (len(metrics) + 2 + bool(paper)) + "|"]  # fmt: skip
+    for model, row in summary["table"].items():
+        cells = [f"{100 * row[m][0]:.2f} +- {100 * row[m][1]:.2f}" for m in metrics]
+        figures = paper.get(model)
+        tail = [" ".join(f"{v:.2f}" for v in figures) if figures else "-"] if paper else []
+        lines.append(f"| {model} | {row['seeds'][0]} | " + " | ".join(cells + tail) + " |")
+    versus = summary.get("versus")
+    if versus:
+        lines += ["", f"TASRec minus the best other model ({versus['best_other']}), per test sample, seed-averaged, "
+                  "paired t-test:", ""]  # fmt: skip
+        for metric in ("recall@20", "mrr@20"):
+            v = versus[metric]
+            lines.append(f"- {metric}: {100 * v['difference']:+.2f} pp, p = {v['p_value']:.3g} ({v['samples']} tests)")
+    if paper:
+        lines += ["", "Paper figures: Table 1 (and Table 2), on the paper's full data set, not this one."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(summary["table"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models)), 4))
+    width = 0.8 / len(metrics)
+    for i, metric in enumerate(metrics):
+        means = [100 * summary["table"][m][metric][0] for m in models]
+        stds = [100 * summary["table"][m][metric][1] for m in models]
+        ax.bar(np.arange(len(models)) + i * width, means, width, yerr=stds, capsize=2, label=metric)
+    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, rotation=20)
+    ax.set_ylabel("% (mean +- std over seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, overrides = parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    name = args.name or args.dataset
+    paths = {ext: args.output_dir / f"{name}.{ext}" for ext in ("json", "md", "png")}
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
+    paths["ranks"] = args.output_dir / f"{name}.ranks.npz"
+    paper_key = (args.paper_dataset or args.dataset).lower()
+    metrics = PAPER_METRICS.get(paper_key, DEFAULT_METRICS) + ["mrr@20"]
+    runs: list[dict] = []
+    ranks: dict[str, np.ndarray] = {}
+    if args.resume and paths["json"].exists():
+        runs = json.loads(paths["json"].read_text())["runs"]
+        ranks = dict(np.load(paths["ranks"])) if paths["ranks"].exists() else {}
+        runs = [r for r in runs if f"{r['model']}|{r['seed']}" in ranks]
+    header = {"name": name, "dataset": args.dataset, "models": models, "seeds": args.seeds,
+              "command": "uv run python benchmarks/reproduce.py " + " ".join(argv or sys.argv[1:]),
+              "version": version("recbole-tasrec"), "commit": commit(), "overrides": plain(overrides),
+              "equal_footing": {**EQUAL_FOOTING, **plain(overrides)}}  # fmt: skip
+    todo = [(m, s) for m in models for s in range(1, args.seeds + 1) if f"{m}|{s}" not in ranks]
+    started = time.time()
+    for i, (model, seed) in enumerate(todo, 1):
+        record, sample_ranks = run_one(model, seed, args, overrides)
+        runs.append(record)
+        ranks[f"{model}|{seed}"] = sample_ranks
+        save(paths, runs, ranks, header)
+        left = (time.time() - started) / i * (len(todo) - i)
+        print(f"run {i}/{len(todo)}: {model} seed {seed} test recall@20 {record['test_result']['recall@20']:.4f} "
+              f"({record['seconds']:.0f} s); about {left / 60:.1f} min left", flush=True)  # fmt: skip
+    summary = summarise(runs, ranks, models, metrics)
+    save(paths, runs, ranks, {**header, "summary": summary})
+    tmp = paths["md"].with_name(paths["md"].name + ".tmp")
+    tmp.write_text(markdown(header, summary, metrics, PAPER.get(paper_key, {})))
+    os.replace(tmp, paths["md"])
+    chart(paths["png"], summary, metrics, f"{name}: test metrics over {args.seeds} seeds")
+    print(paths["md"].read_text())
+    return summary
+
+
+if __name__ == "__main__":
+    main()
