@@ -135,14 +135,18 @@ class TASRec(SequentialRecommender):
     # --- Eq. 5-7 ---------------------------------------------------------------------------------------
     def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
         """The session representation ``s`` (Eq. 7), ``(B, d)``."""
+        # positions past the batch's longest session are padding that Eq. 5-7 mask out: cut them (speed only)
+        item_seq = item_seq[:, : max(int(item_seq_len.max()), 1)] if item_seq.numel() else item_seq
         z = 0
         if self.use_session_graph:
             z = z + self.session_states(item_seq, item_seq_len)
         if self.use_temporal_graph:
             z = z + self.temporal_states(item_seq, day)
-        z = self.dropout(z)  # Eq. 5
+        mask = item_seq > 0
+        if self.training and self.dropout.p > 0:  # Eq. 5, drawn at real positions only (the readout masks the rest)
+            z = torch.zeros_like(z).index_put_((mask,), self.dropout(z[mask]))
         last = self.gather_indexes(z, item_seq_len - 1)
-        return self.readout(z, item_seq > 0, last)  # Eq. 6, 7
+        return self.readout(z, mask, last)  # Eq. 6, 7
 
     def _session_vectors(self, interaction: Any) -> Tensor:
         day = interaction[self.day_field].long()
