@@ -79,3 +79,37 @@ def test_dropout_is_drawn_at_real_positions_only(parts) -> None:
     kept = dropped != 0
     assert torch.allclose(dropped[kept], z[kept] / (1 - p))
     assert 0 < (~kept).float().mean() < 2 * p  # some entries dropped, about a fraction p of them
+
+
+def test_trainer_gives_tasrec_a_fused_adam_with_the_same_updates(parts) -> None:
+    """TASRec's Adam is fused (one pass over all parameters); its updates equal the per-tensor Adam's."""
+    from recbole_tasrec.trainer import TASRecTrainer
+
+    config, train, _ = parts
+    model = TASRec(config, train).train()
+    trainer = TASRecTrainer(config, model)
+    assert trainer.optimizer.defaults["fused"] is True
+    twin = TASRec(config, train).train()
+    twin.load_state_dict(model.state_dict())
+    plain = torch.optim.Adam(twin.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"] or 0)
+    batch = train.inter_feat[torch.arange(64)]
+    start = model.item_embedding.weight.detach().clone()
+    for step in range(3):
+        for net, optimizer in ((model, trainer.optimizer), (twin, plain)):
+            torch.manual_seed(step)  # the same dropout masks in both
+            optimizer.zero_grad()
+            net.calculate_loss(batch).backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(model.item_embedding.weight, start)  # the steps did move the weights
+
+
+def test_trainer_leaves_other_models_optimiser_as_recbole_ships_it(data_dir: Path, tmp_path: Path) -> None:
+    from recbole_tasrec.config import get_model
+    from recbole_tasrec.quick_start import prepare_data
+    from recbole_tasrec.trainer import TASRecTrainer
+
+    config = Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))
+    model = get_model("SRGNN")(config, prepare_data(config).train)
+    assert not TASRecTrainer(config, model).optimizer.defaults["fused"]

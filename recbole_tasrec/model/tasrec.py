@@ -48,6 +48,7 @@ class TASRec(SequentialRecommender):
 
     input_type = InputType.POINTWISE
     day_grouped_batches = True  # run_recbole_tasrec gives this model one day per training batch
+    fused_adam = True  # TASRecTrainer builds its Adam fused (recbole_tasrec.trainer.adam_options)
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
