@@ -113,3 +113,26 @@ def test_trainer_leaves_other_models_optimiser_as_recbole_ships_it(data_dir: Pat
     config = Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))
     model = get_model("SRGNN")(config, prepare_data(config).train)
     assert not TASRecTrainer(config, model).optimizer.defaults["fused"]
+
+
+def test_evaluation_reuses_a_days_gcn_table_and_drops_it_when_weights_or_graph_change(parts) -> None:
+    """Without gradients x comes from a per-day table of every item; scores equal the batch-local GCN's."""
+    config, train, test = parts
+    model = TASRec(config, train).eval()
+    batch = test.inter_feat[torch.arange(128)]
+
+    def scores_both_ways() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            cached = model.full_sort_predict(batch)
+        with torch.enable_grad():  # the training path: the GCN on the batch's rows only
+            local = model.full_sort_predict(batch).detach()
+        return cached, local
+
+    cached, local = scores_both_ways()
+    assert model._day_tables, "evaluation should have cached a day's table"
+    assert torch.allclose(cached, local, atol=1e-5)
+    with torch.no_grad():
+        model.temporal_gcn.weight.mul_(1.5)  # an optimiser step: in place, the table must be rebuilt
+    moved, local = scores_both_ways()
+    assert not torch.allclose(moved, cached, atol=1e-5)
+    assert torch.allclose(moved, local, atol=1e-5)

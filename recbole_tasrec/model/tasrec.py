@@ -93,6 +93,7 @@ class TASRec(SequentialRecommender):
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
         self.loss_fct = nn.CrossEntropyLoss()  # Eq. 9 (see module docstring)
+        self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x for every item (_temporal_x)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -122,13 +123,29 @@ class TASRec(SequentialRecommender):
         graph_day = self.graph_day(day)
         days = torch.unique(graph_day)
         if len(days) == 1:  # the day-grouped fast path
-            x = self.temporal_gcn(self.item_embedding.weight, self._propagation(int(days[0])), item_seq)
+            x = self._temporal_x(int(days[0]), item_seq)
         else:  # a batch from RecBole's own loader: one GCN per day present
             x = item_seq.new_zeros(item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
             for t in days.tolist():
                 rows = graph_day == t
-                x[rows] = self.temporal_gcn(self.item_embedding.weight, self._propagation(t), item_seq[rows])
+                x[rows] = self._temporal_x(t, item_seq[rows])
         return l2_normalize(x)
+
+    def _temporal_x(self, t: int, items: Tensor) -> Tensor:
+        """Eq. 2-3 on day ``t``'s graph. Without gradients (evaluation, serving) every item's ``x`` is computed
+        once per day, graph and weights, and looked up: batches of a day share it (the last two days kept)."""
+        weight, propagation = self.item_embedding.weight, self._propagation(t)
+        if torch.is_grad_enabled():
+            return self.temporal_gcn(weight, propagation, items)
+        key = (weight.data_ptr(), weight._version, self.temporal_gcn.weight._version)
+        tables = self._day_tables
+        cached = tables.get(t)
+        if cached is None or cached[0] != key or cached[1] is not propagation:
+            tables.pop(t, None)
+            while len(tables) >= 2:
+                tables.pop(next(iter(tables)))
+            cached = tables[t] = (key, propagation, self.temporal_gcn.full_table(weight, propagation))
+        return cached[2][items]
 
     def _propagation(self, t: int) -> Tensor:
         return self.graphs.propagation(t, device=self.item_embedding.weight.device)
