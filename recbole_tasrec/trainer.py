@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time
 
@@ -42,6 +43,12 @@ def check_schedule(config: Any) -> str:
                 "the lower rate gets a chance; raise stopping_step or lower lr_patience"
             )
     return name
+
+
+def adam_options(model: Any) -> dict[str, Any]:
+    """Extra ``torch.optim.Adam`` arguments for ``model``: models with ``fused_adam = True`` (TASRec) get the
+    fused kernel, the same update in one pass over all parameters (a CPU step ~4x cheaper; issue 9)."""
+    return {"fused": True} if getattr(model, "fused_adam", False) else {}
 
 
 class TASRecTrainer(Trainer):
@@ -79,6 +86,14 @@ class TASRecTrainer(Trainer):
         for group in self.optimizer.param_groups:
             group["lr"] = max(group["lr"] * self.lr_decay_gamma, self.min_lr)
         self.logger.info(f"learning rate decayed to {self.learning_rates[0]:.3g} ({self.lr_scheduler} schedule)")
+
+    def _build_optimizer(self, **kwargs: Any) -> torch.optim.Optimizer:
+        """RecBole's optimiser, except a ``fused_adam`` model's Adam (:func:`adam_options`); others as shipped."""
+        if kwargs.get("learner", self.learner).lower() != "adam" or not adam_options(self.model):
+            return super()._build_optimizer(**kwargs)
+        params = kwargs.get("params", self.model.parameters())
+        lr, decay = kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay, **adam_options(self.model))
 
     def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -64,6 +64,7 @@ class TASRec(SequentialRecommender):
 
     input_type = InputType.POINTWISE
     day_grouped_batches = True  # run_recbole_tasrec gives this model one day per training batch
+    fused_adam = True  # TASRecTrainer builds its Adam fused (recbole_tasrec.trainer.adam_options)
 
     def __init__(self, config: Any, dataset: Any) -> None:
         if not callable(getattr(dataset, "graph_source", None)):
@@ -118,6 +119,7 @@ class TASRec(SequentialRecommender):
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
         self.loss_fct = nn.CrossEntropyLoss()  # Eq. 9 (see module docstring)
+        self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x for every item (_temporal_x)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -150,13 +152,29 @@ class TASRec(SequentialRecommender):
         graph_day = self.graph_day(day)
         days = torch.unique(graph_day)
         if len(days) == 1:  # the day-grouped fast path
-            x = self.temporal_gcn(self.item_embedding.weight, self._propagation(int(days[0])), item_seq)
+            x = self._temporal_x(int(days[0]), item_seq)
         else:  # a batch from RecBole's own loader: one GCN per day present
             x = item_seq.new_zeros(item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
             for t in days.tolist():
                 rows = graph_day == t
-                x[rows] = self.temporal_gcn(self.item_embedding.weight, self._propagation(t), item_seq[rows])
+                x[rows] = self._temporal_x(t, item_seq[rows])
         return l2_normalize(x)
+
+    def _temporal_x(self, t: int, items: Tensor) -> Tensor:
+        """Eq. 2-3 on day ``t``'s graph. Without gradients (evaluation, serving) every item's ``x`` is computed
+        once per day, graph and weights, and looked up: batches of a day share it (the last two days kept)."""
+        weight, propagation = self.item_embedding.weight, self._propagation(t)
+        if torch.is_grad_enabled():
+            return self.temporal_gcn(weight, propagation, items)
+        key = (weight.data_ptr(), weight._version, self.temporal_gcn.weight._version)
+        tables = self._day_tables
+        cached = tables.get(t)
+        if cached is None or cached[0] != key or cached[1] is not propagation:
+            tables.pop(t, None)
+            while len(tables) >= 2:
+                tables.pop(next(iter(tables)))
+            cached = tables[t] = (key, propagation, self.temporal_gcn.full_table(weight, propagation))
+        return cached[2][items]
 
     def _propagation(self, t: int) -> Tensor:
         return self.graph_source.propagation(t, device=self.item_embedding.weight.device)
@@ -164,14 +182,18 @@ class TASRec(SequentialRecommender):
     # --- Eq. 5-7 ---------------------------------------------------------------------------------------
     def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
         """The session representation ``s`` (Eq. 7), ``(B, d)``."""
+        # positions past the batch's longest session are padding that Eq. 5-7 mask out: cut them (speed only)
+        item_seq = item_seq[:, : max(int(item_seq_len.max()), 1)] if item_seq.numel() else item_seq
         z = 0
         if self.use_session_graph:
             z = z + self.session_states(item_seq, item_seq_len)
         if self.use_temporal_graph:
             z = z + self.temporal_states(item_seq, day)
-        z = self.dropout(z)  # Eq. 5
+        mask = item_seq > 0
+        if self.training and self.dropout.p > 0:  # Eq. 5, drawn at real positions only (the readout masks the rest)
+            z = torch.zeros_like(z).index_put_((mask,), self.dropout(z[mask]))
         last = self.gather_indexes(z, item_seq_len - 1)
-        return self.readout(z, item_seq > 0, last)  # Eq. 6, 7
+        return self.readout(z, mask, last)  # Eq. 6, 7
 
     def _session_vectors(self, interaction: Any) -> Tensor:
         day = interaction[self.day_field].long()
