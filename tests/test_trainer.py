@@ -18,9 +18,12 @@ def make_trainer(tmp_path: Path, **settings) -> TASRecTrainer:
     return TASRecTrainer(config, torch.nn.Linear(2, 1))
 
 
-def fit_with_scores(trainer: TASRecTrainer, scores: list[float], monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def fit_with_scores(
+    trainer: TASRecTrainer, scores: list[float], monkeypatch: pytest.MonkeyPatch, batches_per_epoch: int = 10_000
+) -> list[float]:
     """Run ``fit`` for ``len(scores)`` epochs (or until early stopping); the validation score of epoch e is
-    ``scores[e]``. Returns the learning rate in force during each epoch that trained."""
+    ``scores[e]``; an epoch counts ``batches_per_epoch`` optimiser steps. Returns the learning rate in force
+    during each epoch that trained."""
     rates: list[float] = []
 
     def train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -33,7 +36,7 @@ def fit_with_scores(trainer: TASRecTrainer, scores: list[float], monkeypatch: py
     monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
     monkeypatch.setattr(Trainer, "_valid_epoch", valid_epoch)
     trainer.epochs = len(scores)
-    trainer.fit(object(), object(), saved=False)
+    trainer.fit(range(batches_per_epoch), object(), saved=False)
     return rates
 
 
@@ -43,6 +46,14 @@ def test_plateau_is_the_default_and_decays_after_lr_patience_flat_evaluations(tm
     # improves, improves, ties (counts as improvement, as RecBole's early stopping), 2 drops, improves, 2 drops
     rates = fit_with_scores(trainer, [0.1, 0.2, 0.2, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1], monkeypatch)
     assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01])
+
+
+def test_no_plateau_decay_before_lr_decay_min_steps(tmp_path, monkeypatch) -> None:
+    trainer = make_trainer(tmp_path, learning_rate=1.0, lr_decay_min_steps=50, stopping_step=9)
+    # 10 batches an epoch, flat after the first: patience 2 is reached after epoch 2 (30 batches), but the first
+    # decay waits for 50 batches (after epoch 4); without the guard: [1, 1, 1, 0.1, 0.1, 0.01]
+    rates = fit_with_scores(trainer, [0.5, 0.4, 0.4, 0.4, 0.4, 0.4], monkeypatch, batches_per_epoch=10)
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1])
 
 
 def test_plateau_patience_and_min_lr(tmp_path, monkeypatch) -> None:
