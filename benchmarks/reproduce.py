@@ -40,6 +40,9 @@ VARIANTS = {
 }
 #: the same capacity and training budget for every model (embedding_size: TASRec's 100; hidden_size is the
 #: embedding of SASRec / GCSAN and the RNN state of GRU4Rec / NARM). The schedule is overall.yaml's for all.
+#: TASRec and its ablations; the paper's baselines (Table 1); RecBole's other session models; the kNN baselines
+DEFAULT_MODELS = ["TASRec", "TASRec-base", "TASRec-temp", "SRGNN", "GRU4Rec", "CSRM", "LESSR"]
+DEFAULT_MODELS += ["NARM", "STAMP", "SASRec", "GCSAN", "SKNN", "VSKNN", "STAN"]
 EQUAL_FOOTING = {"embedding_size": 100, "hidden_size": 100, "epochs": 30, "stopping_step": 5, "train_batch_size": 128}
 PAPER_METRICS = {"retailrocket": ["recall@10", "recall@20", "ndcg@100"]}
 DEFAULT_METRICS = ["recall@20", "recall@50", "ndcg@100"]
@@ -58,7 +61,7 @@ PAPER = {
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Any --key=value: a RecBole setting.")
     parser.add_argument("--dataset", required=True, help="a folder under data_path (default atomic_data/)")
-    parser.add_argument("--models", default="TASRec,TASRec-base,TASRec-temp,SRGNN,GRU4Rec,NARM,STAMP")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N for every model")
     parser.add_argument("--name", help="result file stem (default: the data set)")
     parser.add_argument("--paper-dataset", help="whose paper figures to show (default: the data set's name)")

@@ -61,11 +61,17 @@ class TASRecTrainer(Trainer):
       never below ``min_lr``, and not before ``lr_decay_min_steps`` training batches.
     - ``paper``: times ``lr_decay_gamma`` every ``lr_decay_epochs`` epochs (SR-GNN's StepLR).
     - ``constant``: no decay.
+
+    A model with ``trains = False`` (the nearest-neighbour baselines: nothing to learn) gets one epoch and no
+    schedule, as RecBole's ``TraditionalTrainer`` does for its non-neural models.
     """
 
     def __init__(self, config: Any, model: Any) -> None:
         super().__init__(config, model)
-        self.lr_scheduler = check_schedule(config)
+        if getattr(model, "trains", True):
+            self.lr_scheduler = check_schedule(config)
+        else:
+            self.lr_scheduler, self.epochs = "constant", 1
         self.lr_decay_gamma = float(config["lr_decay_gamma"])
         self.lr_decay_epochs = int(config["lr_decay_epochs"] or 0)
         self.lr_patience = int(config["lr_patience"] or 0)

@@ -94,3 +94,14 @@ def test_constant_schedule_never_decays(tmp_path, monkeypatch) -> None:
 def test_bad_schedule_settings_say_what_to_do(tmp_path, settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_trainer(tmp_path, **settings)
+
+
+def test_a_model_that_does_not_train_gets_one_epoch_and_no_schedule(tmp_path) -> None:
+    class NearestNeighbours(torch.nn.Linear):
+        trains = False
+
+    config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "epochs": 5, "stopping_step": 1})
+    with pytest.raises(ValueError, match="must be smaller than stopping_step"):
+        TASRecTrainer(config, torch.nn.Linear(2, 1))  # a trained model's schedule is checked
+    trainer = TASRecTrainer(config, NearestNeighbours(2, 1))
+    assert trainer.epochs == 1 and trainer.lr_scheduler == "constant"

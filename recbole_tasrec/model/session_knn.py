@@ -259,6 +259,7 @@ class SessionKNN(SequentialRecommender):
     """
 
     input_type = InputType.POINTWISE
+    trains = False  # TASRecTrainer: one epoch, no learning-rate schedule
 
     def __init__(self, config: Any, dataset: Any) -> None:
         index = SessionIndex.from_dataset(dataset)  # first: it says what to do with a plain RecBole data set
