@@ -58,6 +58,15 @@ def most_popular_recall(prepared: Any, k: int = 20) -> float:
     return float(np.isin(prepared.test.inter_feat[iid].numpy(), popular).mean())
 
 
+def most_popular_recall_at_20(model: str, dataset: str, settings: dict[str, Any]) -> float:
+    """:func:`most_popular_recall` on the split that ``run_recbole_tasrec(model, dataset, config_dict=settings)``
+    trains and tests on."""
+    from recbole_tasrec import prepare_data
+    from recbole_tasrec.config import Config
+
+    return most_popular_recall(prepare_data(Config(model, dataset, config_dict=settings)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """The tests' models are tiny: one intra-op thread is several times faster than two on a 2-core machine,

@@ -17,8 +17,7 @@ from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model.csrm import CSRM
 from recbole_tasrec.model.session_memory import EMPTY, OuterMemory
 from recbole_tasrec.trainer import TASRecTrainer
-from tests.conftest import small_settings
-from tests.test_learning import most_popular_recall_at_20
+from tests.conftest import most_popular_recall_at_20, small_settings
 
 
 def hand_memory() -> OuterMemory:

@@ -18,7 +18,7 @@ from recbole_tasrec.model.session_knn import NeighbourScoring, SessionIndex
 from recbole_tasrec.model.stan import STANScoring
 from recbole_tasrec.model.vsknn import VSKNNScoring
 from recbole_tasrec.trainer import TASRecTrainer
-from tests.test_learning import most_popular_recall_at_20
+from tests.conftest import most_popular_recall_at_20
 
 MODELS = ["SKNN", "VSKNN", "STAN"]
 N_ITEMS = 6  # 0 is padding

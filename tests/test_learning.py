@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from recbole_tasrec import prepare_data, run_recbole_tasrec
-from recbole_tasrec.config import Config
+from recbole_tasrec import run_recbole_tasrec
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
+from tests.conftest import most_popular_recall_at_20
 
 #: Strong drift: every item's successors change every 3 days and 90 % of clicks follow them.
 DRIFT = SyntheticConfig(n_items=300, sessions_per_day=120, n_days=16, p_follow=0.9, transition_period=3, seed=11)
@@ -34,15 +33,6 @@ MEASURED_MOST_POPULAR = 0.2056
 def lower_bound(samples: np.ndarray, k: float) -> float:
     """Mean minus ``k`` standard deviations (ddof 1) of the measured seeds."""
     return float(samples.mean() - k * samples.std(ddof=1))
-
-
-def most_popular_recall_at_20(model: str, dataset: str, settings: dict) -> float:
-    """Recall@20 of recommending the 20 most frequent training targets to every test sample."""
-    prepared = prepare_data(Config(model, dataset, config_dict=settings))
-    item_field = prepared.dataset.iid_field
-    counts = torch.bincount(prepared.train.inter_feat[item_field], minlength=prepared.dataset.item_num)
-    top = counts.topk(20).indices
-    return torch.isin(prepared.test.inter_feat[item_field], top).float().mean().item()
 
 
 @pytest.fixture(scope="module")

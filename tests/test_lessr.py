@@ -16,8 +16,7 @@ from recbole_tasrec.model.lessr import LESSR
 from recbole_tasrec.model.lessr_graphs import build_lessr_graphs
 from recbole_tasrec.model.lessr_layers import EOPA, SGAT
 from recbole_tasrec.trainer import TASRecTrainer
-from tests.conftest import small_settings
-from tests.test_learning import most_popular_recall_at_20
+from tests.conftest import most_popular_recall_at_20, small_settings
 
 #: three sessions, right-padded; what lies after each length (here 8s) must be ignored
 SESSIONS = torch.tensor([[5, 7, 5, 9, 7, 8], [5, 7, 5, 7, 8, 8], [3, 8, 8, 8, 8, 8]])
