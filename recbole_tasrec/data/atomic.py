@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,10 @@ import pandas as pd
 INTER_HEADER = "session_id:token\titem_id:token\ttimestamp:float"
 #: Seconds in a calendar day: the unit of the atomic files' timestamps against the day grid.
 SECONDS_PER_DAY = 86_400
+#: Click times an atomic file may hold, in Unix seconds: from 1970-01-01 to the last instant pandas can represent
+#: (2262-04-11). A log before 1970 or past 2262 has a wrong time unit (milliseconds read as seconds land around the
+#: year 50,000) or corrupt values; the converters and the data set refuse it instead of failing deep in pandas.
+MIN_SECONDS, MAX_SECONDS = 0, int(pd.Timestamp.max.timestamp())
 PathLike = str | os.PathLike[str]
 
 
@@ -48,18 +54,25 @@ class ConversionSummary:
 
 
 def check_name(name: str) -> None:
-    if not name or name in (".", "..") or any(s in name for s in ("/", "\\")):
+    """Refuse a data set name that is no plain folder name (it becomes ``<name>/<name>.inter``)."""
+    if not name or name in (".", "..") or any(s in name for s in ("/", "\\", "\0")) or len(name.encode()) > 200:
         raise ConversionError(f"invalid dataset name {name!r}; --name must be a plain folder name like 'diginetica'")
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as a tab-separated atomic file, through a temp file in the target folder (``os.replace``),
-    so a failure never leaves a partial file (nor a new, empty folder) behind, and a reader never sees one."""
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder for the caller to write; renamed onto ``path`` (``os.replace``) when
+    the block ends without an error, else removed with any folder created for it. So a failure never leaves a
+    partial file (nor a new, empty folder) behind, and a reader never sees one: the one temp-then-rename of the
+    package's data and report files. The temporary name keeps ``path``'s suffix (writers that pick a format by
+    the extension, like ``savefig``, still work)."""
+    path = Path(path)
     new_dirs = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a unique name that the writer creates itself, so the file gets the usual permissions (mkstemp's are 0600)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
-        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,6 +80,23 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> None:
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
+
+
+def write_atomic_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_atomic_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    write_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as a tab-separated atomic file, atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
 
 
 def _format_seconds(ts: np.ndarray) -> np.ndarray | pd.Series:

@@ -22,8 +22,12 @@ import argparse
 import contextlib
 import gzip
 import json
+import lzma
+import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -33,6 +37,8 @@ from tqdm import tqdm
 
 from recbole_tasrec.data.atomic import (
     INTER_HEADER,
+    MAX_SECONDS,
+    MIN_SECONDS,
     ConversionError,
     ConversionSummary,
     PathLike,
@@ -62,7 +68,8 @@ _TIME_UNITS = {
     "iso": "ISO 8601 date-times",
     "date": "YYYY-MM-DD dates",
 }
-_EPOCH = pd.Timestamp(0, tz="UTC")
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
+_OUT_OF_RANGE = "out of range (click times lie between 1970-01-01 and 2262-04-11 UTC, offsets are not negative)"
 
 
 # --------------------------------------------------------------------------- reading
@@ -115,43 +122,78 @@ def _select_columns(
     raise ConversionError(message)
 
 
+def _line(row: int) -> str:
+    """Where data row ``row`` (0-based, blank lines included) of a delimited log is: after the header line."""
+    return f"line {row + 2}"
+
+
 def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hint: str) -> pd.DataFrame:
-    """Read only the needed columns of a delimited log, as strings, renamed to our names.
+    """Read the needed columns of a delimited log, as strings, renamed to our names; the index is the data row,
+    so that errors can name the line (:func:`_line`; blank lines are read, then skipped, to keep it exact).
 
     Ids stay strings so they are written exactly as in the raw log (no ``123.0`` from a column with
     gaps); the item column becomes categorical to keep big logs small. Big files are read in chunks
-    behind a progress bar.
+    behind a progress bar. A line with more fields than the header is an error (pandas would otherwise shift
+    the columns or drop the extra fields silently), as is a file that ends in the middle of a line.
     """
     _check_input(path)
     compression = _COMPRESSION.get(path.suffix.lower())
     try:
         found = list(pd.read_csv(path, sep=sep, nrows=0, compression=compression).columns)
         columns = _select_columns(path, found, variants, hint, sep)
-        with _open_with_progress(path) as stream:
+        with _open_with_progress(path) as stream, warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a first data line longer than the header
             chunks = pd.read_csv(
                 stream,
                 sep=sep,
-                usecols=list(columns),
                 dtype=str,
+                index_col=False,
+                skip_blank_lines=False,
                 chunksize=CHUNK_ROWS,
                 compression=compression,
             )
-            frame = pd.concat(list(chunks), ignore_index=True)
+            frame = pd.concat([chunk[list(columns)] for chunk in chunks])
     except pd.errors.EmptyDataError:
         raise _empty_input(path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+    except pd.errors.ParserWarning:
+        raise ConversionError(
+            f"{path}, {_line(0)}: more fields than the header's {len(found)}; check the separator ({sep!r}) and "
+            "that the first line is the header"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ConversionError(f"cannot read {path} as {sep!r}-separated text: {exc}") from None
+    frame = frame.dropna(how="all")  # blank lines
     if frame.empty:
         raise ConversionError(f"{path} has a header but no rows; it needs at least one click")
+    _check_last_line(path, frame, compression)
     frame = frame.rename(columns=columns)
     frame["item_id"] = frame["item_id"].astype("category")
     return frame
 
 
-def _to_seconds(values: pd.Series, unit: str, column: str, path: Path, hint: str = "") -> pd.Series:
-    """Parse a raw time column to float seconds (UTC); missing values stay NaN, bad ones raise.
+def _check_last_line(path: Path, frame: pd.DataFrame, compression: str | None) -> None:
+    """A file cut short mid-line (a copy or download that stopped) ends without a newline, its last line missing
+    fields: refuse it rather than drop that click silently. (A compressed file cut short fails to decompress.)"""
+    if compression is not None or not frame.iloc[-1].isna().any():
+        return
+    with path.open("rb") as raw:
+        raw.seek(-1, os.SEEK_END)
+        if raw.read(1) in (b"\n", b"\r"):
+            return
+    raise ConversionError(
+        f"{path}, {_line(int(frame.index[-1]))}: the file ends in the middle of this line (fields are missing); "
+        "it looks cut short: copy it again, or delete its incomplete last line"
+    )
 
-    ``unit`` is one of ``s``, ``ms``, ``iso`` (naive date-times are taken as UTC) or ``date``.
+
+def _to_seconds(
+    values: pd.Series, unit: str, column: str, path: Path, hint: str = "", where: Callable[[int], str] = _line
+) -> pd.Series:
+    """Parse a raw time column to float seconds (UTC); missing values stay NaN, bad ones raise, naming where the
+    first is (``where(index)``, by default its line).
+
+    ``unit`` is one of ``s``, ``ms``, ``iso`` (naive date-times are taken as UTC) or ``date``. Times (and offsets)
+    must lie in ``MIN_SECONDS .. MAX_SECONDS`` (1970-01-01 .. 2262-04-11 UTC): a log outside has the wrong unit.
     """
     if unit in ("s", "ms"):
         seconds = pd.to_numeric(values, errors="coerce").astype(float)
@@ -159,13 +201,19 @@ def _to_seconds(values: pd.Series, unit: str, column: str, path: Path, hint: str
             seconds = seconds / 1000
     else:
         fmt = "%Y-%m-%d" if unit == "date" else "ISO8601"
-        seconds = (pd.to_datetime(values, utc=True, errors="coerce", format=fmt) - _EPOCH) / pd.Timedelta(seconds=1)
-    bad = values.notna() & ~np.isfinite(seconds)
-    if bad.any():
-        raise ConversionError(
-            f"{path}: column {column!r} has {int(bad.sum()):,} value(s) that are not {_TIME_UNITS[unit]}, "
-            f"e.g. {values.to_numpy()[bad.to_numpy()][0]!r}; {hint or 'fix or remove those rows'}"
-        )
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format=fmt).dt.as_unit("us")  # us: up to 9999
+        seconds = (parsed - _EPOCH) / pd.Timedelta(seconds=1)
+    hint = hint or "fix or remove those rows"
+    for bad, what in (
+        (values.notna() & ~np.isfinite(seconds), f"that are not {_TIME_UNITS[unit]}"),
+        (np.isfinite(seconds) & ~seconds.between(MIN_SECONDS, MAX_SECONDS), _OUT_OF_RANGE),
+    ):
+        if bad.any():
+            first = bad.to_numpy().argmax()
+            raise ConversionError(
+                f"{path}, {where(int(values.index[first]))}: column {column!r} has {int(bad.sum()):,} value(s) {what}, "
+                f"e.g. {values.iloc[first]!r}; {hint}"
+            )
     return seconds
 
 
@@ -195,7 +243,7 @@ def convert_retailrocket(
     log = _read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
     views = log[log["event"] == "view"]
     if views.empty:
-        found = ", ".join(map(repr, log["event"].dropna().unique()[:5]))
+        found = ", ".join(map(repr, log["event"].dropna().unique()[:5])) or "none"
         raise ConversionError(f"{path}: no 'view' events (events found: {found}); is this events.csv?")
     views = views.assign(timestamp=_to_seconds(views["time"], "ms", "timestamp", path))
     views = views.sort_values(["visitor", "timestamp"], kind="stable")
@@ -259,18 +307,22 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
     # one row per track, keyed by its playlist's row; an empty playlist has no clicks
     tracks = playlists.explode("playlist").dropna(subset=["playlist"]).reset_index(names="session_id")
     items = []
-    for entry in tracks["playlist"]:
+    for playlist, entry in zip(tracks["session_id"], tracks["playlist"], strict=True):
         try:
             (artist, title), msd_id = entry
+            if not isinstance(msd_id, str | None):
+                raise TypeError
         except (TypeError, ValueError):
-            raise ConversionError(f"{path}: unexpected playlist entry {entry!r}. {hint}") from None
+            raise ConversionError(f"{path}, playlist {playlist}: unexpected playlist entry {entry!r}. {hint}") from None
         items.append(msd_id or f"{artist} - {title}")
     position = tracks.groupby("session_id").cumcount()
+    time = tracks["time"].set_axis(tracks["session_id"])  # errors name the playlist, counted from 0
     return pd.DataFrame(
         {
             "session_id": tracks["session_id"],
             "item_id": pd.Categorical(items),
-            "timestamp": _to_seconds(tracks["time"], "iso", "timestamp", path) + position,
+            "timestamp": _to_seconds(time, "iso", "timestamp", path, where=lambda i: f"playlist {i}").to_numpy()
+            + position,
         }
     )
 
@@ -308,6 +360,13 @@ def convert_csv(
     path = Path(input)
     if time_unit not in ("s", "ms", "iso"):
         raise ConversionError(f"--time-unit must be one of s, ms, iso; got {time_unit!r}")
+    if len(sep) != 1 or sep in '"\r\n':
+        raise ConversionError(f"--sep must be one character (not a quote or a newline), e.g. ',' or '\\t'; got {sep!r}")
+    if len({session_col, item_col, time_col}) < 3:
+        raise ConversionError(
+            f"--session-col, --item-col and --time-col must name three different columns; got {session_col!r}, "
+            f"{item_col!r}, {time_col!r}"
+        )
     hint = "Check --session-col, --item-col and --time-col (names are case-sensitive) and --sep."
     columns = {session_col: "session_id", item_col: "item_id", time_col: "time"}
     log = _read_log(path, sep=sep, variants=[columns], hint=hint)
@@ -390,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time_unit=args.time_unit,
                 sep=args.sep,
             )
-    except ConversionError as exc:
+    except (ConversionError, OSError) as exc:  # OSError: the output could not be written (nothing was left)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary)
