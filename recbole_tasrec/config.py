@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from recbole.config import Config as RecBoleConfig
 
-from recbole_tasrec.data.dataset import TASRecDataset
+from recbole_tasrec.data.dataset import TASRecDataset, check_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
@@ -80,6 +82,22 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
+def check_types(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Refuse a user setting that cannot work where its default does, naming the key: text or a flag for a number,
+    anything but True/False for a flag (RecBole would take it and fail later, deep in torch). ``None`` passes."""
+    for key, value in settings.items():
+        default = defaults.get(key)
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"{key} must be True or False, got {value!r}")
+        elif isinstance(default, numbers.Real) and (
+            isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real)
+        ):
+            raise ValueError(f"{key} must be a number like its default {default!r}, got {value!r}")
+
+
 class Config(RecBoleConfig):
     """RecBole ``Config`` that also loads ``properties/{overall,model/<Model>,dataset/<dataset>}.yaml``.
 
@@ -101,6 +119,8 @@ class Config(RecBoleConfig):
     ) -> None:
         self._cmd_args = list(cmd_args)
         super().__init__(model, dataset, config_file_list, config_dict)
+        check_types(self.external_config_dict, self.internal_config_dict)
+        check_settings(self)
 
     def _load_cmd_line(self) -> dict[str, Any]:
         return self._convert_config_dict(parse_overrides(self._cmd_args))

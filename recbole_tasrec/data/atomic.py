@@ -7,9 +7,11 @@ seconds, UTC), tab-separated, sessions ordered by their first click.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,3 +147,75 @@ def write_inter(df: pd.DataFrame, output_dir: PathLike, name: str) -> Conversion
         last=datetime.fromtimestamp(float(ts.max()), tz=UTC),
         n_dropped=len(df) - len(usable),
     )
+
+
+# --------------------------------------------------------------------------- reading checks (the data set's)
+
+
+class AtomicFileError(ValueError):
+    """An atomic file that cannot be read as one; the message names the file (and line) and what to fix."""
+
+
+_FEATURE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def check_inter_header(path: Path, required: Mapping[str, str], sep: str = "\t", encoding: str = "utf-8") -> None:
+    """Check an atomic file's header line before RecBole parses it (RecBole fails on a bad one with a bare
+    ``too many values to unpack``): ``name:type`` fields separated by ``sep``, with ``required`` (name -> type)."""
+    with path.open("rb") as raw:
+        first = raw.readline()
+    if not first.strip():
+        raise AtomicFileError(f"{path} is empty; an atomic file starts with a header like {INTER_HEADER!r}")
+    try:
+        header = first.decode(encoding).rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise AtomicFileError(f"{path}, line 1: not {encoding} text ({exc.reason}); save it as {encoding}") from None
+    if header.endswith("\r"):
+        raise AtomicFileError(f"{path}, line 1: Windows line endings (CRLF); convert the file to LF (dos2unix)")
+    fields = dict(field.partition(":")[::2] for field in header.split(sep))
+    bad = [f"{name}:{kind}" for name, kind in fields.items() if kind not in _FEATURE_TYPES]
+    if bad:
+        hint = " Is the separator a tab?" if sep == "\t" and any(c in header for c in ",; ") else ""
+        raise AtomicFileError(
+            f"{path}, line 1: header field {bad[0]!r} is not name:type with a RecBole type "
+            f"({', '.join(_FEATURE_TYPES)}); the header should look like {INTER_HEADER!r}.{hint}"
+        )
+    for name, kind in required.items():
+        if fields.get(name) != kind:
+            found = f"it is {name}:{fields[name]}" if name in fields else f"the header has {', '.join(fields)}"
+            raise AtomicFileError(f"{path}, line 1: needs the column {name}:{kind}; {found}")
+
+
+def ends_mid_line(path: Path) -> bool:
+    """True if a non-empty file's last byte is no line end: the mark of a copy or download cut short."""
+    with path.open("rb") as raw:
+        if raw.seek(0, os.SEEK_END) == 0:
+            return False
+        raw.seek(-1, os.SEEK_END)
+        return raw.read(1) not in (b"\n", b"\r")
+
+
+def describe_read_error(path: Path, float_columns: Sequence[str], sep: str = "\t", encoding: str = "utf-8") -> str:
+    """Why pandas could not read an atomic file, with the line: called only after a read failed, so it may read
+    the file again. Returns ``""`` when it finds nothing more specific than the reader's own error."""
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"line {line}: not {encoding} text ({exc.reason}); save it as {encoding}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, index_col=False, skip_blank_lines=False)
+    except pd.errors.ParserWarning:
+        return "line 2: more fields than the header"
+    except pd.errors.ParserError as exc:
+        return str(exc).removeprefix("Error tokenizing data. C error: ")
+    for column in float_columns:
+        values = frame[column]
+        bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            return f"line {row + 2}: {column.partition(':')[0]} {values.iloc[row]!r} is not a number"
+    return ""

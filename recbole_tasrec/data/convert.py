@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import json
 import lzma
-import os
 import sys
 import warnings
 import zlib
@@ -42,6 +41,7 @@ from recbole_tasrec.data.atomic import (
     ConversionError,
     ConversionSummary,
     PathLike,
+    ends_mid_line,
     write_inter,
 )
 
@@ -174,12 +174,8 @@ def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hi
 def _check_last_line(path: Path, frame: pd.DataFrame, compression: str | None) -> None:
     """A file cut short mid-line (a copy or download that stopped) ends without a newline, its last line missing
     fields: refuse it rather than drop that click silently. (A compressed file cut short fails to decompress.)"""
-    if compression is not None or not frame.iloc[-1].isna().any():
+    if compression is not None or not frame.iloc[-1].isna().any() or not ends_mid_line(path):
         return
-    with path.open("rb") as raw:
-        raw.seek(-1, os.SEEK_END)
-        if raw.read(1) in (b"\n", b"\r"):
-            return
     raise ConversionError(
         f"{path}, {_line(int(frame.index[-1]))}: the file ends in the middle of this line (fields are missing); "
         "it looks cut short: copy it again, or delete its incomplete last line"
