@@ -129,7 +129,8 @@ def _line(row: int) -> str:
 
 def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hint: str) -> pd.DataFrame:
     """Read the needed columns of a delimited log, as strings, renamed to our names; the index is the data row,
-    so that errors can name the line (:func:`_line`; blank lines are read, then skipped, to keep it exact).
+    so that errors can name the line (:func:`_line`; a blank line is read as a row of missing values, dropped and
+    counted like them, which keeps the line numbers exact).
 
     Ids stay strings so they are written exactly as in the raw log (no ``123.0`` from a column with
     gaps); the item column becomes categorical to keep big logs small. Big files are read in chunks
@@ -162,7 +163,6 @@ def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hi
         ) from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ConversionError(f"cannot read {path} as {sep!r}-separated text: {exc}") from None
-    frame = frame.dropna(how="all")  # blank lines
     if frame.empty:
         raise ConversionError(f"{path} has a header but no rows; it needs at least one click")
     _check_last_line(path, frame, compression)

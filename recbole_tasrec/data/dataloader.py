@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from recbole.data.dataloader import TrainDataLoader
 
+#: ``train_day_order``'s values.
+DAY_ORDERS = ("shuffle", "chronological")
+
 
 class DayBatchSampler:
     """Yields lists of sample indices, each list from a single day.
@@ -27,8 +30,8 @@ class DayBatchSampler:
     def __init__(
         self, days: torch.Tensor, batch_size: int, shuffle: bool, day_order: str, generator: torch.Generator
     ) -> None:
-        if day_order not in ("shuffle", "chronological"):
-            raise ValueError(f"train_day_order must be 'shuffle' or 'chronological', got {day_order!r}")
+        if day_order not in DAY_ORDERS:
+            raise ValueError(f"train_day_order must be one of {DAY_ORDERS}, got {day_order!r}")
         days = days.long()
         self.order = torch.argsort(days, stable=True)  # sample indices grouped by day
         self.day_values, counts = torch.unique_consecutive(days[self.order], return_counts=True)

@@ -61,13 +61,17 @@ def n_test_days(n_days: int, ratio: float) -> int:
 _WHOLE_SETTINGS = {"day_span": 1, "min_session_length": 1, "min_item_clicks": 0, "MAX_ITEM_LIST_LENGTH": 1}
 
 
+def check_whole_number(key: str, value: object, least: int) -> None:
+    """Refuse a setting that is not a whole number ``>= least`` (``True`` and ``2.0`` included), naming it."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{key} must be a whole number >= {least}, got {value!r}")
+
+
 def check_settings(config) -> None:
     """Refuse a data set setting of the wrong type or range when the config is built, naming the key: later it
     would fail deep in pandas or torch (``int('two')``, ``clamp(max='x')``) or silently round (``day_span: 1.5``)."""
     for key, least in _WHOLE_SETTINGS.items():
-        value = config[key]
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < least:
-            raise ValueError(f"{key} must be a whole number >= {least}, got {value!r}")
+        check_whole_number(key, config[key], least)
     for key in ("test_day_ratio", "valid_session_ratio"):
         value = config[key]
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) or not 0 < value < 1:
@@ -297,6 +301,12 @@ class TASRecDataset(SequentialDataset):
     def build(self) -> list[SequentialDataset]:
         """Split the prefix samples by the sessions' splits; returns ``[train, valid, test]``."""
         self._change_feat_format()
+        largest_k = max(self.config["topk"] or [0])
+        if largest_k >= self.item_num:  # RecBole's ranking would fail deep in torch.topk
+            raise DataSplitError(
+                f"{self.dataset_name} has {self.item_num - 1} items after the filters, fewer than topk's largest "
+                f"{largest_k}: lower topk (e.g. --topk=[5,10]) or use more data"
+            )
         sessions = self.inter_feat[self.uid_field].numpy()
         split = self.session_split[sessions]
         targets = self.inter_feat[self.iid_field].numpy()
