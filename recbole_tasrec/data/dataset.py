@@ -301,12 +301,6 @@ class TASRecDataset(SequentialDataset):
     def build(self) -> list[SequentialDataset]:
         """Split the prefix samples by the sessions' splits; returns ``[train, valid, test]``."""
         self._change_feat_format()
-        largest_k = max(self.config["topk"] or [0])
-        if largest_k >= self.item_num:  # RecBole's ranking would fail deep in torch.topk
-            raise DataSplitError(
-                f"{self.dataset_name} has {self.item_num - 1} items after the filters, fewer than topk's largest "
-                f"{largest_k}: lower topk (e.g. --topk=[5,10]) or use more data"
-            )
         sessions = self.inter_feat[self.uid_field].numpy()
         split = self.session_split[sessions]
         targets = self.inter_feat[self.iid_field].numpy()
@@ -331,6 +325,17 @@ class TASRecDataset(SequentialDataset):
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
         )
         return [self.copy(self.inter_feat[index]) for index in parts]
+
+
+def check_topk(dataset: SequentialDataset) -> None:
+    """Refuse a run whose largest ``topk`` is not below the item count: RecBole's full ranking would fail deep in
+    ``torch.topk`` after the first epoch."""
+    largest_k = max(dataset.config["topk"] or [0])
+    if largest_k >= dataset.item_num:
+        raise DataSplitError(
+            f"{dataset.dataset_name} has {dataset.item_num - 1} items after the filters, fewer than topk's largest "
+            f"{largest_k}: lower topk (e.g. --topk=[5,10]) or use more data"
+        )
 
 
 def _counts(df: pd.DataFrame, uid: str, iid: str) -> tuple[int, int, int]:
