@@ -22,27 +22,26 @@ import argparse
 import contextlib
 import gzip
 import json
-import lzma
 import sys
-import warnings
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from recbole_tasrec.data.atomic import (
     INTER_HEADER,
-    MAX_SECONDS,
-    MIN_SECONDS,
     ConversionError,
     ConversionSummary,
     PathLike,
-    ends_mid_line,
     write_inter,
+)
+from recbole_tasrec.data.raw_log import (
+    COMPRESSION,
+    check_input,
+    open_with_progress,
+    read_log,
+    select_columns,
+    to_seconds,
 )
 
 __all__ = [
@@ -57,160 +56,7 @@ __all__ = [
     "write_inter",
 ]
 
-PROGRESS_MIN_BYTES = 32 * 1024**2  # inputs at least this big get a progress bar on stderr
-CHUNK_ROWS = 1_000_000
 DEFAULT_OUTPUT_DIR = "atomic_data"
-
-_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
-_TIME_UNITS = {
-    "s": "numbers (seconds)",
-    "ms": "numbers (milliseconds)",
-    "iso": "ISO 8601 date-times",
-    "date": "YYYY-MM-DD dates",
-}
-_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
-_OUT_OF_RANGE = "out of range (click times lie between 1970-01-01 and 2262-04-11 UTC, offsets are not negative)"
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _empty_input(path: Path) -> ConversionError:
-    return ConversionError(f"input file is empty: {path}; it needs a header line and at least one click")
-
-
-def _check_input(path: Path) -> None:
-    if not path.exists():
-        raise ConversionError(f"input file not found: {path}; pass --input with the path to the raw log")
-    if not path.is_file():
-        raise ConversionError(f"input is not a file: {path}; pass --input with the path to the raw log")
-    if path.stat().st_size == 0:
-        raise _empty_input(path)
-
-
-@contextlib.contextmanager
-def _open_with_progress(path: Path) -> Iterator[IO[bytes]]:
-    """Open ``path`` for binary reading, with a byte progress bar on stderr when the file is big."""
-    size = path.stat().st_size
-    with (
-        path.open("rb") as raw,
-        tqdm.wrapattr(
-            raw,
-            "read",
-            total=size,
-            desc=f"reading {path.name}",
-            file=sys.stderr,
-            disable=size < PROGRESS_MIN_BYTES,
-            leave=False,
-        ) as stream,
-    ):
-        yield stream
-
-
-def _select_columns(
-    path: Path, found: Sequence[str], variants: Sequence[Mapping[str, str]], hint: str, sep: str | None = None
-) -> Mapping[str, str]:
-    """Pick the first header variant (raw name -> our name) whose columns are all present."""
-    for variant in variants:
-        if set(variant) <= set(found):
-            return variant
-    closest = max(variants, key=lambda v: len(set(v) & set(found)))
-    missing = ", ".join(repr(c) for c in closest if c not in found)
-    message = f"{path}: missing column(s) {missing}; the file has {', '.join(map(repr, found))}. {hint}"
-    if sep is not None and len(found) == 1:
-        message += f" Only one column was found: is the separator right (expected {sep!r})?"
-    raise ConversionError(message)
-
-
-def _line(row: int) -> str:
-    """Where data row ``row`` (0-based, blank lines included) of a delimited log is: after the header line."""
-    return f"line {row + 2}"
-
-
-def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hint: str) -> pd.DataFrame:
-    """Read the needed columns of a delimited log, as strings, renamed to our names; the index is the data row,
-    so that errors can name the line (:func:`_line`; a blank line is read as a row of missing values, dropped and
-    counted like them, which keeps the line numbers exact).
-
-    Ids stay strings so they are written exactly as in the raw log (no ``123.0`` from a column with
-    gaps); the item column becomes categorical to keep big logs small. Big files are read in chunks
-    behind a progress bar. A line with more fields than the header is an error (pandas would otherwise shift
-    the columns or drop the extra fields silently), as is a file that ends in the middle of a line.
-    """
-    _check_input(path)
-    compression = _COMPRESSION.get(path.suffix.lower())
-    try:
-        found = list(pd.read_csv(path, sep=sep, nrows=0, compression=compression).columns)
-        columns = _select_columns(path, found, variants, hint, sep)
-        with _open_with_progress(path) as stream, warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)  # a first data line longer than the header
-            chunks = pd.read_csv(
-                stream,
-                sep=sep,
-                dtype=str,
-                index_col=False,
-                skip_blank_lines=False,
-                chunksize=CHUNK_ROWS,
-                compression=compression,
-            )
-            frame = pd.concat([chunk[list(columns)] for chunk in chunks])
-    except pd.errors.EmptyDataError:
-        raise _empty_input(path) from None
-    except pd.errors.ParserWarning:
-        raise ConversionError(
-            f"{path}, {_line(0)}: more fields than the header's {len(found)}; check the separator ({sep!r}) and "
-            "that the first line is the header"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise ConversionError(f"cannot read {path} as {sep!r}-separated text: {exc}") from None
-    if frame.empty:
-        raise ConversionError(f"{path} has a header but no rows; it needs at least one click")
-    _check_last_line(path, frame, compression)
-    frame = frame.rename(columns=columns)
-    frame["item_id"] = frame["item_id"].astype("category")
-    return frame
-
-
-def _check_last_line(path: Path, frame: pd.DataFrame, compression: str | None) -> None:
-    """A file cut short mid-line (a copy or download that stopped) ends without a newline, its last line missing
-    fields: refuse it rather than drop that click silently. (A compressed file cut short fails to decompress.)"""
-    if compression is not None or not frame.iloc[-1].isna().any() or not ends_mid_line(path):
-        return
-    raise ConversionError(
-        f"{path}, {_line(int(frame.index[-1]))}: the file ends in the middle of this line (fields are missing); "
-        "it looks cut short: copy it again, or delete its incomplete last line"
-    )
-
-
-def _to_seconds(
-    values: pd.Series, unit: str, column: str, path: Path, hint: str = "", where: Callable[[int], str] = _line
-) -> pd.Series:
-    """Parse a raw time column to float seconds (UTC); missing values stay NaN, bad ones raise, naming where the
-    first is (``where(index)``, by default its line).
-
-    ``unit`` is one of ``s``, ``ms``, ``iso`` (naive date-times are taken as UTC) or ``date``. Times (and offsets)
-    must lie in ``MIN_SECONDS .. MAX_SECONDS`` (1970-01-01 .. 2262-04-11 UTC): a log outside has the wrong unit.
-    """
-    if unit in ("s", "ms"):
-        seconds = pd.to_numeric(values, errors="coerce").astype(float)
-        if unit == "ms":
-            seconds = seconds / 1000
-    else:
-        fmt = "%Y-%m-%d" if unit == "date" else "ISO8601"
-        parsed = pd.to_datetime(values, utc=True, errors="coerce", format=fmt).dt.as_unit("us")  # us: up to 9999
-        seconds = (parsed - _EPOCH) / pd.Timedelta(seconds=1)
-    hint = hint or "fix or remove those rows"
-    for bad, what in (
-        (values.notna() & ~np.isfinite(seconds), f"that are not {_TIME_UNITS[unit]}"),
-        (np.isfinite(seconds) & ~seconds.between(MIN_SECONDS, MAX_SECONDS), _OUT_OF_RANGE),
-    ):
-        if bad.any():
-            first = bad.to_numpy().argmax()
-            raise ConversionError(
-                f"{path}, {where(int(values.index[first]))}: column {column!r} has {int(bad.sum()):,} value(s) {what}, "
-                f"e.g. {values.iloc[first]!r}; {hint}"
-            )
-    return seconds
 
 
 # --------------------------------------------------------------------------- formats
@@ -236,12 +82,12 @@ def convert_retailrocket(
     if not session_gap_minutes > 0:
         raise ConversionError(f"--session-gap-minutes must be positive, got {session_gap_minutes}")
     columns = {"timestamp": "time", "visitorid": "visitor", "event": "event", "itemid": "item_id"}
-    log = _read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
+    log = read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
     views = log[log["event"] == "view"]
     if views.empty:
         found = ", ".join(map(repr, log["event"].dropna().unique()[:5])) or "none"
         raise ConversionError(f"{path}: no 'view' events (events found: {found}); is this events.csv?")
-    views = views.assign(timestamp=_to_seconds(views["time"], "ms", "timestamp", path))
+    views = views.assign(timestamp=to_seconds(views["time"], "ms", "timestamp", path))
     views = views.sort_values(["visitor", "timestamp"], kind="stable")
     new_session = views["visitor"].ne(views["visitor"].shift()) | views["timestamp"].diff().gt(60 * session_gap_minutes)
     views["session_id"] = new_session.cumsum().where(views["visitor"].notna())
@@ -266,9 +112,9 @@ def convert_diginetica(input: PathLike, output_dir: PathLike, name: str = "digin
             "eventdate": "eventdate",
         },
     ]
-    log = _read_log(path, sep=";", variants=variants, hint=_DIGINETICA_HINT)
-    offset = _to_seconds(log["timeframe"], "ms", "timeframe", path)
-    day = _to_seconds(log["eventdate"], "date", "eventdate", path)
+    log = read_log(path, sep=";", variants=variants, hint=_DIGINETICA_HINT)
+    offset = to_seconds(log["timeframe"], "ms", "timeframe", path)
+    day = to_seconds(log["eventdate"], "date", "eventdate", path)
     by_time = offset.sort_values(kind="stable").index
     session_day = day.loc[by_time].groupby(log["session_id"].loc[by_time], sort=False).transform("first")
     return write_inter(log.assign(timestamp=session_day + offset), output_dir, name)
@@ -281,10 +127,10 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
     gets the playlist's timestamp + ``k`` seconds: this keeps the track order through the sort by
     time. Item id: the track's MSD id when it has one, else ``"artist - title"``.
     """
-    _check_input(path)
+    check_input(path)
     try:
         with (
-            _open_with_progress(path) as stream,
+            open_with_progress(path) as stream,
             gzip.open(stream) if path.suffix == ".gz" else contextlib.nullcontext(stream) as text,
         ):
             data = json.load(text)
@@ -296,7 +142,7 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
         raise ConversionError(f"{path} has no playlists; it needs at least one")
     playlists = pd.DataFrame.from_records(data)
     hint = "Each AotM-2011 playlist has mix_id, playlist ([[artist, title], msd_id|null] entries) and timestamp."
-    columns = _select_columns(path, list(playlists.columns), [{"playlist": "playlist", "timestamp": "time"}], hint)
+    columns = select_columns(path, list(playlists.columns), [{"playlist": "playlist", "timestamp": "time"}], hint)
     playlists = playlists[list(columns)].rename(columns=columns)
     if not playlists["playlist"].map(lambda p: isinstance(p, list)).all():
         raise ConversionError(f"{path}: a 'playlist' value is not a list. {hint}")
@@ -317,7 +163,7 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
         {
             "session_id": tracks["session_id"],
             "item_id": pd.Categorical(items),
-            "timestamp": _to_seconds(time, "iso", "timestamp", path, where=lambda i: f"playlist {i}").to_numpy()
+            "timestamp": to_seconds(time, "iso", "timestamp", path, where=lambda i: f"playlist {i}").to_numpy()
             + position,
         }
     )
@@ -330,13 +176,13 @@ def convert_aotm(input: PathLike, output_dir: PathLike, name: str = "aotm") -> C
     if path.name.lower().endswith((".json", ".json.gz")):
         return write_inter(_read_aotm_json(path), output_dir, name)
     columns = {"SessionId": "session_id", "ItemId": "item_id", "Time": "time"}
-    log = _read_log(path, sep="\t", variants=[columns], hint=_AOTM_HINT)
-    return write_inter(log.assign(timestamp=_to_seconds(log["time"], "s", "Time", path)), output_dir, name)
+    log = read_log(path, sep="\t", variants=[columns], hint=_AOTM_HINT)
+    return write_inter(log.assign(timestamp=to_seconds(log["time"], "s", "Time", path)), output_dir, name)
 
 
 def _stem(path: Path) -> str:
     """File name without its extension(s): ``clicks.csv.gz`` -> ``clicks``."""
-    return (path.with_suffix("") if path.suffix.lower() in _COMPRESSION else path).stem
+    return (path.with_suffix("") if path.suffix.lower() in COMPRESSION else path).stem
 
 
 def convert_csv(
@@ -365,9 +211,9 @@ def convert_csv(
         )
     hint = "Check --session-col, --item-col and --time-col (names are case-sensitive) and --sep."
     columns = {session_col: "session_id", item_col: "item_id", time_col: "time"}
-    log = _read_log(path, sep=sep, variants=[columns], hint=hint)
+    log = read_log(path, sep=sep, variants=[columns], hint=hint)
     unit_hint = "fix those rows or pick the right --time-unit (s, ms or iso)"
-    timestamp = _to_seconds(log["time"], time_unit, time_col, path, hint=unit_hint)
+    timestamp = to_seconds(log["time"], time_unit, time_col, path, hint=unit_hint)
     return write_inter(log.assign(timestamp=timestamp), output_dir, name or _stem(path))
 
 
