@@ -106,7 +106,6 @@ def test_a_file_cut_short_mid_line_is_refused_with_its_line(fmt: str, tmp_path: 
     ("time", "what"), [(-50, "out of range"), (10**13, "out of range"), ("soon", "not"), ("1e400", "not")]
 )
 def test_bad_times_name_the_line(fmt: str, time: object, what: str, tmp_path: Path) -> None:
-    row = ROW[fmt](3, "c", 0).replace("0", "{}", 1) if fmt != "diginetica_snake" else None
     bad = {
         "retailrocket": f"{time},3,view,c,",
         "diginetica": f"3;NA;c;{time};2016-01-01",
@@ -114,7 +113,6 @@ def test_bad_times_name_the_line(fmt: str, time: object, what: str, tmp_path: Pa
         "aotm": f"1\t3\tc\t{time}\t7",
         "csv": f"3,c,{time}",
     }[fmt]
-    del row
     message = refused(fmt, tmp_path, good_log(fmt, extra=[bad]))
     assert f"{tmp_path / 'log.csv'}, line 5" in message and what in message and repr(str(time)) in message
 
