@@ -115,6 +115,18 @@ def check_types(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be a number like its default {default!r}, got {value!r}")
 
 
+def check_valid_metric(config: RecBoleConfig) -> None:
+    """Refuse a ``valid_metric`` that the run does not compute (RecBole would fail with a KeyError after the first
+    epoch): its name must be in ``metrics`` and its ``@k`` in ``topk``."""
+    metric, metrics, topk = str(config["valid_metric"]), list(config["metrics"] or ()), list(config["topk"] or ())
+    name, _, k = metric.partition("@")
+    if name.lower() not in [m.lower() for m in metrics] or (k and (not k.isdigit() or int(k) not in topk)):
+        raise ValueError(
+            f"unknown metric {metric!r}: the validation metric (valid_metric) must be one that is evaluated "
+            f"(metrics {metrics} at topk {topk}), e.g. {metrics[0] if metrics else 'Recall'}@{topk[0] if topk else 20}"
+        )
+
+
 class Config(RecBoleConfig):
     """RecBole ``Config`` that also loads ``properties/{overall,model/<Model>,dataset/<dataset>}.yaml``.
 
@@ -143,6 +155,7 @@ class Config(RecBoleConfig):
             ) from None
         check_types(self.external_config_dict, self.internal_config_dict)
         check_settings(self)
+        check_valid_metric(self)
 
     def _load_config_files(self, file_list: list[str] | None) -> dict[str, Any]:
         """RecBole's reader, one file at a time, so that a missing or malformed file is named in one line."""

@@ -68,6 +68,9 @@ def base(data_dir: Path, tmp_path: Path) -> list[str]:
         ("--temporal_eval=later", "temporal_eval must be one of streaming, frozen"),
         ("--train_day_order=random", "train_day_order must be one of shuffle, chronological"),
         ("--metrics=['Foo']", "There is no metric named 'Foo'"),
+        ("--valid_metric=Recall@7", "unknown metric 'Recall@7'"),
+        ("--valid_metric=Hit@20", "unknown metric 'Hit@20'"),
+        ("--valid_metric=Recall@twenty", "unknown metric 'Recall@twenty'"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(
@@ -113,7 +116,8 @@ def test_data_that_cannot_be_split_exits_2_without_output(tmp_path: Path, capsys
     (folder / "one.inter").write_text("\n".join([INTER_HEADER, *rows]) + "\n")
     result = tmp_path / "out" / "result.json"
     argv = ["-d", "one", f"--data_path={tmp_path / 'data'}", f"--run_dir={tmp_path / 'run'}", "--state=ERROR"]
-    err = refused([*argv, "--min_item_clicks=1", "--topk=[5]", "--result-json", str(result)], capsys)
+    argv += ["--min_item_clicks=1", "--topk=[5]", "--valid_metric=Recall@5", "--result-json", str(result)]
+    err = refused(argv, capsys)
     assert "one spans 1 day(s)" in err
     assert not result.parent.exists() and not (tmp_path / "run" / "saved").exists()
 

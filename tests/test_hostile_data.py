@@ -247,7 +247,9 @@ def prepare(tmp_path: Path, text: str | bytes, **overrides: object):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hostile.inter").write_bytes(text if isinstance(text, bytes) else text.encode())
     before = sorted(p.name for p in folder.iterdir())
-    config_dict = small_settings(tmp_path / "data", tmp_path / "runs", min_item_clicks=1, topk=[5], **overrides)
+    config_dict = small_settings(
+        tmp_path / "data", tmp_path / "runs", min_item_clicks=1, topk=[5], valid_metric="Recall@5", **overrides
+    )
     try:
         return prepare_data(Config("TASRec", "hostile", config_dict=config_dict))
     finally:
