@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from recbole_tasrec.config import Config
+from recbole_tasrec.data.atomic import write_atomic_text
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.serve import SessionRecommender
@@ -190,9 +191,7 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     if args.output:
-        temporary = args.output.with_name(f".{args.output.name}.tmp")
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(temporary, args.output)
+        write_atomic_text(args.output, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

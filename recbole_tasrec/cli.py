@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tune_main([arg for arg in argv if arg != "--tune"])
     args, overrides = build_parser().parse_known_args(argv)
     from recbole_tasrec.config import Config, parse_overrides
+    from recbole_tasrec.data.atomic import AtomicFileError, write_atomic_text
+    from recbole_tasrec.data.dataset import DataSplitError
     from recbole_tasrec.quick_start import dataset_class, run_recbole_tasrec
 
     config_files = args.config_files.split() if args.config_files else None
@@ -63,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, MissingDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings)
+    try:
+        result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings)
+    except (AtomicFileError, DataSplitError) as err:  # the data, found wanting before any training
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)
         return 0
     print(f"test  : {json.dumps(result['test_result'])}")
     if args.result_json:
-        args.result_json.parent.mkdir(parents=True, exist_ok=True)
-        args.result_json.write_text(json.dumps(result, indent=2) + "\n")
+        write_atomic_text(args.result_json, json.dumps(result, indent=2) + "\n")
     return 0

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_tasrec.data.dataset import TASRecDataset
+from recbole_tasrec.data.dataloader import DAY_ORDERS
+from recbole_tasrec.data.dataset import TASRecDataset, check_settings, check_whole_number
+from recbole_tasrec.data.temporal_graph import EDGE_WEIGHTS
+from recbole_tasrec.model.tasrec import TEMPORAL_EVAL_MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
@@ -58,7 +64,7 @@ MODEL_PACKAGES = [
 
 def get_model(name: str) -> type:
     """A model class by name: this package's models first (``recbole_tasrec.model.<name>``), then RecBole's."""
-    for package in MODEL_PACKAGES:
+    for package in MODEL_PACKAGES if name.isidentifier() else ():
         module_name = f"{package}.{name.lower()}"
         if importlib.util.find_spec(module_name) is not None:
             module = importlib.import_module(module_name)
@@ -78,6 +84,47 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
             raise ValueError(f"--{key} is given twice with different values")
         overrides[key] = value
     return overrides
+
+
+#: Settings with a fixed set of values, checked when a config is built (else a run fails once the model is built).
+CHOICES = {"edge_weight": EDGE_WEIGHTS, "temporal_eval": TEMPORAL_EVAL_MODES, "train_day_order": DAY_ORDERS}
+#: Sizes that must be whole numbers >= 1 (0 or a negative one fails deep in torch or in RecBole's sampler).
+SIZES = ("embedding_size", "hidden_size", "n_layers", "step", "epochs", "train_batch_size", "eval_batch_size")
+
+
+def check_types(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Refuse a user setting that cannot work, naming the key (RecBole would take it and fail later, deep in torch):
+    text or a flag where the default is a number, anything but True/False for a flag, a value outside
+    :data:`CHOICES`, a size of :data:`SIZES` below 1. ``None`` passes the type checks (``lr_decay_epochs: ~``)."""
+    for key, value in settings.items():
+        default = defaults.get(key)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ValueError(f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}")
+        if key in SIZES:
+            check_whole_number(key, value, 1)
+        if value is None or default is None:
+            continue
+        flag = isinstance(value, bool | np.bool_)
+        if isinstance(default, bool) and not flag:
+            raise ValueError(f"{key} must be True or False, got {value!r}")
+        if (
+            isinstance(default, numbers.Real)
+            and not isinstance(default, bool)
+            and (flag or not isinstance(value, numbers.Real))
+        ):
+            raise ValueError(f"{key} must be a number like its default {default!r}, got {value!r}")
+
+
+def check_valid_metric(config: RecBoleConfig) -> None:
+    """Refuse a ``valid_metric`` that the run does not compute (RecBole would fail with a KeyError after the first
+    epoch): its name must be in ``metrics`` and its ``@k`` in ``topk``."""
+    metric, metrics, topk = str(config["valid_metric"]), list(config["metrics"] or ()), list(config["topk"] or ())
+    name, _, k = metric.partition("@")
+    if name.lower() not in [m.lower() for m in metrics] or (k and (not k.isdigit() or int(k) not in topk)):
+        raise ValueError(
+            f"unknown metric {metric!r}: the validation metric (valid_metric) must be one that is evaluated "
+            f"(metrics {metrics} at topk {topk}), e.g. {metrics[0] if metrics else 'Recall'}@{topk[0] if topk else 20}"
+        )
 
 
 class Config(RecBoleConfig):
@@ -100,7 +147,30 @@ class Config(RecBoleConfig):
         cmd_args: Sequence[str] = (),
     ) -> None:
         self._cmd_args = list(cmd_args)
-        super().__init__(model, dataset, config_file_list, config_dict)
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except NotImplementedError as err:  # RecBole's word for an unknown metric, loss or the like
+            raise ValueError(
+                f"{err}; check the settings' names (RecBole's own metric names: Recall, NDCG, MRR, ...)"
+            ) from None
+        check_types(self.external_config_dict, self.internal_config_dict)
+        check_settings(self)
+        check_valid_metric(self)
+
+    def _load_config_files(self, file_list: list[str] | None) -> dict[str, Any]:
+        """RecBole's reader, one file at a time, so that a missing or malformed file is named in one line."""
+        settings: dict[str, Any] = {}
+        for file in file_list or ():
+            try:
+                loaded = super()._load_config_files([file])
+            except (OSError, yaml.YAMLError, TypeError, ValueError) as err:
+                detail = " ".join(str(err).split())
+                raise ValueError(
+                    f"cannot read the config file {file}: {detail}; it must be a YAML mapping of "
+                    "settings, e.g. 'epochs: 5'"
+                ) from None
+            settings.update(loaded)
+        return settings
 
     def _load_cmd_line(self) -> dict[str, Any]:
         return self._convert_config_dict(parse_overrides(self._cmd_args))

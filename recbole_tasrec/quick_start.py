@@ -23,6 +23,7 @@ from recbole.utils.argument_list import dataset_arguments
 from recbole_tasrec import distributed
 from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.data.dataloader import eval_loader_class  # sharded when several processes (issue 12)
+from recbole_tasrec.data.dataset import check_topk
 from recbole_tasrec.distributed_trainer import distributed_trainer
 from recbole_tasrec.trainer import EpochCallback, TASRecTrainer
 
@@ -74,6 +75,7 @@ def create_dataset(config: Config) -> Any:
 def prepare_data(config: Config) -> PreparedData:
     """Load, filter and split a data set: the expensive part a sweep does once."""
     dataset = create_dataset(config)
+    check_topk(dataset)
     getLogger().info(dataset)
     train, valid, test = dataset.build()
     return PreparedData(dataset, train, valid, test)

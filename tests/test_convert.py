@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recbole_tasrec.data import convert
+from recbole_tasrec.data import raw_log
 from recbole_tasrec.data.convert import (
     INTER_HEADER,
     ConversionError,
@@ -281,8 +281,8 @@ def test_big_input_is_read_in_chunks_with_a_progress_bar(
     raw = write(tmp_path / "train-item-views.csv", "\n".join([header, *DIGINETICA_ROWS]) + "\n")
     convert_diginetica(raw, tmp_path / "small")
     assert capsys.readouterr().err == ""  # small input: no bar
-    monkeypatch.setattr(convert, "PROGRESS_MIN_BYTES", 0)
-    monkeypatch.setattr(convert, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(raw_log, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(raw_log, "CHUNK_ROWS", 2)
     summary = convert_diginetica(raw, tmp_path / "big")
     assert "reading train-item-views.csv" in capsys.readouterr().err
     assert rows(summary.path) == DIGINETICA_EXPECTED

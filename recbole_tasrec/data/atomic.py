@@ -7,7 +7,11 @@ seconds, UTC), tab-separated, sessions ordered by their first click.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +22,10 @@ import pandas as pd
 INTER_HEADER = "session_id:token\titem_id:token\ttimestamp:float"
 #: Seconds in a calendar day: the unit of the atomic files' timestamps against the day grid.
 SECONDS_PER_DAY = 86_400
+#: Click times an atomic file may hold, in Unix seconds: from 1970-01-01 to the last instant pandas can represent
+#: (2262-04-11). A log before 1970 or past 2262 has a wrong time unit (milliseconds read as seconds land around the
+#: year 50,000) or corrupt values; the converters and the data set refuse it instead of failing deep in pandas.
+MIN_SECONDS, MAX_SECONDS = 0, int(pd.Timestamp.max.timestamp())
 PathLike = str | os.PathLike[str]
 
 
@@ -48,18 +56,25 @@ class ConversionSummary:
 
 
 def check_name(name: str) -> None:
-    if not name or name in (".", "..") or any(s in name for s in ("/", "\\")):
+    """Refuse a data set name that is no plain folder name (it becomes ``<name>/<name>.inter``)."""
+    if not name or name in (".", "..") or any(s in name for s in ("/", "\\", "\0")) or len(name.encode()) > 200:
         raise ConversionError(f"invalid dataset name {name!r}; --name must be a plain folder name like 'diginetica'")
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as a tab-separated atomic file, through a temp file in the target folder (``os.replace``),
-    so a failure never leaves a partial file (nor a new, empty folder) behind, and a reader never sees one."""
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder for the caller to write; renamed onto ``path`` (``os.replace``) when
+    the block ends without an error, else removed with any folder created for it. So a failure never leaves a
+    partial file (nor a new, empty folder) behind, and a reader never sees one: the one temp-then-rename of the
+    package's data and report files. The temporary name keeps ``path``'s suffix (writers that pick a format by
+    the extension, like ``savefig``, still work)."""
+    path = Path(path)
     new_dirs = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a unique name that the writer creates itself, so the file gets the usual permissions (mkstemp's are 0600)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
-        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,6 +82,23 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> None:
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
+
+
+def write_atomic_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_atomic_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    write_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as a tab-separated atomic file, atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
 
 
 def _format_seconds(ts: np.ndarray) -> np.ndarray | pd.Series:
@@ -115,3 +147,75 @@ def write_inter(df: pd.DataFrame, output_dir: PathLike, name: str) -> Conversion
         last=datetime.fromtimestamp(float(ts.max()), tz=UTC),
         n_dropped=len(df) - len(usable),
     )
+
+
+# --------------------------------------------------------------------------- reading checks (the data set's)
+
+
+class AtomicFileError(ValueError):
+    """An atomic file that cannot be read as one; the message names the file (and line) and what to fix."""
+
+
+_FEATURE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def check_inter_header(path: Path, required: Mapping[str, str], sep: str = "\t", encoding: str = "utf-8") -> None:
+    """Check an atomic file's header line before RecBole parses it (RecBole fails on a bad one with a bare
+    ``too many values to unpack``): ``name:type`` fields separated by ``sep``, with ``required`` (name -> type)."""
+    with path.open("rb") as raw:
+        first = raw.readline()
+    if not first.strip():
+        raise AtomicFileError(f"{path} is empty; an atomic file starts with a header like {INTER_HEADER!r}")
+    try:
+        header = first.decode(encoding).rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise AtomicFileError(f"{path}, line 1: not {encoding} text ({exc.reason}); save it as {encoding}") from None
+    if header.endswith("\r"):
+        raise AtomicFileError(f"{path}, line 1: Windows line endings (CRLF); convert the file to LF (dos2unix)")
+    fields = dict(field.partition(":")[::2] for field in header.split(sep))
+    bad = [f"{name}:{kind}" for name, kind in fields.items() if kind not in _FEATURE_TYPES]
+    if bad:
+        hint = " Is the separator a tab?" if sep == "\t" and any(c in header for c in ",; ") else ""
+        raise AtomicFileError(
+            f"{path}, line 1: header field {bad[0]!r} is not name:type with a RecBole type "
+            f"({', '.join(_FEATURE_TYPES)}); the header should look like {INTER_HEADER!r}.{hint}"
+        )
+    for name, kind in required.items():
+        if fields.get(name) != kind:
+            found = f"it is {name}:{fields[name]}" if name in fields else f"the header has {', '.join(fields)}"
+            raise AtomicFileError(f"{path}, line 1: needs the column {name}:{kind}; {found}")
+
+
+def ends_mid_line(path: Path) -> bool:
+    """True if a non-empty file's last byte is no line end: the mark of a copy or download cut short."""
+    with path.open("rb") as raw:
+        if raw.seek(0, os.SEEK_END) == 0:
+            return False
+        raw.seek(-1, os.SEEK_END)
+        return raw.read(1) not in (b"\n", b"\r")
+
+
+def describe_read_error(path: Path, float_columns: Sequence[str], sep: str = "\t", encoding: str = "utf-8") -> str:
+    """Why pandas could not read an atomic file, with the line: called only after a read failed, so it may read
+    the file again. Returns ``""`` when it finds nothing more specific than the reader's own error."""
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"line {line}: not {encoding} text ({exc.reason}); save it as {encoding}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, index_col=False, skip_blank_lines=False)
+    except pd.errors.ParserWarning:
+        return "line 2: more fields than the header"
+    except pd.errors.ParserError as exc:
+        return str(exc).removeprefix("Error tokenizing data. C error: ")
+    for column in float_columns:
+        values = frame[column]
+        bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            return f"line {row + 2}: {column.partition(':')[0]} {values.iloc[row]!r} is not a number"
+    return ""

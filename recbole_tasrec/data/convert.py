@@ -23,13 +23,10 @@ import contextlib
 import gzip
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from recbole_tasrec.data.atomic import (
     INTER_HEADER,
@@ -37,6 +34,14 @@ from recbole_tasrec.data.atomic import (
     ConversionSummary,
     PathLike,
     write_inter,
+)
+from recbole_tasrec.data.raw_log import (
+    COMPRESSION,
+    check_input,
+    open_with_progress,
+    read_log,
+    select_columns,
+    to_seconds,
 )
 
 __all__ = [
@@ -51,122 +56,7 @@ __all__ = [
     "write_inter",
 ]
 
-PROGRESS_MIN_BYTES = 32 * 1024**2  # inputs at least this big get a progress bar on stderr
-CHUNK_ROWS = 1_000_000
 DEFAULT_OUTPUT_DIR = "atomic_data"
-
-_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
-_TIME_UNITS = {
-    "s": "numbers (seconds)",
-    "ms": "numbers (milliseconds)",
-    "iso": "ISO 8601 date-times",
-    "date": "YYYY-MM-DD dates",
-}
-_EPOCH = pd.Timestamp(0, tz="UTC")
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _empty_input(path: Path) -> ConversionError:
-    return ConversionError(f"input file is empty: {path}; it needs a header line and at least one click")
-
-
-def _check_input(path: Path) -> None:
-    if not path.exists():
-        raise ConversionError(f"input file not found: {path}; pass --input with the path to the raw log")
-    if not path.is_file():
-        raise ConversionError(f"input is not a file: {path}; pass --input with the path to the raw log")
-    if path.stat().st_size == 0:
-        raise _empty_input(path)
-
-
-@contextlib.contextmanager
-def _open_with_progress(path: Path) -> Iterator[IO[bytes]]:
-    """Open ``path`` for binary reading, with a byte progress bar on stderr when the file is big."""
-    size = path.stat().st_size
-    with (
-        path.open("rb") as raw,
-        tqdm.wrapattr(
-            raw,
-            "read",
-            total=size,
-            desc=f"reading {path.name}",
-            file=sys.stderr,
-            disable=size < PROGRESS_MIN_BYTES,
-            leave=False,
-        ) as stream,
-    ):
-        yield stream
-
-
-def _select_columns(
-    path: Path, found: Sequence[str], variants: Sequence[Mapping[str, str]], hint: str, sep: str | None = None
-) -> Mapping[str, str]:
-    """Pick the first header variant (raw name -> our name) whose columns are all present."""
-    for variant in variants:
-        if set(variant) <= set(found):
-            return variant
-    closest = max(variants, key=lambda v: len(set(v) & set(found)))
-    missing = ", ".join(repr(c) for c in closest if c not in found)
-    message = f"{path}: missing column(s) {missing}; the file has {', '.join(map(repr, found))}. {hint}"
-    if sep is not None and len(found) == 1:
-        message += f" Only one column was found: is the separator right (expected {sep!r})?"
-    raise ConversionError(message)
-
-
-def _read_log(path: Path, *, sep: str, variants: Sequence[Mapping[str, str]], hint: str) -> pd.DataFrame:
-    """Read only the needed columns of a delimited log, as strings, renamed to our names.
-
-    Ids stay strings so they are written exactly as in the raw log (no ``123.0`` from a column with
-    gaps); the item column becomes categorical to keep big logs small. Big files are read in chunks
-    behind a progress bar.
-    """
-    _check_input(path)
-    compression = _COMPRESSION.get(path.suffix.lower())
-    try:
-        found = list(pd.read_csv(path, sep=sep, nrows=0, compression=compression).columns)
-        columns = _select_columns(path, found, variants, hint, sep)
-        with _open_with_progress(path) as stream:
-            chunks = pd.read_csv(
-                stream,
-                sep=sep,
-                usecols=list(columns),
-                dtype=str,
-                chunksize=CHUNK_ROWS,
-                compression=compression,
-            )
-            frame = pd.concat(list(chunks), ignore_index=True)
-    except pd.errors.EmptyDataError:
-        raise _empty_input(path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise ConversionError(f"cannot read {path} as {sep!r}-separated text: {exc}") from None
-    if frame.empty:
-        raise ConversionError(f"{path} has a header but no rows; it needs at least one click")
-    frame = frame.rename(columns=columns)
-    frame["item_id"] = frame["item_id"].astype("category")
-    return frame
-
-
-def _to_seconds(values: pd.Series, unit: str, column: str, path: Path, hint: str = "") -> pd.Series:
-    """Parse a raw time column to float seconds (UTC); missing values stay NaN, bad ones raise.
-
-    ``unit`` is one of ``s``, ``ms``, ``iso`` (naive date-times are taken as UTC) or ``date``.
-    """
-    if unit in ("s", "ms"):
-        seconds = pd.to_numeric(values, errors="coerce").astype(float)
-        if unit == "ms":
-            seconds = seconds / 1000
-    else:
-        fmt = "%Y-%m-%d" if unit == "date" else "ISO8601"
-        seconds = (pd.to_datetime(values, utc=True, errors="coerce", format=fmt) - _EPOCH) / pd.Timedelta(seconds=1)
-    bad = values.notna() & ~np.isfinite(seconds)
-    if bad.any():
-        raise ConversionError(
-            f"{path}: column {column!r} has {int(bad.sum()):,} value(s) that are not {_TIME_UNITS[unit]}, "
-            f"e.g. {values.to_numpy()[bad.to_numpy()][0]!r}; {hint or 'fix or remove those rows'}"
-        )
-    return seconds
 
 
 # --------------------------------------------------------------------------- formats
@@ -192,12 +82,12 @@ def convert_retailrocket(
     if not session_gap_minutes > 0:
         raise ConversionError(f"--session-gap-minutes must be positive, got {session_gap_minutes}")
     columns = {"timestamp": "time", "visitorid": "visitor", "event": "event", "itemid": "item_id"}
-    log = _read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
+    log = read_log(path, sep=",", variants=[columns], hint=_RETAILROCKET_HINT)
     views = log[log["event"] == "view"]
     if views.empty:
-        found = ", ".join(map(repr, log["event"].dropna().unique()[:5]))
+        found = ", ".join(map(repr, log["event"].dropna().unique()[:5])) or "none"
         raise ConversionError(f"{path}: no 'view' events (events found: {found}); is this events.csv?")
-    views = views.assign(timestamp=_to_seconds(views["time"], "ms", "timestamp", path))
+    views = views.assign(timestamp=to_seconds(views["time"], "ms", "timestamp", path))
     views = views.sort_values(["visitor", "timestamp"], kind="stable")
     new_session = views["visitor"].ne(views["visitor"].shift()) | views["timestamp"].diff().gt(60 * session_gap_minutes)
     views["session_id"] = new_session.cumsum().where(views["visitor"].notna())
@@ -222,9 +112,9 @@ def convert_diginetica(input: PathLike, output_dir: PathLike, name: str = "digin
             "eventdate": "eventdate",
         },
     ]
-    log = _read_log(path, sep=";", variants=variants, hint=_DIGINETICA_HINT)
-    offset = _to_seconds(log["timeframe"], "ms", "timeframe", path)
-    day = _to_seconds(log["eventdate"], "date", "eventdate", path)
+    log = read_log(path, sep=";", variants=variants, hint=_DIGINETICA_HINT)
+    offset = to_seconds(log["timeframe"], "ms", "timeframe", path)
+    day = to_seconds(log["eventdate"], "date", "eventdate", path)
     by_time = offset.sort_values(kind="stable").index
     session_day = day.loc[by_time].groupby(log["session_id"].loc[by_time], sort=False).transform("first")
     return write_inter(log.assign(timestamp=session_day + offset), output_dir, name)
@@ -237,10 +127,10 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
     gets the playlist's timestamp + ``k`` seconds: this keeps the track order through the sort by
     time. Item id: the track's MSD id when it has one, else ``"artist - title"``.
     """
-    _check_input(path)
+    check_input(path)
     try:
         with (
-            _open_with_progress(path) as stream,
+            open_with_progress(path) as stream,
             gzip.open(stream) if path.suffix == ".gz" else contextlib.nullcontext(stream) as text,
         ):
             data = json.load(text)
@@ -252,25 +142,29 @@ def _read_aotm_json(path: Path) -> pd.DataFrame:
         raise ConversionError(f"{path} has no playlists; it needs at least one")
     playlists = pd.DataFrame.from_records(data)
     hint = "Each AotM-2011 playlist has mix_id, playlist ([[artist, title], msd_id|null] entries) and timestamp."
-    columns = _select_columns(path, list(playlists.columns), [{"playlist": "playlist", "timestamp": "time"}], hint)
+    columns = select_columns(path, list(playlists.columns), [{"playlist": "playlist", "timestamp": "time"}], hint)
     playlists = playlists[list(columns)].rename(columns=columns)
     if not playlists["playlist"].map(lambda p: isinstance(p, list)).all():
         raise ConversionError(f"{path}: a 'playlist' value is not a list. {hint}")
     # one row per track, keyed by its playlist's row; an empty playlist has no clicks
     tracks = playlists.explode("playlist").dropna(subset=["playlist"]).reset_index(names="session_id")
     items = []
-    for entry in tracks["playlist"]:
+    for playlist, entry in zip(tracks["session_id"], tracks["playlist"], strict=True):
         try:
             (artist, title), msd_id = entry
+            if not isinstance(msd_id, str | None):
+                raise TypeError
         except (TypeError, ValueError):
-            raise ConversionError(f"{path}: unexpected playlist entry {entry!r}. {hint}") from None
+            raise ConversionError(f"{path}, playlist {playlist}: unexpected playlist entry {entry!r}. {hint}") from None
         items.append(msd_id or f"{artist} - {title}")
     position = tracks.groupby("session_id").cumcount()
+    time = tracks["time"].set_axis(tracks["session_id"])  # errors name the playlist, counted from 0
     return pd.DataFrame(
         {
             "session_id": tracks["session_id"],
             "item_id": pd.Categorical(items),
-            "timestamp": _to_seconds(tracks["time"], "iso", "timestamp", path) + position,
+            "timestamp": to_seconds(time, "iso", "timestamp", path, where=lambda i: f"playlist {i}").to_numpy()
+            + position,
         }
     )
 
@@ -282,13 +176,13 @@ def convert_aotm(input: PathLike, output_dir: PathLike, name: str = "aotm") -> C
     if path.name.lower().endswith((".json", ".json.gz")):
         return write_inter(_read_aotm_json(path), output_dir, name)
     columns = {"SessionId": "session_id", "ItemId": "item_id", "Time": "time"}
-    log = _read_log(path, sep="\t", variants=[columns], hint=_AOTM_HINT)
-    return write_inter(log.assign(timestamp=_to_seconds(log["time"], "s", "Time", path)), output_dir, name)
+    log = read_log(path, sep="\t", variants=[columns], hint=_AOTM_HINT)
+    return write_inter(log.assign(timestamp=to_seconds(log["time"], "s", "Time", path)), output_dir, name)
 
 
 def _stem(path: Path) -> str:
     """File name without its extension(s): ``clicks.csv.gz`` -> ``clicks``."""
-    return (path.with_suffix("") if path.suffix.lower() in _COMPRESSION else path).stem
+    return (path.with_suffix("") if path.suffix.lower() in COMPRESSION else path).stem
 
 
 def convert_csv(
@@ -308,11 +202,18 @@ def convert_csv(
     path = Path(input)
     if time_unit not in ("s", "ms", "iso"):
         raise ConversionError(f"--time-unit must be one of s, ms, iso; got {time_unit!r}")
+    if len(sep) != 1 or sep in '"\r\n':
+        raise ConversionError(f"--sep must be one character (not a quote or a newline), e.g. ',' or '\\t'; got {sep!r}")
+    if len({session_col, item_col, time_col}) < 3:
+        raise ConversionError(
+            f"--session-col, --item-col and --time-col must name three different columns; got {session_col!r}, "
+            f"{item_col!r}, {time_col!r}"
+        )
     hint = "Check --session-col, --item-col and --time-col (names are case-sensitive) and --sep."
     columns = {session_col: "session_id", item_col: "item_id", time_col: "time"}
-    log = _read_log(path, sep=sep, variants=[columns], hint=hint)
+    log = read_log(path, sep=sep, variants=[columns], hint=hint)
     unit_hint = "fix those rows or pick the right --time-unit (s, ms or iso)"
-    timestamp = _to_seconds(log["time"], time_unit, time_col, path, hint=unit_hint)
+    timestamp = to_seconds(log["time"], time_unit, time_col, path, hint=unit_hint)
     return write_inter(log.assign(timestamp=timestamp), output_dir, name or _stem(path))
 
 
@@ -390,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time_unit=args.time_unit,
                 sep=args.sep,
             )
-    except ConversionError as exc:
+    except (ConversionError, OSError) as exc:  # OSError: the output could not be written (nothing was left)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary)

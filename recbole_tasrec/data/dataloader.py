@@ -29,6 +29,10 @@ def world_of(config: Any) -> tuple[int, int]:
     return int(config["local_rank"]) + int(config["offset"] or 0), int(config["world_size"])
 
 
+#: ``train_day_order``'s values.
+DAY_ORDERS = ("shuffle", "chronological")
+
+
 class DayBatchSampler:
     """Yields lists of sample indices, each list from a single day (this rank's part of a day batch).
 
@@ -51,8 +55,8 @@ class DayBatchSampler:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if day_order not in ("shuffle", "chronological"):
-            raise ValueError(f"train_day_order must be 'shuffle' or 'chronological', got {day_order!r}")
+        if day_order not in DAY_ORDERS:
+            raise ValueError(f"train_day_order must be one of {DAY_ORDERS}, got {day_order!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size})")
         days = days.long()

@@ -19,6 +19,8 @@ so one processed data set serves a whole sweep over those settings.
 from __future__ import annotations
 
 import math
+import numbers
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,15 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
-from recbole_tasrec.data.atomic import SECONDS_PER_DAY
+from recbole_tasrec.data.atomic import (
+    MAX_SECONDS,
+    MIN_SECONDS,
+    SECONDS_PER_DAY,
+    AtomicFileError,
+    check_inter_header,
+    describe_read_error,
+    ends_mid_line,
+)
 from recbole_tasrec.data.clicks import DayClicks
 from recbole_tasrec.data.daily_graphs import DailyGraphs
 
@@ -45,6 +55,29 @@ def n_test_days(n_days: int, ratio: float) -> int:
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 < ratio < 1.0:
         raise ValueError(f"test_day_ratio must be a number in (0, 1), got {ratio!r}")
     return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
+
+
+#: The data set's whole-number settings and their least value.
+_WHOLE_SETTINGS = {"day_span": 1, "min_session_length": 1, "min_item_clicks": 0, "MAX_ITEM_LIST_LENGTH": 1}
+
+
+def check_whole_number(key: str, value: object, least: int) -> None:
+    """Refuse a setting that is not a whole number ``>= least`` (``True`` and ``2.0`` included), naming it."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{key} must be a whole number >= {least}, got {value!r}")
+
+
+def check_settings(config) -> None:
+    """Refuse a data set setting of the wrong type or range when the config is built, naming the key: later it
+    would fail deep in pandas or torch (``int('two')``, ``clamp(max='x')``) or silently round (``day_span: 1.5``)."""
+    for key, least in _WHOLE_SETTINGS.items():
+        check_whole_number(key, config[key], least)
+    for key in ("test_day_ratio", "valid_session_ratio"):
+        value = config[key]
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+            raise ValueError(f"{key} must be a number between 0 and 1 (both excluded), got {value!r}")
+    if not isinstance(config["drop_unseen_targets"], bool | np.bool_):
+        raise ValueError(f"drop_unseen_targets must be True or False, got {config['drop_unseen_targets']!r}")
 
 
 class TASRecDataset(SequentialDataset):
@@ -75,6 +108,24 @@ class TASRecDataset(SequentialDataset):
         self.day_field = config["DAY_FIELD"] or "day"
         super().__init__(config)
 
+    # --- 0. reading the atomic file ------------------------------------------------------------------
+    def _load_feat(self, filepath: str, source: FeatureSource | str) -> pd.DataFrame | None:
+        """RecBole's reader, behind a check of the ``.inter`` header, its errors turned into one that names the file
+        and line (RecBole's are ``too many values to unpack`` or pandas' ``Unable to convert column``)."""
+        if source != FeatureSource.INTERACTION:
+            return super()._load_feat(filepath, source)
+        path, sep, encoding = Path(filepath), self.config["field_separator"], self.config["encoding"] or "utf-8"
+        required = {self.uid_field: "token", self.iid_field: "token", self.time_field: "float"}
+        check_inter_header(path, {k: v for k, v in required.items() if k}, sep, encoding)
+        if ends_mid_line(path):
+            self.logger.warning(f"{path} does not end with a newline: if it was cut short, its last click is wrong")
+        try:
+            return super()._load_feat(filepath, source)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            floats = [f"{f}:float" for f in (self.time_field,) if f]
+            where = describe_read_error(path, floats, sep, encoding) or str(exc)
+            raise AtomicFileError(f"{path}, {where}; fix the file (the converters write valid ones)") from None
+
     # --- 1. filters ---------------------------------------------------------------------------------
     def _data_filtering(self) -> None:
         self.day_origin = self._midnight_before_first_click()
@@ -91,11 +142,17 @@ class TASRecDataset(SequentialDataset):
                 "to assign days; check TIME_FIELD and load_col"
             )
         times = self.inter_feat[time].to_numpy(np.float64)
-        bad = int(np.count_nonzero(~np.isfinite(times)))
-        if bad or not len(times):
-            raise ValueError(
-                f"{self.dataset_name}: {bad} of {len(times)} clicks have no valid timestamp in {time!r}; fix or "
-                "drop them in the atomic file (the converters write Unix seconds)"
+        path = Path(self.dataset_path) / f"{self.dataset_name}.inter"
+        if not len(times):
+            raise AtomicFileError(f"{path} has a header but no clicks")
+        bad = ~(np.isfinite(times) & (times >= MIN_SECONDS) & (times <= MAX_SECONDS))  # NaN: an empty time field
+        if bad.any():
+            row = int(self.inter_feat.index[bad.argmax()])  # RecBole's row number, before any filter
+            value = "empty" if np.isnan(times[bad][0]) else repr(float(times[bad][0]))
+            more = f" ({int(bad.sum()) - 1} more clicks like it)" if bad.sum() > 1 else ""
+            raise AtomicFileError(
+                f"{path}, line {row + 2}: {time} is {value}{more}; a click time is in Unix seconds, between "
+                "1970-01-01 and 2262-04-11 UTC: fix or drop those clicks"
             )
         return float(np.floor(times.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY)
 
@@ -268,6 +325,17 @@ class TASRecDataset(SequentialDataset):
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
         )
         return [self.copy(self.inter_feat[index]) for index in parts]
+
+
+def check_topk(dataset: SequentialDataset) -> None:
+    """Refuse a run whose largest ``topk`` is not below the item count: RecBole's full ranking would fail deep in
+    ``torch.topk`` after the first epoch."""
+    largest_k = max(dataset.config["topk"] or [0])
+    if largest_k >= dataset.item_num:
+        raise DataSplitError(
+            f"{dataset.dataset_name} has {dataset.item_num - 1} items after the filters, fewer than topk's largest "
+            f"{largest_k}: lower topk (e.g. --topk=[5,10]) or use more data"
+        )
 
 
 def _counts(df: pd.DataFrame, uid: str, iid: str) -> tuple[int, int, int]:

@@ -12,10 +12,8 @@ Each command ends with a one-line summary; a bad input stops it with one line th
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from recbole_tasrec.data.atomic import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
 from recbole_tasrec.serve.recommender import SessionRecommender
@@ -68,15 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _write_csv_atomically(frame, output: Path) -> None:
     """Write to a temporary file next to ``output``, then rename: never a half-written file."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(output) as temporary:
+        frame.to_csv(temporary, index=False)
 
 
 def run_export(args: argparse.Namespace) -> str:

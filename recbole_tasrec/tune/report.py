@@ -1,4 +1,5 @@
-"""What a finished sweep leaves in its folder: ``results.csv``, ``best.yaml``, ``valid_curves.png``.
+"""What a finished sweep leaves in its folder: ``results.csv``, ``best.yaml``, ``valid_curves.png``, each written
+atomically (a temporary name, then a rename), so an interrupted sweep never leaves a half-written report.
 
 The best trial is chosen by its best validation score (the epoch RecBole checkpointed), never by test metrics;
 its test metrics are the ones its own run computed, or, for a trial the scheduler stopped before its test run,
@@ -17,6 +18,7 @@ import yaml
 from ray import tune
 from ray.tune.experiment import Trial
 
+from recbole_tasrec.data.atomic import atomic_path, write_atomic_text
 from recbole_tasrec.quick_start import PreparedData, prepare_data
 from recbole_tasrec.tune.space import load_yaml
 from recbole_tasrec.tune.spec import TEST_PREFIX, VALID_PREFIX, SweepSpec, driver_config, short
@@ -142,7 +144,7 @@ def write_best_yaml(path: Path, spec: SweepSpec, record: TrialRecord) -> None:
         f"Reproduce: uv run python run_recbole_tasrec.py --config_files {path}",
     ]
     body = yaml.safe_dump(best_config(spec, record), sort_keys=False)
-    path.write_text("".join(f"# {line}\n" for line in header) + body)
+    write_atomic_text(path, "".join(f"# {line}\n" for line in header) + body)
 
 
 def plot_curves(path: Path, records: list[TrialRecord], spec: SweepSpec) -> None:
@@ -173,7 +175,8 @@ def plot_curves(path: Path, records: list[TrialRecord], spec: SweepSpec) -> None
     axes.grid(alpha=0.3)
     if best is not None:
         axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
 
 
 @dataclass
@@ -207,7 +210,7 @@ def summarize(spec: SweepSpec, output_dir: Path, prepared: PreparedData | None =
         test = evaluate_trial_checkpoint(spec, best.params, best.path, best.checkpoint, prepared)
         best.test = {TEST_PREFIX + key: value for key, value in test.items()}
     table = results_table(records, spec)
-    table.to_csv(output_dir / RESULTS_FILE, index=False)
+    write_atomic_text(output_dir / RESULTS_FILE, table.to_csv(index=False))
     plot_curves(output_dir / PLOT_FILE, records, spec)
     if best is not None:
         write_best_yaml(output_dir / BEST_FILE, spec, best)

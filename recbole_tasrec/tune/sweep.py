@@ -17,6 +17,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from recbole_tasrec.data.atomic import write_atomic_text
 from recbole_tasrec.quick_start import PreparedData, evaluate_checkpoint, prepare_data, run_recbole_tasrec
 from recbole_tasrec.tune.ray_env import check_resources
 from recbole_tasrec.tune.space import default_num_samples, to_ray
@@ -154,7 +155,7 @@ def run_sweep(
             raise SweepError(f"no sweep to resume in {output_dir}")
         return tune.Tuner.restore(str(output_dir), trainable=trainable, resume_unfinished=True).fit()
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / SPEC_FILE).write_text(spec.to_json())
+    write_atomic_text(output_dir / SPEC_FILE, spec.to_json())
     num_samples = options.num_samples or default_num_samples(spec.space)
     tuner = tune.Tuner(
         trainable,
