@@ -2,7 +2,9 @@
 
 RecBole's Trainer has no scheduler; the paper (3.1) decays Adam's learning rate after two epochs, as
 SR-GNN does. It also names checkpoints by the second (two trials of a sweep collide) and hands
-``fit``'s callback only the validation score, not the metrics.
+``fit``'s callback only the validation score, not the metrics. It saves only the best model, with a plain
+``torch.save``: here checkpoints are written atomically and carry their run's identity, and the last state
+is written after every epoch so that a run resumes (:mod:`recbole_tasrec.resume`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from recbole.trainer import Trainer
-from recbole.utils import get_local_time
+from recbole.utils import get_local_time, set_color
+
+from recbole_tasrec import resume
+from recbole_tasrec.checkpoint import run_identity, save_atomically
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -37,11 +42,60 @@ class TASRecTrainer(Trainer):
         name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth"
         self.saved_model_file = str(Path(self.checkpoint_dir) / name)
         self.last_valid_result: dict[str, float] = {}
+        self.identity: dict[str, Any] = run_identity(config)  # fit_with_callback adds the item mapping
+        self._train_data: Any = None  # the loader whose generator a resume state captures
+        self._evaluated = False  # whether fit evaluates (then the callback writes the resume state)
+
+    @property
+    def resume_file(self) -> Path:
+        """The last state of this run (:mod:`recbole_tasrec.resume`), next to its best-model checkpoint."""
+        return resume.resume_file_for(self.saved_model_file)
+
+    def schedule_state(self) -> dict[str, Any]:
+        """The learning-rate schedule's own state (the rate itself is in the optimiser's param groups)."""
+        return {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    def resume(self, train_data: Any, resume_file: str | Path) -> None:
+        """Continue the run whose resume state is ``resume_file`` (after the epoch it was written)."""
+        self.identity = run_identity(self.config, train_data._dataset)
+        resume.restore(self, train_data, resume_file)
+        self.logger.info(f"Resumed from {resume_file}: training continues at epoch {self.start_epoch}")
+
+    def training_finished(self) -> bool:
+        """True when a resumed run had already trained all its epochs or stopped early."""
+        return self.start_epoch >= self.epochs or self.cur_step > self.stopping_step
+
+    def _write_resume_state(self, epoch_idx: int, train_loss: dict[int, float]) -> None:
+        if self.config["single_spec"] and self._train_data is not None:  # one process (issue 12 runs do not resume)
+            resume.write(resume.capture(self, self._train_data, epoch_idx, train_loss), self.resume_file)
+
+    def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
+        """RecBole's checkpoint, written atomically and with the run's identity."""
+        target = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "identity": self.identity,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        save_atomically(state, target)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {target}")
 
     def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         if self.scheduler is not None:
             self.scheduler.step()
+        if not (self._evaluated and (epoch_idx + 1) % self.eval_step == 0):  # else the callback writes it
+            self._write_resume_state(epoch_idx, {**self.train_loss_dict, epoch_idx: _total(loss)})
         return loss
 
     def _valid_epoch(self, valid_data: Any, show_progress: bool = False):
@@ -52,9 +106,16 @@ class TASRecTrainer(Trainer):
     def fit_with_callback(
         self, train_data: Any, valid_data: Any, saved: bool, epoch_callback: EpochCallback | None = None
     ) -> tuple[float, dict[str, float]]:
-        """``fit`` whose callback receives each evaluation's full validation result."""
+        """``fit`` whose callback receives each evaluation's full validation result; the resume state is
+        written after every epoch (before the callback, so a callback that raises leaves it behind)."""
+        self._train_data = train_data
+        self.identity = run_identity(self.config, train_data._dataset)
+        self._evaluated = self.eval_step > 0 and bool(valid_data)
+        if self.training_finished():  # a resumed run that had ended: nothing to train, keep its best model
+            return self.best_valid_score, self.best_valid_result
 
         def callback(epoch_idx: int, _valid_score: float) -> None:
+            self._write_resume_state(epoch_idx, self.train_loss_dict)
             if epoch_callback is not None:
                 epoch_callback(epoch_idx, self.last_valid_result)
 
@@ -65,3 +126,8 @@ class TASRecTrainer(Trainer):
             show_progress=self.config["show_progress"],
             callback_fn=callback,
         )
+
+
+def _total(loss: Any) -> float:
+    """An epoch's loss as ``fit`` records it in ``train_loss_dict`` (several losses are summed)."""
+    return sum(loss) if isinstance(loss, tuple) else loss

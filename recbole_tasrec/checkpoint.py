@@ -1,0 +1,103 @@
+"""Checkpoint files that are written whole and load only into the run they belong to.
+
+RecBole writes its checkpoint with a plain ``torch.save`` (an interruption leaves a truncated file under the
+final name) and loads any checkpoint into any model whose tensor shapes happen to fit: a model trained on
+another data set, or on the same data set with another item numbering, then recommends the wrong items
+without an error. Here a checkpoint carries the identity of its run (model, data set, the data-set keys
+of its config, the item tokens) and every loader compares it with the run at hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from recbole.utils.argument_list import dataset_arguments
+
+PathLike = str | os.PathLike[str]
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another model, data set or item mapping; the message says which."""
+
+
+@contextlib.contextmanager
+def atomic_target(path: PathLike) -> Iterator[str]:
+    """A temporary name next to ``path`` to write to; renamed to ``path`` when the block ends without error,
+    removed otherwise, so readers never see a partial file. Shared by every checkpoint writer of the package
+    (the trainer, rank 0 of a distributed run, the resume state)."""
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        yield str(partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def save_atomically(obj: Any, path: PathLike) -> None:
+    """``torch.save`` through :func:`atomic_target`."""
+    with atomic_target(path) as partial:
+        torch.save(obj, partial, pickle_protocol=4)
+
+
+def load_trusted(path: PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by this package. It unpickles (the config, random states): only load files
+    you trust (serving artefacts, ``python -m recbole_tasrec.serve export``, are the safe format)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: give the .pth file a run wrote (under checkpoint_dir)")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def item_digest(dataset: Any) -> str:
+    """SHA-256 of the item tokens in id order: equal digests mean the same item mapping."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    return hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
+
+
+def run_identity(config: Any, dataset: Any | None = None) -> dict[str, Any]:
+    """What a checkpoint must share with a run to load into it; ``dataset`` adds the item mapping."""
+    identity: dict[str, Any] = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "dataset_config": {key: config[key] for key in dataset_arguments if key in config},
+    }
+    if dataset is not None:
+        identity.update(n_items=int(dataset.item_num), item_digest=item_digest(dataset))
+    return identity
+
+
+def checkpoint_identity(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The identity stored in a checkpoint; for files written before it was stored, what its config gives."""
+    return checkpoint.get("identity") or run_identity(checkpoint["config"])
+
+
+def check_identity(expected: dict[str, Any], found: dict[str, Any], source: PathLike) -> None:
+    """Raise :class:`CheckpointMismatchError` naming what differs between a run and the checkpoint ``source``.
+
+    Keys missing on either side (an older checkpoint) are not compared."""
+    problems = [
+        f"{key}: the run has {expected[key]!r}, the checkpoint {found[key]!r}"
+        for key in ("model", "dataset", "n_items")
+        if key in expected and key in found and expected[key] != found[key]
+    ]
+    ours, theirs = expected.get("dataset_config", {}), found.get("dataset_config", {})
+    problems += [
+        f"data set key {key}: the run has {ours[key]!r}, the checkpoint {theirs[key]!r}"
+        for key in sorted(ours.keys() & theirs.keys())
+        if ours[key] != theirs[key]
+    ]
+    digests = expected.get("item_digest"), found.get("item_digest")
+    if not problems and None not in digests and digests[0] != digests[1]:
+        problems.append("item mapping: the same number of items, but other item tokens or another order")
+    if problems:
+        raise CheckpointMismatchError(
+            f"the checkpoint {source} belongs to another run ("
+            + "; ".join(problems)
+            + "): give a checkpoint of this model and data set, or the settings it was trained with"
+        )
