@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -209,3 +211,64 @@ def test_identity_check_names_every_difference() -> None:
 def test_identity_of_a_config_lists_the_data_set_keys(data_dir: Path, tmp_path: Path) -> None:
     identity = run_identity(Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path)))
     assert identity["dataset_config"]["day_span"] == 1 and "item_digest" not in identity
+
+
+# --- Ray Tune trials ----------------------------------------------------------------------------------------------
+class FakeTune:
+    """What a trial calls of ``ray.tune``, without Ray: reports are recorded, their checkpoints kept (as Tune's
+    storage does) and, with ``fail_at``, the trial dies at that report, as a lost worker would."""
+
+    Checkpoint = None  # set in __init__: Ray's own class (no running Ray needed)
+
+    def __init__(self, store: Path, checkpoint: Any = None, fail_at: int | None = None) -> None:
+        from ray import tune
+
+        self.Checkpoint, self.store, self.checkpoint, self.fail_at = tune.Checkpoint, store, checkpoint, fail_at
+        store.mkdir(exist_ok=True)
+        self.reports: list[dict[str, float]] = []
+
+    def get_context(self) -> Any:
+        return SimpleNamespace(get_trial_id=lambda: "00000_00001")
+
+    def get_checkpoint(self) -> Any:
+        return self.checkpoint
+
+    def report(self, metrics: dict[str, float], checkpoint: Any = None) -> None:
+        self.reports.append(metrics)
+        if checkpoint is not None:
+            kept = self.store / f"checkpoint_{len(list(self.store.iterdir())):06d}"
+            shutil.copytree(checkpoint.path, kept)
+            self.checkpoint = self.Checkpoint.from_directory(kept)
+        if len(self.reports) == self.fail_at:
+            raise Interrupted("the worker died")
+
+
+@pytest.mark.slow  # three 3-epoch trials (about 15 s on 2 cores)
+def test_a_restored_trial_continues_from_its_last_checkpoint(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recbole_tasrec.tune import sweep
+    from recbole_tasrec.tune.space import Param
+    from recbole_tasrec.tune.spec import build_spec, driver_config
+
+    space = {"embedding_size": Param("fixed", (8,)), "n_layers": Param("fixed", (1,))}
+    settings = {"data_path": str(data_dir), "train_batch_size": 256, "seed": 7, "state": "WARNING"}
+    spec, _ = build_spec("TASRec", "tiny", space, (), settings, 3)
+    prepared = prepare_data(driver_config(spec.model, spec.dataset, spec.config_files, spec.settings))
+    monkeypatch.setattr(sweep, "ray", SimpleNamespace(get_gpu_ids=lambda: []))
+
+    def trial(name: str, fake: FakeTune) -> FakeTune:
+        monkeypatch.setattr(sweep, "tune", fake)
+        sweep._trial(
+            {"embedding_size": 8, "n_layers": 1}, spec=spec, output_dir=str(tmp_path / name), prepared=prepared
+        )
+        return fake
+
+    whole = trial("whole", FakeTune(tmp_path / "whole-store"))
+    dying = FakeTune(tmp_path / "store", fail_at=1)
+    with pytest.raises(Interrupted):
+        trial("cut", dying)
+    assert [report["epoch"] for report in dying.reports] == [1]
+    restored = trial("cut", FakeTune(tmp_path / "store", checkpoint=dying.checkpoint))
+    assert [report["epoch"] for report in restored.reports] == [2, 3, 3]  # epoch 1 is not trained again
+    assert restored.reports == whole.reports[1:]  # every later report, the test metrics included
