@@ -43,7 +43,7 @@ class TASRecTrainer(Trainer):
         self.saved_model_file = str(Path(self.checkpoint_dir) / name)
         self.last_valid_result: dict[str, float] = {}
         self.identity: dict[str, Any] = run_identity(config)  # fit_with_callback adds the item mapping
-        self._train_data: Any = None  # the loader whose generator a resume state captures
+        self._train_data: Any = None  # the loader whose generator a resume state captures; None: write none
         self._evaluated = False  # whether fit evaluates (then the callback writes the resume state)
 
     @property
@@ -70,7 +70,7 @@ class TASRecTrainer(Trainer):
         return self.start_epoch >= self.epochs or self.cur_step > self.stopping_step
 
     def _write_resume_state(self, epoch_idx: int, train_loss: dict[int, float]) -> None:
-        if self.config["single_spec"] and self._train_data is not None:  # one process (issue 12 runs do not resume)
+        if self._train_data is not None:
             resume.write(resume.capture(self, self._train_data, epoch_idx, train_loss), self.resume_file)
 
     def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
@@ -108,7 +108,8 @@ class TASRecTrainer(Trainer):
     ) -> tuple[float, dict[str, float]]:
         """``fit`` whose callback receives each evaluation's full validation result; the resume state is
         written after every epoch (before the callback, so a callback that raises leaves it behind)."""
-        self._train_data = train_data
+        # one-process runs that save resume (issue 12's runs over several processes do not)
+        self._train_data = train_data if saved and self.config["single_spec"] else None
         self.identity = run_identity(self.config, train_data._dataset)
         self._evaluated = self.eval_step > 0 and bool(valid_data)
         if self.training_finished():  # a resumed run that had ended: nothing to train, keep its best model
