@@ -272,3 +272,51 @@ def test_a_restored_trial_continues_from_its_last_checkpoint(
     restored = trial("cut", FakeTune(tmp_path / "store", checkpoint=dying.checkpoint))
     assert [report["epoch"] for report in restored.reports] == [2, 3, 3]  # epoch 1 is not trained again
     assert restored.reports == whole.reports[1:]  # every later report, the test metrics included
+
+
+@pytest.mark.slow  # Ray: a sweep interrupted by Ctrl+C after its trial's first epoch, then resumed (about 60 s)
+def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+    import signal
+
+    import ray
+
+    from recbole_tasrec.data.synthetic import SyntheticConfig
+    from recbole_tasrec.tune import sweep
+    from recbole_tasrec.tune.ray_env import init_ray
+    from recbole_tasrec.tune.space import Param
+    from recbole_tasrec.tune.spec import SweepOptions, build_spec
+
+    write_data(SyntheticConfig(n_items=150, sessions_per_day=30, n_days=8, seed=3), tmp_path, "tiny")
+    space = {"embedding_size": Param("fixed", (8,)), "n_layers": Param("fixed", (1,))}
+    settings = {"data_path": str(tmp_path), "train_batch_size": 64, "seed": 7, "state": "WARNING", "topk": [10, 20]}
+    spec, _ = build_spec("TASRec", "tiny", space, (), settings, 3)
+    out = tmp_path / "sweep"
+
+    once = tmp_path / "interrupted"
+
+    class CtrlCAfterEpoch1(sweep.TrialSummary):  # Tune saves it with the sweep: the resumed sweep has it too
+        def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+            if not once.exists():  # the first checkpoint is epoch 1's
+                once.touch()
+                os.kill(os.getpid(), signal.SIGINT)  # Tune stops the sweep, as on a user's Ctrl+C
+
+    env_before = set(os.environ)
+    init_ray(num_cpus=2)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(sweep, "TrialSummary", CtrlCAfterEpoch1)
+            sweep.run_sweep(spec, out, SweepOptions(num_samples=1))
+        (trial_dir,) = [path for path in out.iterdir() if path.is_dir() and path.name.startswith("trial")]
+        assert [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()] == [1]
+        sweep.run_sweep(spec, out, SweepOptions(num_samples=1), resume=True)
+    finally:
+        ray.shutdown()
+        for key in set(os.environ) - env_before:
+            del os.environ[key]
+    epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 3]  # epoch 1 once: the resumed trial went on from its checkpoint
+    assert any("test/recall@20" in json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines())
