@@ -22,7 +22,11 @@ from recbole.utils.argument_list import dataset_arguments
 PathLike = str | os.PathLike[str]
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+    """A file given as a checkpoint cannot be used; the message says why and what to give instead."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint belongs to another model, data set or item mapping; the message says which."""
 
 
@@ -46,12 +50,20 @@ def save_atomically(obj: Any, path: PathLike) -> None:
         torch.save(obj, partial, pickle_protocol=4)
 
 
-def load_trusted(path: PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by this package. It unpickles (the config, random states): only load files
-    you trust (serving artefacts, ``python -m recbole_tasrec.serve export``, are the safe format)."""
+def load_trusted(path: PathLike, required: tuple[str, ...] = ("state_dict",)) -> dict[str, Any]:
+    """Load a checkpoint written by this package, holding at least the ``required`` keys. It unpickles (the
+    config, random states): only load files you trust (serving artefacts, ``python -m recbole_tasrec.serve
+    export``, are the safe format)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: give the .pth file a run wrote (under checkpoint_dir)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, not a torch file, written by an incompatible version
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint of the kind expected here: it lacks {missing}")
+    return checkpoint
 
 
 def item_digest(dataset: Any) -> str:

@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tune_main([arg for arg in argv if arg != "--tune"])
     args, overrides = build_parser().parse_known_args(argv)
-    from recbole_tasrec.checkpoint import CheckpointMismatchError
+    from recbole_tasrec.checkpoint import CheckpointError
     from recbole_tasrec.config import Config, parse_overrides
     from recbole_tasrec.quick_start import dataset_class, run_recbole_tasrec
     from recbole_tasrec.resume import find_resume_file
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         resume = {"resume": args.resume} if args.resume is not None else {}
         result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings, **resume)
-    except CheckpointMismatchError as err:  # a --resume of another run
+    except CheckpointError as err:  # a --resume of another run, or not a resume state
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)

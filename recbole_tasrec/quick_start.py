@@ -126,7 +126,11 @@ def evaluate_checkpoint(
     Starts a run in ``config["run_dir"]`` (its log and tensorboard files go there). Refuses a checkpoint of
     another model, data set or item mapping (:class:`~recbole_tasrec.checkpoint.CheckpointMismatchError`).
     """
-    check_identity(run_identity(config, prepared.dataset), checkpoint_identity(load_trusted(checkpoint)), checkpoint)
+    check_identity(
+        run_identity(config, prepared.dataset),
+        checkpoint_identity(load_trusted(checkpoint, ("config", "state_dict"))),
+        checkpoint,
+    )
     init_logger(config)
     _, _, test_data = make_dataloaders(config, prepared)
     trainer = TASRecTrainer(config, build_model(config, prepared.train, model_class))
@@ -222,7 +226,7 @@ def load_data_and_model(model_file: str | os.PathLike[str]) -> tuple[Any, Any, A
     checkpoint's weights (and, for TASRec, its temporal graph state). Refuses a checkpoint whose data set no
     longer has the item mapping it was trained with.
     """
-    checkpoint = load_trusted(model_file)
+    checkpoint = load_trusted(model_file, required=("config", "state_dict"))
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

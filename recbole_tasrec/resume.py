@@ -90,7 +90,7 @@ def restore(trainer: Any, train_data: Any, path: PathLike) -> dict[str, Any]:
     Refuses (:class:`~recbole_tasrec.checkpoint.CheckpointMismatchError`) a state of another model, data set
     or item mapping. The trainer's best-model checkpoint becomes the one next to ``path``.
     """
-    state = load_trusted(path)
+    state = load_trusted(path, required=("identity", "epoch", "rng"))  # a best-model checkpoint lacks "rng"
     check_identity(trainer.identity, state["identity"], path)
     trainer.model.load_state_dict(state["state_dict"])
     trainer.model.load_other_parameter(state["other_parameter"])

@@ -13,6 +13,7 @@ import torch
 
 from recbole_tasrec import cli
 from recbole_tasrec.checkpoint import (
+    CheckpointError,
     CheckpointMismatchError,
     atomic_target,
     check_identity,
@@ -117,7 +118,7 @@ def test_resuming_a_finished_run_trains_nothing_and_keeps_its_best_model(demo: d
 
 
 def test_the_resume_state_holds_the_whole_training_state(data_dir: Path, tmp_path: Path) -> None:
-    settings = small_settings(data_dir, tmp_path, epochs=2, eval_step=2)  # epoch 0 is not evaluated
+    settings = small_settings(data_dir, tmp_path, epochs=2, eval_step=2, train_batch_size=256)  # epoch 0: no eval
     with pytest.raises(Interrupted):
         run_recbole_tasrec("TASRec", "tiny", config_dict=settings, epoch_callback=interrupt_after(1))
     (resume_file,) = (tmp_path / "saved").glob(f"*{RESUME_SUFFIX}")
@@ -138,6 +139,24 @@ def test_cli_refuses_a_missing_resume_state(data_dir: Path, tmp_path: Path, caps
     args = ["--dataset", "tiny", f"--data_path={data_dir}", f"--run_dir={tmp_path}", "--resume", "gone.pth"]
     assert cli.main(args) == 2
     assert "no resume state at gone.pth.resume" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_file_that_is_no_resume_state(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "bad.pth.resume").write_text("not a checkpoint\n")
+    args = ["--dataset", "tiny", f"--data_path={data_dir}", f"--run_dir={tmp_path}", "--resume"]
+    assert cli.main([*args, str(tmp_path / "bad.pth")]) == 2
+    assert "bad.pth.resume is not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_a_truncated_or_wrong_kind_of_checkpoint_is_refused(tiny_run: dict[str, Any], tmp_path: Path) -> None:
+    whole = Path(tiny_run["checkpoint"]).read_bytes()
+    (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])  # a copy interrupted half-way
+    with pytest.raises(CheckpointError, match="cut.pth is not a readable checkpoint"):
+        load_trusted(tmp_path / "cut.pth")
+    with pytest.raises(CheckpointError, match=r"lacks \['rng'\]"):  # the best model is no resume state
+        load_trusted(tiny_run["checkpoint"], required=("identity", "epoch", "rng"))
 
 
 def test_resume_refuses_several_processes(data_dir: Path, tmp_path: Path) -> None:
