@@ -21,6 +21,8 @@ from recbole_tasrec import resume
 from recbole_tasrec.checkpoint import run_identity, save_atomically
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+#: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
+SCHEDULE_COUNTERS = ("plateau_count", "optimizer_steps")
 
 
 class TASRecTrainer(Trainer):
@@ -52,11 +54,18 @@ class TASRecTrainer(Trainer):
         return resume.resume_file_for(self.saved_model_file)
 
     def schedule_state(self) -> dict[str, Any]:
-        """The learning-rate schedule's own state (the rate itself is in the optimiser's param groups)."""
-        return {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
+        """The learning-rate schedule's own state: a torch scheduler's ``state_dict`` and the counters of
+        :data:`SCHEDULE_COUNTERS` the trainer has (the rate itself is in the optimiser's param groups)."""
+        state = {name: getattr(self, name) for name in SCHEDULE_COUNTERS if hasattr(self, name)}
+        if getattr(self, "scheduler", None) is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
 
     def load_schedule_state(self, state: dict[str, Any]) -> None:
-        if self.scheduler is not None and "scheduler" in state:
+        for name in SCHEDULE_COUNTERS:
+            if name in state:
+                setattr(self, name, state[name])
+        if getattr(self, "scheduler", None) is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
 
     def resume(self, train_data: Any, resume_file: str | Path) -> None:

@@ -339,3 +339,24 @@ def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
     epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
     assert epochs == [1, 2, 3, 3]  # epoch 1 once: the resumed trial went on from its checkpoint
     assert any("test/recall@20" in json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines())
+
+
+def test_the_schedule_state_round_trips(data_dir: Path, tmp_path: Path) -> None:
+    """Whichever schedule the trainer has (a torch scheduler, or the plateau schedule's counters)."""
+    from recbole_tasrec.quick_start import build_model
+    from recbole_tasrec.trainer import SCHEDULE_COUNTERS, TASRecTrainer
+
+    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, lr_decay_epochs=2))
+    train = prepare_data(config).train
+    trainer, fresh = (TASRecTrainer(config, build_model(config, train)) for _ in range(2))
+    if getattr(trainer, "scheduler", None) is not None:
+        for _ in range(3):
+            trainer.optimizer.step()
+            trainer.scheduler.step()
+    for name in SCHEDULE_COUNTERS:
+        if hasattr(trainer, name):
+            setattr(trainer, name, 5)
+    state = trainer.schedule_state()
+    assert state  # something to keep
+    fresh.load_schedule_state(state)
+    assert fresh.schedule_state() == state
