@@ -343,10 +343,13 @@ def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
 
 def test_the_schedule_state_round_trips(data_dir: Path, tmp_path: Path) -> None:
     """Whichever schedule the trainer has (a torch scheduler, or the plateau schedule's counters)."""
+    from recbole.utils import init_logger
+
     from recbole_tasrec.quick_start import build_model
     from recbole_tasrec.trainer import SCHEDULE_COUNTERS, TASRecTrainer
 
     config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, lr_decay_epochs=2))
+    init_logger(config)  # as a run does: the trainer's tensorboard folder sits next to the run's log
     train = prepare_data(config).train
     trainer, fresh = (TASRecTrainer(config, build_model(config, train)) for _ in range(2))
     if getattr(trainer, "scheduler", None) is not None:
