@@ -62,8 +62,8 @@ def restore_rng(state: dict[str, Any], train_data: Any) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def capture(trainer: Any, train_data: Any, epoch_idx: int, train_loss: dict[int, float]) -> dict[str, Any]:
-    """The training state after epoch ``epoch_idx`` (its ``train_loss_dict`` is ``train_loss``)."""
+def capture(trainer: Any, train_data: Any, epoch_idx: int) -> dict[str, Any]:
+    """The training state of ``trainer`` after epoch ``epoch_idx``, whose training data is ``train_data``."""
     return {
         "identity": trainer.identity,
         "epoch": epoch_idx,
@@ -74,7 +74,7 @@ def capture(trainer: Any, train_data: Any, epoch_idx: int, train_loss: dict[int,
         "cur_step": trainer.cur_step,
         "best_valid_score": trainer.best_valid_score,
         "best_valid_result": trainer.best_valid_result,
-        "train_loss_dict": dict(train_loss),
+        "train_loss_dict": dict(trainer.train_loss_dict),
         "rng": capture_rng(train_data),
     }
 

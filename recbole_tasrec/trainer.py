@@ -2,9 +2,7 @@
 
 RecBole's Trainer has no scheduler; the paper (3.1) decays Adam's learning rate after two epochs, as
 SR-GNN does. It also names checkpoints by the second (two trials of a sweep collide) and hands
-``fit``'s callback only the validation score, not the metrics. It saves only the best model, with a plain
-``torch.save``: here checkpoints are written atomically and carry their run's identity, and the last state
-is written after every epoch so that a run resumes (:mod:`recbole_tasrec.resume`).
+``fit``'s callback only the validation score, not the metrics.
 """
 
 from __future__ import annotations
@@ -78,9 +76,18 @@ class TASRecTrainer(Trainer):
         """True when a resumed run had already trained all its epochs or stopped early."""
         return self.start_epoch >= self.epochs or self.cur_step > self.stopping_step
 
-    def _write_resume_state(self, epoch_idx: int, train_loss: dict[int, float]) -> None:
+    def _add_train_loss_to_tensorboard(self, epoch_idx: int, losses: Any, tag: str = "Loss/Train") -> None:
+        """Also the resume hook of an epoch without evaluation: ``fit`` calls it once the epoch's loss is in
+        ``train_loss_dict`` (an evaluated epoch's state is written by the callback, after early stopping)."""
+        super()._add_train_loss_to_tensorboard(epoch_idx, losses, tag=tag)
+        if not (self._evaluated and (epoch_idx + 1) % self.eval_step == 0):
+            self._write_resume_state(epoch_idx)
+
+    def _write_resume_state(self, epoch_idx: int) -> None:
+        """The state after epoch ``epoch_idx`` (:mod:`recbole_tasrec.resume`): RecBole keeps only the best model,
+        a run resumes from its last. Written atomically, next to the checkpoint, for one-process runs that save."""
         if self._train_data is not None:
-            resume.write(resume.capture(self, self._train_data, epoch_idx, train_loss), self.resume_file)
+            resume.write(resume.capture(self, self._train_data, epoch_idx), self.resume_file)
 
     def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
         """RecBole's checkpoint, written atomically and with the run's identity."""
@@ -103,8 +110,6 @@ class TASRecTrainer(Trainer):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         if self.scheduler is not None:
             self.scheduler.step()
-        if not (self._evaluated and (epoch_idx + 1) % self.eval_step == 0):  # else the callback writes it
-            self._write_resume_state(epoch_idx, {**self.train_loss_dict, epoch_idx: _total(loss)})
         return loss
 
     def _valid_epoch(self, valid_data: Any, show_progress: bool = False):
@@ -125,7 +130,7 @@ class TASRecTrainer(Trainer):
             return self.best_valid_score, self.best_valid_result
 
         def callback(epoch_idx: int, _valid_score: float) -> None:
-            self._write_resume_state(epoch_idx, self.train_loss_dict)
+            self._write_resume_state(epoch_idx)
             if epoch_callback is not None:
                 epoch_callback(epoch_idx, self.last_valid_result)
 
@@ -136,8 +141,3 @@ class TASRecTrainer(Trainer):
             show_progress=self.config["show_progress"],
             callback_fn=callback,
         )
-
-
-def _total(loss: Any) -> float:
-    """An epoch's loss as ``fit`` records it in ``train_loss_dict`` (several losses are summed)."""
-    return sum(loss) if isinstance(loss, tuple) else loss
