@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, as in RecBole")
     parser.add_argument("--result-json", type=Path, default=None, help="write the run's results to this JSON file")
     parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue an interrupted run after its last finished epoch: the checkpoint (.pth) it wrote, or the "
+        ".resume file next to it; give the same settings as that run",
+    )
+    parser.add_argument(
         "--tune",
         action="store_true",
         help="run a Ray Tune hyperparameter sweep instead; the other arguments go to it "
@@ -51,10 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tune_main([arg for arg in argv if arg != "--tune"])
     args, overrides = build_parser().parse_known_args(argv)
+    from recbole_tasrec.checkpoint import CheckpointError
     from recbole_tasrec.config import Config, parse_overrides
     from recbole_tasrec.data.atomic import AtomicFileError, write_atomic_text
     from recbole_tasrec.data.dataset import DataSplitError
     from recbole_tasrec.quick_start import dataset_class, run_recbole_tasrec
+    from recbole_tasrec.resume import find_resume_file
 
     config_files = args.config_files.split() if args.config_files else None
     try:
@@ -62,12 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config(args.model, args.dataset, config_files, settings)
         dataset_class(config)  # a non-sequential model is refused here, before any work
         check_data(config["data_path"], config["dataset"])
-    except (ValueError, MissingDataError) as err:
+        if args.resume is not None:
+            find_resume_file(args.resume)
+    except (ValueError, MissingDataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings)
-    except (AtomicFileError, DataSplitError) as err:  # the data, found wanting before any training
+        resume = {"resume": args.resume} if args.resume is not None else {}
+        result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings, **resume)
+    except (CheckpointError, AtomicFileError, DataSplitError) as err:  # a wrong --resume; data found wanting
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)

@@ -29,7 +29,6 @@ LAUNCH_DEFAULTS: dict[str, Any] = {"nproc": 1, "world_size": -1, "ip": "localhos
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-
 def backend_for(device: torch.device) -> str:
     """NCCL for GPUs, Gloo for CPUs (NCCL has no CPU tensors)."""
     return "nccl" if device.type == "cuda" else "gloo"

@@ -6,7 +6,7 @@
   (:class:`~recbole_tasrec.data.dataloader.ShardedFullSortEvalDataLoader`), the per-sample rows the
   evaluator reads (top-k hits, ranks) are gathered in rank order, and the metrics are computed once from
   them: they equal a one-process evaluation exactly.
-* Checkpoints: written by global rank 0 only, to a temporary name then renamed, with the unwrapped
+* Checkpoints: written by global rank 0 only (atomically, by the trainer's own writer), with the unwrapped
   module's ``state_dict`` (loadable by a one-process run and by serving); the others wait for the file.
 * The epoch's training loss is the mean over ranks.
 """
@@ -14,13 +14,11 @@
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from recbole.evaluator import Collector
-from recbole.utils import set_color
 
 #: The data-struct entries with one row per evaluated sample (``Collector.eval_batch_collect``).
 ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
@@ -78,16 +76,12 @@ def distributed_trainer(trainer_class: type) -> type:
 
         def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
             target = kwargs.pop("saved_model_file", self.saved_model_file)
-            if dist.get_rank() == 0:
-                partial = f"{target}.part-{os.getpid()}"
+            if dist.get_rank() == 0:  # the trainer's own writer is atomic (temporary name, then rename)
                 distributed_config, self.config = self.config, one_process_config(self.config)
                 try:
-                    super()._save_checkpoint(epoch, verbose=False, saved_model_file=partial, **kwargs)
+                    super()._save_checkpoint(epoch, verbose=verbose, saved_model_file=target, **kwargs)
                 finally:
                     self.config = distributed_config
-                os.replace(partial, target)
-                if verbose:
-                    self.logger.info(set_color("Saving current", "blue") + f": {target}")
             dist.barrier()  # nobody reads the checkpoint before it is complete
 
     DistributedTrainer.__name__ = DistributedTrainer.__qualname__ = f"Distributed{trainer_class.__name__}"

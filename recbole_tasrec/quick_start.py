@@ -21,10 +21,12 @@ from recbole.utils import ModelType, init_logger, init_seed, set_color
 from recbole.utils.argument_list import dataset_arguments
 
 from recbole_tasrec import distributed
+from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, run_identity
 from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.data.dataloader import eval_loader_class  # sharded when several processes (issue 12)
 from recbole_tasrec.data.dataset import check_topk
 from recbole_tasrec.distributed_trainer import distributed_trainer
+from recbole_tasrec.resume import find_resume_file
 from recbole_tasrec.trainer import EpochCallback, TASRecTrainer
 
 
@@ -123,8 +125,14 @@ def evaluate_checkpoint(
 ) -> dict[str, float]:
     """Test metrics of a saved model, as the last step of a run computes them (``evaluate(load_best_model=True)``).
 
-    Starts a run in ``config["run_dir"]`` (its log and tensorboard files go there).
+    Starts a run in ``config["run_dir"]`` (its log and tensorboard files go there). Refuses a checkpoint of
+    another model, data set or item mapping (:class:`~recbole_tasrec.checkpoint.CheckpointMismatchError`).
     """
+    check_identity(
+        run_identity(config, prepared.dataset),
+        checkpoint_identity(load_trusted(checkpoint, ("config", "state_dict"))),
+        checkpoint,
+    )
     init_logger(config)
     _, _, test_data = make_dataloaders(config, prepared)
     trainer = TASRecTrainer(config, build_model(config, prepared.train, model_class))
@@ -144,6 +152,7 @@ def run_recbole_tasrec(
     *,
     prepared: PreparedData | None = None,
     epoch_callback: EpochCallback | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any] | None:
     """Train and evaluate ``model`` on ``dataset`` with the day-based protocol; RecBole's ``run_recbole``.
 
@@ -154,6 +163,8 @@ def run_recbole_tasrec(
         saved: keep the best checkpoint (and test with it).
         prepared: an already processed split (:func:`prepare_data`), e.g. shared by sweep trials.
         epoch_callback: called after each evaluation with ``(epoch, valid_result)``.
+        resume: continue an interrupted run after its last finished epoch: its checkpoint (``.pth``) or the
+            ``.resume`` state written next to it (:mod:`recbole_tasrec.resume`); same settings as that run.
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``train_loss``
@@ -162,6 +173,8 @@ def run_recbole_tasrec(
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     launch = distributed.launch_settings(config)
+    if launch is not None and resume is not None:
+        raise ValueError("--resume continues one-process runs only: leave out --nproc / --world_size")
     if launch is not None:  # --nproc / --world_size / torchrun: run on every process (issue 12)
         kwargs = {"config_file_list": config_file_list, "config_dict": config_dict, "saved": saved}
         return distributed.launch(
@@ -187,6 +200,8 @@ def run_recbole_tasrec(
     logger.info(net)
     trainer_class = TASRecTrainer if config["single_spec"] else distributed_trainer(TASRecTrainer)  # issue 12
     trainer = trainer_class(config, net)
+    if resume is not None:
+        trainer.resume(train_data, find_resume_file(resume))
     best_valid_score, best_valid_result = trainer.fit_with_callback(train_data, valid_data, saved, epoch_callback)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     trainer.tensorboard.close()
@@ -210,13 +225,15 @@ def load_data_and_model(model_file: str | os.PathLike[str]) -> tuple[Any, Any, A
     """Mirror of RecBole's function: rebuild config, data and model from a checkpoint of this package.
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)``; the model carries the
-    checkpoint's weights (and, for TASRec, its temporal graph state).
+    checkpoint's weights (and, for TASRec, its temporal graph state). Refuses a checkpoint whose data set no
+    longer has the item mapping it was trained with.
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)  # our own file: trusted
+    checkpoint = load_trusted(model_file, required=("config", "state_dict"))
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     prepared = prepare_data(config)
+    check_identity(run_identity(config, prepared.dataset), checkpoint_identity(checkpoint), model_file)  # data edited?
     train_data, valid_data, test_data = make_dataloaders(config, prepared)
     net = build_model(config, prepared.train)
     net.load_state_dict(checkpoint["state_dict"])

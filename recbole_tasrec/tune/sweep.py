@@ -4,12 +4,15 @@ RecBole's ``objective_function`` reports once, at the end, with ``tune.report(**
 so a scheduler cannot stop a poor trial early. Here each trial reports every evaluation with
 ``ray.tune.report(metrics)``; the processed data set is built once by the driver and shared with the trials
 through Ray's object store (``tune.with_parameters``); each trial writes its RecBole logs and checkpoint in its
-own folder of the sweep (RecBole names checkpoints by the second, so shared folders collide).
+own folder of the sweep (RecBole names checkpoints by the second, so shared folders collide). Each report carries
+a Tune checkpoint (the trial's resume state and best model, :mod:`recbole_tasrec.resume`), so a retried trial or
+a resumed sweep continues a trial after its last finished epoch instead of training it again from epoch 1.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,10 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from recbole_tasrec.checkpoint import load_trusted
 from recbole_tasrec.data.atomic import write_atomic_text
 from recbole_tasrec.quick_start import PreparedData, evaluate_checkpoint, prepare_data, run_recbole_tasrec
+from recbole_tasrec.resume import RESUME_SUFFIX
 from recbole_tasrec.tune.ray_env import check_resources
 from recbole_tasrec.tune.space import default_num_samples, to_ray
 from recbole_tasrec.tune.spec import (
@@ -43,25 +48,52 @@ def _floats(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return {prefix + key: float(value) for key, value in result.items()}
 
 
+def _restore_saved(saved_dir: Path) -> Path | None:
+    """Refill ``saved_dir`` from the trial's last Tune checkpoint; its resume state, or None for a fresh start."""
+    shutil.rmtree(saved_dir, ignore_errors=True)  # files of an attempt that did not reach its next report
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        shutil.copytree(folder, saved_dir)
+    return next(saved_dir.glob(f"*{RESUME_SUFFIX}"), None)
+
+
+def _report_with_checkpoint(metrics: dict[str, Any], saved_dir: Path) -> None:
+    """``tune.report`` with the trial's resume state and best model (written before the epoch callback)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for path in saved_dir.iterdir():
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copy2(path, folder)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def _trial(params: dict[str, Any], *, spec: SweepSpec, output_dir: str, prepared: PreparedData) -> None:
     """One trial: train with ``params``, report every evaluation, then the test metrics of its best epoch.
 
     The last report repeats the best validation metrics (Tune checks every report for the sweep's metric; the
-    scheduler then sees the last epoch again and changes nothing) and adds ``test/<metric>`` keys.
+    scheduler then sees the last epoch again and changes nothing) and adds ``test/<metric>`` keys. A trial with
+    a Tune checkpoint (retried, or its sweep resumed) continues after the checkpoint's epoch.
     """
     context = tune.get_context()
     run_dir = Path(output_dir) / trial_dirname(context.get_trial_id())
-    shutil.rmtree(run_dir / "saved", ignore_errors=True)  # a retried or resumed trial starts afresh
+    resume_file = _restore_saved(run_dir / "saved")
     settings = spec.trial_settings(params, run_dir, ray.get_gpu_ids())
-    last_epoch = 0
+    last_epoch = 0 if resume_file is None else load_trusted(resume_file)["epoch"] + 1
 
     def report(epoch_idx: int, valid_result: dict[str, float]) -> None:
         nonlocal last_epoch
         last_epoch = epoch_idx + 1
-        tune.report({"epoch": last_epoch, **_floats(valid_result, VALID_PREFIX)})
+        _report_with_checkpoint({"epoch": last_epoch, **_floats(valid_result, VALID_PREFIX)}, run_dir / "saved")
 
     result = run_recbole_tasrec(
-        spec.model, spec.dataset, spec.config_files or None, settings, prepared=prepared, epoch_callback=report
+        spec.model,
+        spec.dataset,
+        spec.config_files or None,
+        settings,
+        prepared=prepared,
+        epoch_callback=report,
+        resume=resume_file,
     )
     best, test = _floats(result["best_valid_result"], VALID_PREFIX), _floats(result["test_result"], TEST_PREFIX)
     tune.report({"epoch": last_epoch, **best, **test})
@@ -174,6 +206,7 @@ def run_sweep(
             name=output_dir.name,
             storage_path=str(output_dir.parent),
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # a trial resumes from its last epoch only
             callbacks=[TrialSummary(spec)],
             verbose=1 if options.verbose else 0,
         ),
