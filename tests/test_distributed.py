@@ -106,7 +106,11 @@ def test_launch_settings_from_flags_and_torchrun() -> None:
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"nproc": 0}, "at least 1"), ({"nproc": 2, "world_size": 4, "offset": 3}, "offset"), ({"nproc": "two"}, "nproc must be")],
+    [
+        ({"nproc": 0}, "at least 1"),
+        ({"nproc": 2, "world_size": 4, "offset": 3}, "offset"),
+        ({"nproc": "two"}, "nproc must be"),
+    ],
 )
 def test_bad_launch_settings_are_named(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -32,6 +32,7 @@ def _check_reachable(address: str) -> None:
 
 #: The environment variables that configure Ray's token authentication; any of them set means the user chose.
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+_PROCESS_TOKEN = secrets.token_hex(32)  # the token of every private local Ray this process starts
 
 
 def ray_environment() -> None:
@@ -45,15 +46,17 @@ def ray_environment() -> None:
 def local_ray_environment() -> None:
     """The further settings of a private local Ray, in one place.
 
-    - A fresh token for Ray's token authentication through the environment (unless one is configured), so that Ray
-      does not write one into the home folder; Ray's notice that a new local cluster uses one is silenced.
+    - A token for Ray's token authentication through the environment (unless one is configured), so that Ray
+      does not write one into the home folder; Ray's notice that a new local cluster uses one is silenced. One
+      token per process: Ray's driver caches the token it first read, so a second local Ray started in the same
+      process with another token fails to start (``InvalidAuthToken``).
     - Under ``uv run``, Ray ships the working directory to every worker and starts it with ``uv run``, which builds
       a new virtual environment per Ray session (minutes, gigabytes); a local Ray's workers simply use this
       interpreter. Ray reads ``RAY_ENABLE_UV_RUN_RUNTIME_ENV`` when it is imported, hence the constant.
     """
     ray_environment()
     if not any(os.environ.get(v) for v in AUTH_VARIABLES) and not (Path.home() / ".ray" / "auth_token").exists():
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        os.environ["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
 
