@@ -144,7 +144,7 @@ FIXTURE_EXPECTED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["train-item-views.csv", "train-item-views-camel.csv"])
+@pytest.mark.parametrize("name", ["handmade-views.csv", "handmade-views-camel.csv"])
 def test_diginetica_fixture_both_headers(tmp_path: Path, name: str) -> None:
     """A committed, hand-written Diginetica file (snake_case and camelCase headers): exact output."""
     summary = convert_diginetica(FIXTURES / name, tmp_path)
