@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_training import REQUIRED, ROOT, dataset_name, ensure_data, machine_info, ratio
+from bench_training import REQUIRED, ROOT, dataset_name, ensure_data, machine_info, ratio, write_result
 
 EVAL_TARGET = 1.6  # TASRec sessions/s / SRGNN sessions/s >= this
 
@@ -144,16 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict,
         "runs": runs,
     }
-    if args.output:
-        output = Path(args.output)
-    elif scale_ok:
-        output = ROOT / "benchmarks" / "results" / f"eval_{dt.date.today().isoformat()}.json"
-    else:
-        output = ROOT / "runs" / "bench_results" / f"eval_{dt.date.today().isoformat()}_small.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".json.part")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(output)
+    output = write_result(result, "eval", args.output, scale_ok)
     for model, row in summary.items():
         print(f"{model:<8} {row['sessions_per_s']:>9.1f} sessions/s (best of {row['sessions_per_s_all']})")
     if verdict:

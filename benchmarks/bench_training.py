@@ -334,6 +334,23 @@ def run_worker(args: argparse.Namespace, model: str) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def write_result(result: dict[str, Any], kind: str, output: str | None, scale_ok: bool) -> Path:
+    """Write a benchmark's JSON atomically: to ``output``, else ``benchmarks/results/<kind>_<date>.json`` for a run
+    at the required scale, or ``runs/bench_results/`` for a smaller one (never replacing a recorded result)."""
+    from recbole_tasrec.data.atomic import write_atomic_text
+
+    today = dt.date.today().isoformat()
+    if output:
+        path = Path(output)
+    elif scale_ok:
+        path = ROOT / "benchmarks" / "results" / f"{kind}_{today}.json"
+    else:
+        path = ROOT / "runs" / "bench_results" / f"{kind}_{today}_small.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic_text(path, json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -496,14 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
 
-    if args.output:
-        output = Path(args.output)
-    elif scale_ok:
-        output = ROOT / "benchmarks" / "results" / f"training_{dt.date.today().isoformat()}.json"
-    else:
-        output = ROOT / "runs" / "bench_results" / f"training_{dt.date.today().isoformat()}_small.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    output = write_result(result, "training", args.output, scale_ok)
 
     p = data["processed"]
     print()

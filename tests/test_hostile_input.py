@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +16,7 @@ from benchmarks.bench_serving import random_recommender
 from recbole_tasrec.serve.cli import main
 from recbole_tasrec.serve.http import MAX_SESSION, create_app
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
+from tests.conftest import served
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ITEMS = [f"item{i}" for i in range(1, 40)]
@@ -37,16 +35,8 @@ def port(model_dir: Path) -> Iterator[int]:
     from recbole_tasrec.serve import SessionRecommender
 
     app = create_app(SessionRecommender.from_artifact(model_dir), save_to=None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(app, log_level="critical") as port:
+        yield port
 
 
 def post(port: int, path: str, payload: bytes) -> tuple[int, object]:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from benchmarks.bench_serving import random_recommender
 from recbole_tasrec.data.temporal_graph import TemporalGraph
@@ -18,6 +17,7 @@ from recbole_tasrec.serve import SessionRecommender
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.http import MAX_ITEM_ID, create_app
 from recbole_tasrec.serve.ranking import Ranker
+from tests.conftest import served
 
 SMALL = {"embedding_size": 16, "n_layers": 1}
 
@@ -27,17 +27,8 @@ def service(tmp_path: Path) -> Iterator[tuple[int, SessionRecommender, Path]]:
     """A served untrained model of 60 items whose graph holds 3 random days, saving to ``model/``."""
     recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
     model_dir = recommender.save(tmp_path / "model")
-    config = uvicorn.Config(create_app(recommender, model_dir), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield server.servers[0].sockets[0].getsockname()[1], recommender, model_dir
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(recommender, model_dir)) as port:
+        yield port, recommender, model_dir
 
 
 def call(port: int, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
