@@ -197,6 +197,31 @@ def test_session_ggnn_equals_recbole_gnn(step: int) -> None:
     assert_close(ours(graphs.a_in, graphs.a_out, hidden), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("step", [1, 2])
+def test_session_ggnn_on_real_nodes_only_equals_every_node(step: int) -> None:
+    """``node_mask`` (gates on real nodes only) gives the same values and gradients at real nodes, zeros at
+    padding nodes; the padding nodes' inputs get no gradient."""
+    torch.manual_seed(6)
+    d = 5
+    gnn = SessionGGNN(d, step).double()
+    seq, lengths = random_batch(torch.Generator().manual_seed(7), 16, 9, 6)
+    graphs = build_session_graphs(seq, lengths, dtype=torch.float64)
+    assert not graphs.node_mask.all()  # the batch has padding nodes to skip
+    hidden = torch.randn(*graphs.nodes.shape, d, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(*graphs.nodes.shape, d, dtype=torch.float64) * graphs.node_mask.unsqueeze(-1)
+
+    dense = gnn(graphs.a_in, graphs.a_out, hidden)
+    (dense_grad,) = torch.autograd.grad((dense * weights).sum(), hidden)
+    packed = gnn(graphs.a_in, graphs.a_out, hidden, graphs.node_mask)
+    (packed_grad,) = torch.autograd.grad((packed * weights).sum(), hidden)
+
+    real = graphs.node_mask
+    assert_close(packed[real], dense[real], rtol=1e-12, atol=1e-12)
+    assert (packed[~real] == 0).all()
+    assert_close(packed_grad, dense_grad, rtol=1e-12, atol=1e-12)
+    assert (packed_grad[~real] == 0).all()
+
+
 def test_session_ggnn_pipeline_equals_recbole_srgnn_at_real_positions() -> None:
     """Embed -> graph -> GGNN -> positions, ours vs RecBole's ``_get_slice`` + ``GNN`` (binary)."""
     torch.manual_seed(4)

@@ -10,6 +10,7 @@ import torch
 from recbole_tasrec.config import Config
 from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model import TASRec
+from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 from tests.conftest import small_settings
 
 
@@ -56,7 +57,7 @@ def test_prefix_cut_keeps_the_loss_and_gradients_without_dropout(data_dir: Path,
     grads = []
     for forward in (model.forward, lambda *a: uncut_forward(model, *a)):
         model.zero_grad()
-        loss = model.loss_fct(forward(seq, seq_len, day) @ model.item_embedding.weight.t(), target)
+        loss = torch.nn.functional.cross_entropy(forward(seq, seq_len, day) @ model.item_embedding.weight.t(), target)
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
@@ -136,3 +137,32 @@ def test_evaluation_reuses_a_days_gcn_table_and_drops_it_when_weights_or_graph_c
     moved, local = scores_both_ways()
     assert not torch.allclose(moved, cached, atol=1e-5)
     assert torch.allclose(moved, local, atol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [0, 3])
+def test_full_softmax_cross_entropy_equals_the_torch_composition(masked: int) -> None:
+    """The one-buffer Eq. 8-9 against ``s @ X.T``, the masked column at ``-inf`` and ``cross_entropy``:
+    the loss and both gradients, at a large score range (the max subtraction must hold)."""
+    gen = torch.Generator().manual_seed(0)
+    session = (8 * torch.randn(16, 6, generator=gen, dtype=torch.float64)).requires_grad_()
+    items = torch.randn(40, 6, generator=gen, dtype=torch.float64).requires_grad_()
+    target = torch.randint(0, 40, (16,), generator=gen)
+    target[target == masked] = masked + 1
+    weights = []
+    for compute in (
+        lambda: full_softmax_cross_entropy(session, items, target, masked_item=masked),
+        lambda: torch.nn.functional.cross_entropy(
+            (session @ items.t()).index_fill(1, torch.tensor([masked]), float("-inf")), target
+        ),
+    ):
+        loss = 2.5 * compute()  # a non-unit upstream gradient
+        weights.append((loss.detach(), *torch.autograd.grad(loss, (session, items))))
+    for ours, reference in zip(*weights, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_full_softmax_cross_entropy_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="target must be"):
+        full_softmax_cross_entropy(torch.zeros(4, 3), torch.zeros(9, 3), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="session"):
+        full_softmax_cross_entropy(torch.zeros(4, 3), torch.zeros(9, 2), torch.zeros(4, dtype=torch.long))

@@ -174,9 +174,25 @@ class SessionGGNN(nn.Module):
             nn.init.uniform_(weight, -stdv, stdv)
 
     def cell(self, a_in: Tensor, a_out: Tensor, hidden: Tensor) -> Tensor:
-        """One gated propagation step (SR-GNN Eq. 1-5)."""
+        """One gated propagation step (SR-GNN Eq. 1-5) on every node, ``(B, N, d)``."""
         input_in = torch.matmul(a_in, self.linear_edge_in(hidden)) + self.b_iah
         input_out = torch.matmul(a_out, self.linear_edge_out(hidden)) + self.b_ioh
+        return self._gru(input_in, input_out, hidden)
+
+    def packed_cell(self, a_in: Tensor, a_out: Tensor, hidden: Tensor, real: Tensor) -> Tensor:
+        """:meth:`cell` on the real nodes only: ``hidden`` is ``(M, d)``, the nodes ``real`` (flat indices
+        into ``B x N``). Only the two adjacency products see the padded ``(B, N, d)`` layout."""
+        batch, n_nodes = a_in.shape[:2]
+
+        def neighbours(adjacency: Tensor, messages: Tensor) -> Tensor:
+            spread = messages.new_zeros(batch * n_nodes, messages.size(1)).index_copy(0, real, messages)
+            return torch.bmm(adjacency, spread.view(batch, n_nodes, -1)).flatten(0, 1).index_select(0, real)
+
+        input_in = neighbours(a_in, self.linear_edge_in(hidden)) + self.b_iah
+        input_out = neighbours(a_out, self.linear_edge_out(hidden)) + self.b_ioh
+        return self._gru(input_in, input_out, hidden)
+
+    def _gru(self, input_in: Tensor, input_out: Tensor, hidden: Tensor) -> Tensor:
         gi = F.linear(torch.cat([input_in, input_out], dim=-1), self.w_ih, self.b_ih)
         gh = F.linear(hidden, self.w_hh, self.b_hh)
         i_r, i_i, i_n = gi.chunk(3, dim=-1)
@@ -186,8 +202,20 @@ class SessionGGNN(nn.Module):
         new_gate = torch.tanh(i_n + reset_gate * h_n)
         return (1 - input_gate) * hidden + input_gate * new_gate
 
-    def forward(self, a_in: Tensor, a_out: Tensor, hidden: Tensor) -> Tensor:
-        """``a_in``, ``a_out``: ``(B, N, N)``; ``hidden``: ``(B, N, d)`` -> ``(B, N, d)``."""
+    def forward(self, a_in: Tensor, a_out: Tensor, hidden: Tensor, node_mask: Tensor | None = None) -> Tensor:
+        """``a_in``, ``a_out``: ``(B, N, N)``; ``hidden``: ``(B, N, d)`` -> ``(B, N, d)``.
+
+        With ``node_mask`` (``(B, N)`` bool, :attr:`SessionGraphs.node_mask`) the gates run on the real nodes
+        only and padding nodes come out as zeros. Real nodes get the same values: a padding node has no
+        edge, so nothing flows from it. A batch's ``N`` is its largest session's node count while most
+        sessions have a few nodes, so this skips most of the GGNN's work (speed only).
+        """
+        if node_mask is None:
+            for _ in range(self.step):
+                hidden = self.cell(a_in, a_out, hidden)
+            return hidden
+        real = node_mask.reshape(-1).nonzero().squeeze(1)
+        packed = hidden.flatten(0, 1).index_select(0, real)
         for _ in range(self.step):
-            hidden = self.cell(a_in, a_out, hidden)
-        return hidden
+            packed = self.packed_cell(a_in, a_out, packed, real)
+        return hidden.new_zeros(hidden.shape).flatten(0, 1).index_copy(0, real, packed).view(hidden.shape)

@@ -33,6 +33,7 @@ from recbole.utils import InputType
 from torch import Tensor, nn
 
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.model.readout import AttentionReadout
 from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs, gather_positions
@@ -118,7 +119,6 @@ class TASRec(SequentialRecommender):
         )
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
-        self.loss_fct = nn.CrossEntropyLoss()  # Eq. 9 (see module docstring)
         self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x for every item (_temporal_x)
         self._reset_parameters()
 
@@ -137,7 +137,7 @@ class TASRec(SequentialRecommender):
         """2.1: ``h_p`` for every position, ``(B, L, d)``."""
         dtype = self.item_embedding.weight.dtype  # so that model.double() works
         graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight, dtype=dtype)
-        hidden = self.session_gnn(graphs.a_in, graphs.a_out, self.item_embedding(graphs.nodes))
+        hidden = self.session_gnn(graphs.a_in, graphs.a_out, self.item_embedding(graphs.nodes), graphs.node_mask)
         return gather_positions(hidden, graphs.alias)
 
     def graph_day(self, day: Tensor) -> Tensor:
@@ -207,7 +207,9 @@ class TASRec(SequentialRecommender):
         return logits.index_fill(1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
 
     def calculate_loss(self, interaction: Any) -> Tensor:
-        return self.loss_fct(self._logits(interaction), interaction[self.POS_ITEM_ID])  # Eq. 8, 9
+        """Eq. 8-9: the same as ``cross_entropy(self._logits(...), target)``, in one buffer (speed only)."""
+        session = self._session_vectors(interaction)
+        return full_softmax_cross_entropy(session, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
 
     def predict(self, interaction: Any) -> Tensor:
         s = self._session_vectors(interaction)
