@@ -23,10 +23,13 @@ def parts(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def uncut_forward(model: TASRec, seq: torch.Tensor, seq_len: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
-    """TASRec.forward before issue 9: every position up to MAX_ITEM_LIST_LENGTH, dropout over the whole grid."""
-    z = model.session_states(seq, seq_len) + model.temporal_states(seq, day)
+    """TASRec.forward before issue 9: the views on the whole (B, MAX_ITEM_LIST_LENGTH) grid, dropout over the
+    whole grid, the masked readout."""
+    real = model.real_positions(seq, seq_len)
+    z = model.temporal_states(seq, day.unsqueeze(1).expand_as(seq))
+    z = z.index_put((real,), z[real] + model.session_states(seq, seq_len))
     z = model.dropout(z)
-    return model.readout(z, seq > 0, model.gather_indexes(z, seq_len - 1))
+    return model.readout(z, real, model.gather_indexes(z, seq_len - 1))
 
 
 def one_day_batch(model: TASRec, part, size: int = 64):
@@ -39,7 +42,7 @@ def one_day_batch(model: TASRec, part, size: int = 64):
     return seq, seq_len, day[rows], feat[model.POS_ITEM_ID][rows]
 
 
-def test_prefix_cut_keeps_eval_scores(parts) -> None:
+def test_packed_forward_keeps_eval_scores(parts) -> None:
     config, train, test = parts
     model = TASRec(config, train).eval()
     seq, seq_len, day, _ = one_day_batch(model, test)
@@ -48,7 +51,7 @@ def test_prefix_cut_keeps_eval_scores(parts) -> None:
     assert torch.allclose(cut, full, atol=1e-6, rtol=1e-5)
 
 
-def test_prefix_cut_keeps_the_loss_and_gradients_without_dropout(data_dir: Path, tmp_path: Path) -> None:
+def test_packed_forward_keeps_the_loss_and_gradients_without_dropout(data_dir: Path, tmp_path: Path) -> None:
     config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, dropout_prob=0.0))
     train, _, _ = TASRecDataset(config).build()
     torch.manual_seed(0)

@@ -55,9 +55,10 @@ def test_forward_composes_eq_2_to_7(setup) -> None:
             p = model.graph_source.propagation(int(day[i]))
             x = model.temporal_gcn(model.item_embedding.weight, p, seq[i : i + 1])
             z[i] = torch.nn.functional.normalize(x[0], dim=-1)
-        z = z + model.session_states(seq, seq_len)
+        real = model.real_positions(seq, seq_len)
+        z = z.index_put((real,), z[real] + model.session_states(seq, seq_len))
         last = z[torch.arange(len(seq)), seq_len - 1]
-        expected = model.readout(z, seq > 0, last)
+        expected = model.readout(z, real, last)
     assert torch.allclose(s, expected, atol=1e-5)
 
 
@@ -74,8 +75,9 @@ def test_session_states_are_per_node(setup) -> None:
     )
     with torch.no_grad():
         h = model.session_states(seq[b : b + 1], seq_len[b : b + 1])
-    assert torch.equal(h[0, p], h[0, q])
-    assert not torch.equal(h[0, p], model.item_embedding.weight[seq[b, p]])
+    assert h.shape == (int(seq_len[b]), model.embedding_size)  # one row per real position
+    assert torch.equal(h[p], h[q])
+    assert not torch.equal(h[p], model.item_embedding.weight[seq[b, p]])
 
 
 def test_mixed_day_batches_score_like_single_day_batches(setup) -> None:

@@ -25,8 +25,8 @@ class AttentionReadout(nn.Module):
     over-parametrisation that changes nothing). Eq. 7 has no bias, so ``linear_transform`` has
     none by default (SR-GNN's code and RecBole's SRGNN use one: ``transform_bias=True``).
 
-    Padded positions (``mask == False``) are zeroed before anything touches them, so their
-    values change neither the output nor any gradient.
+    Padded positions (``mask == False``) are dropped before anything touches them, so their
+    values change neither the output nor any gradient; :meth:`packed` takes the real positions only.
     """
 
     def __init__(self, hidden_size: int, transform_bias: bool = False) -> None:
@@ -46,8 +46,11 @@ class AttentionReadout(nn.Module):
 
     def forward(self, z: Tensor, mask: Tensor, last: Tensor) -> Tensor:
         """``z``: ``(B, L, d)``, ``mask``: ``(B, L)`` bool, ``last``: ``(B, d)`` -> ``s``: ``(B, d)``."""
-        mask = mask.unsqueeze(-1)
-        z = z.masked_fill(~mask, 0.0)
-        beta = self.linear_three(torch.sigmoid(self.linear_one(last).unsqueeze(1) + self.linear_two(z)))
-        pooled = (beta * z).masked_fill(~mask, 0.0).sum(1)
+        return self.packed(z[mask], mask.nonzero()[:, 0], last)
+
+    def packed(self, z: Tensor, session: Tensor, last: Tensor) -> Tensor:
+        """The same on the real positions only: ``z``: ``(M, d)``, ``session``: ``(M,)`` the session (row of
+        ``last``) of each, ``last``: ``(B, d)`` -> ``s``: ``(B, d)``."""
+        beta = self.linear_three(torch.sigmoid(self.linear_one(last).index_select(0, session) + self.linear_two(z)))
+        pooled = last.new_zeros(last.shape).index_add_(0, session, beta * z)
         return self.linear_transform(torch.cat([pooled, last], dim=-1))

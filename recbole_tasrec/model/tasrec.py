@@ -37,7 +37,7 @@ from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.model.readout import AttentionReadout
-from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs, gather_positions
+from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs
 from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 
 TEMPORAL_EVAL_MODES = ("streaming", "frozen")
@@ -136,13 +136,23 @@ class TASRec(SequentialRecommender):
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
-    # --- the two views of a session ------------------------------------------------------------------
+    # --- the two views of a session, at the real positions -------------------------------------------
+    # Both views and Eq. 5-7 work on the real positions only, packed row after row into (M, d) with
+    # M = sum of the session lengths: padding never enters a computation (speed only).
+    @staticmethod
+    def real_positions(item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
+        """``(B, L)`` bool: the positions ``p < len`` of each session (``z`` has a row for each)."""
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        return positions.unsqueeze(0) < item_seq_len.to(item_seq.device).unsqueeze(1)
+
     def session_states(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
-        """2.1: ``h_p`` for every position, ``(B, L, d)``."""
+        """2.1: ``h_p`` at every real position, ``(M, d)``."""
         dtype = self.item_embedding.weight.dtype  # so that model.double() works
         graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight, dtype=dtype)
         hidden = self.session_gnn(graphs.a_in, graphs.a_out, self._lookup(graphs.nodes), graphs.node_mask)
-        return gather_positions(hidden, graphs.alias)
+        real = self.real_positions(item_seq, item_seq_len)
+        node = graphs.alias + hidden.size(1) * torch.arange(len(item_seq), device=item_seq.device).unsqueeze(1)
+        return hidden.flatten(0, 1).index_select(0, node[real])
 
     def _lookup(self, items: Tensor) -> Tensor:
         """Embedding rows with a sparse gradient (so is the GCN's, ``sparse_grad``): the output layer's dense
@@ -157,17 +167,18 @@ class TASRec(SequentialRecommender):
             return day
         return day.clamp(max=self.n_train_days)
 
-    def temporal_states(self, item_seq: Tensor, day: Tensor) -> Tensor:
-        """Eq. 2-4: ``x_{i_p} / ||x_{i_p}||`` on the graph ``E_t`` of each sample's day, ``(B, L, d)``."""
+    def temporal_states(self, items: Tensor, day: Tensor) -> Tensor:
+        """Eq. 2-4: ``x_i / ||x_i||`` for each item of ``items`` (any shape) on the graph ``E_t`` of its day
+        (``day``, the same shape), ``items.shape + (d,)``."""
         graph_day = self.graph_day(day)
         days = torch.unique(graph_day)
         if len(days) == 1:  # the day-grouped fast path
-            x = self._temporal_x(int(days[0]), item_seq)
+            x = self._temporal_x(int(days[0]), items)
         else:  # a batch from RecBole's own loader: one GCN per day present
-            x = item_seq.new_zeros(item_seq.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
+            x = items.new_zeros(items.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
             for t in days.tolist():
                 rows = graph_day == t
-                x[rows] = self._temporal_x(t, item_seq[rows])
+                x[rows] = self._temporal_x(t, items[rows])
         return l2_normalize(x)
 
     def _temporal_x(self, t: int, items: Tensor) -> Tensor:
@@ -192,18 +203,16 @@ class TASRec(SequentialRecommender):
     # --- Eq. 5-7 ---------------------------------------------------------------------------------------
     def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
         """The session representation ``s`` (Eq. 7), ``(B, d)``."""
-        # positions past the batch's longest session are padding that Eq. 5-7 mask out: cut them (speed only)
-        item_seq = item_seq[:, : max(int(item_seq_len.max()), 1)] if item_seq.numel() else item_seq
+        real = self.real_positions(item_seq, item_seq_len)
+        session = real.nonzero()[:, 0]  # the session of each real position, (M,)
         z = 0
         if self.use_session_graph:
             z = z + self.session_states(item_seq, item_seq_len)
         if self.use_temporal_graph:
-            z = z + self.temporal_states(item_seq, day)
-        mask = item_seq > 0
-        if self.training and self.dropout.p > 0:  # Eq. 5, drawn at real positions only (the readout masks the rest)
-            z = torch.zeros_like(z).index_put_((mask,), self.dropout(z[mask]))
-        last = self.gather_indexes(z, item_seq_len - 1)
-        return self.readout(z, mask, last)  # Eq. 6, 7
+            z = z + self.temporal_states(item_seq[real], day[session])
+        z = self.dropout(z)  # Eq. 5 (z holds the real positions only)
+        last = z.index_select(0, item_seq_len.cumsum(0) - 1)  # z_l of each session
+        return self.readout.packed(z, session, last)  # Eq. 6, 7
 
     def _session_vectors(self, interaction: Any) -> Tensor:
         day = interaction[self.day_field].long()
@@ -214,7 +223,8 @@ class TASRec(SequentialRecommender):
         """Eq. 8's ``s X^T`` over all items; the padding item 0 gets ``-inf``, so it never competes in the
         softmax nor ranks (RecBole's evaluation masks it too, but not a caller of ``full_sort_predict``)."""
         logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()
-        return logits.index_fill(1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
+        logits[:, 0] = float("-inf")  # in place, no copy of the (B, n_items) scores: autograd keeps no product
+        return logits
 
     def calculate_loss(self, interaction: Any) -> Tensor:
         """Eq. 8-9: the same as ``cross_entropy(self._logits(...), target)``, in one buffer (speed only)."""
