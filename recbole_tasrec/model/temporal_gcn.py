@@ -37,7 +37,7 @@ class TemporalGCN(nn.Module):
     * ``'local'``: only the rows that are needed. Layer ``K`` on the batch's distinct items
       ``S_K``, layer ``k`` on ``S_k = S_{k+1} \cup N(S_{k+1})``, ``x^0`` read on ``S_0``; the
       sub-blocks of ``P`` are cut out of its CSR arrays with vectorised ops
-      (:func:`csr_row_block`, ``searchsorted``). Far cheaper when the batch touches a small
+      (:func:`csr_row_block`, sets marked in an item array). Far cheaper when the batch touches a small
       part of the table (training).
     * ``'full'``: every layer on the whole table (evaluation over a day can compute it once
       and cache it; :meth:`full_table`). ``P^T`` for the backward is cached per ``P``.
@@ -136,9 +136,13 @@ class TemporalGCN(nn.Module):
         return total / (self.n_layers + 1) if self.n_layers else total
 
     def _local_plan(self, propagation: Tensor, rows: Tensor, budget: float | None):
-        """Frontiers ``S_K ⊆ ... ⊆ S_0`` and the CSR blocks ``P[S_k, S_{k-1}]``; ``None`` over budget."""
+        """Frontiers ``S_K ⊆ ... ⊆ S_0`` (ascending ids), the CSR blocks ``P[S_k, S_{k-1}]`` and where ``S_K``'s
+        items sit in each frontier; ``None`` over budget. Sets are marked in an ``n_items`` array, not sorted."""
+        n_items, device = propagation.size(0), rows.device
         frontiers: list[Tensor] = [rows]  # S_K, S_{K-1}, ..., S_0
         blocks: list[tuple[Tensor, Tensor, Tensor]] = []
+        target_rows: list[Tensor] = [torch.arange(rows.numel(), device=device)]  # S_K's rows in each frontier
+        where = torch.empty(n_items, dtype=torch.long, device=device)  # item -> its row in the newest frontier
         cost = 0.0
         for _ in range(self.n_layers):
             current = frontiers[-1]
@@ -146,27 +150,33 @@ class TemporalGCN(nn.Module):
             cost += col.numel() + current.numel() * self.hidden_size
             if budget is not None and cost > budget:
                 return None
-            previous = torch.unique(torch.cat([current, col.to(current.dtype)]))
-            local_col = torch.searchsorted(previous, col.to(previous.dtype)).to(crow.dtype)
-            blocks.append((crow, local_col, values))
+            member = torch.zeros(n_items, dtype=torch.bool, device=device)
+            member[current] = True
+            member[col] = True
+            previous = member.nonzero().squeeze(1)  # S_{k-1} = S_k and its neighbours
+            where[previous] = torch.arange(previous.numel(), device=device)
+            blocks.append((crow, where[col].to(crow.dtype), values))
+            target_rows.append(where[rows])
             frontiers.append(previous)
-        return frontiers, blocks
+        return frontiers, blocks, target_rows
 
     def _local(
-        self, embedding_weight: Tensor, frontiers: list[Tensor], blocks: list[tuple[Tensor, Tensor, Tensor]]
+        self,
+        embedding_weight: Tensor,
+        frontiers: list[Tensor],
+        blocks: list[tuple[Tensor, Tensor, Tensor]],
+        target_rows: list[Tensor],
     ) -> Tensor:
         """``x`` on ``S_K = frontiers[0]`` from the plan, ``(|S_K|, d)``."""
-        targets = frontiers[0]
-        # index_select, not fancy indexing: its backward is an index_add_, not an accumulating index_put_
         h = F.embedding(frontiers[-1], embedding_weight, sparse=self.sparse_grad)  # x^0 on S_0
-        total = h.index_select(0, torch.searchsorted(frontiers[-1], targets))
+        # index_select, not fancy indexing: its backward is an index_add_, not an accumulating index_put_
+        total = h.index_select(0, target_rows[-1])
         # Layer k = 1..K maps S_{k-1} = frontiers[K-k+1] -> S_k = frontiers[K-k].
         for depth in range(self.n_layers - 1, -1, -1):
             crow, local_col, values = blocks[depth]
-            rows, cols = frontiers[depth], frontiers[depth + 1]
-            block = csr(crow, local_col, values, (rows.numel(), cols.numel()))
+            block = csr(crow, local_col, values, (frontiers[depth].numel(), frontiers[depth + 1].numel()))
             h = self._layer(SpMM.apply(block, None, h))
-            total = total + (h if depth == 0 else h.index_select(0, torch.searchsorted(rows, targets)))
+            total = total + (h if depth == 0 else h.index_select(0, target_rows[depth]))
         return total / (self.n_layers + 1)
 
     def forward(
