@@ -12,17 +12,24 @@ Writes ``<output-dir>/<name>.json`` (every metric, seed and configuration, packa
 ``<name>.md`` (mean +- std, the paper's figures beside ours), ``<name>.png`` and ``<name>.ranks.npz`` (the
 per-sample ranks, which ``--resume`` reuses). ``TASRec-base`` / ``TASRec-temp`` are TASRec without its
 temporal / session graph (paper Table 2); any other name is a model of this package or of RecBole.
+
+``--tune-trials N`` replaces the equal settings by equal tuning: each model first gets ``N`` Ray Tune trials
+over its search space (``properties/hyper/<Model>.yaml``) on the same split and budget, ranked by validation;
+its best settings then train every seed, and the json and the report record them. ``--report-only`` writes
+the report again from the json (e.g. of runs that were stopped).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     parser.add_argument("--paper-dataset", help="whose paper figures to show (default: the data set's name)")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--resume", action="store_true", help="skip the (model, seed) runs already in the json")
+    parser.add_argument("--report-only", action="store_true", help="no runs: write the report from the json")
+    tuning = parser.add_argument_group("equal tuning instead of equal settings")
+    tuning.add_argument("--tune-trials", type=int, default=0, help="Ray Tune trials per model (0: no tuning)")
+    tuning.add_argument("--tune-address", help="a running Ray cluster for the trials (default: a local Ray)")
+    tuning.add_argument("--tune-dir", type=Path, help="the sweeps' folders (default: runs/reproduce/<name>)")
     args, rest = parser.parse_known_args(argv)
     overrides: dict[str, Any] = {}
     for arg in rest:
@@ -79,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
             overrides[key] = value
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if args.tune_trials < 0:
+        parser.error("--tune-trials must be 0 (no tuning) or more")
     return args, overrides
 
 
@@ -121,10 +135,14 @@ def metrics_from_ranks(ranks: np.ndarray, names: list[str]) -> dict[str, np.ndar
     return out
 
 
-def run_one(model: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[dict, np.ndarray]:
-    """Train and test one (model, seed); returns its json record and its per-sample test ranks."""
+def run_one(
+    model: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any], tuned: dict[str, Any] | None = None
+) -> tuple[dict, np.ndarray]:
+    """Train and test one (model, seed), with the settings tuning chose if any; returns its json record and its
+    per-sample test ranks."""
     base, variant = VARIANTS.get(model, (model, {}))
-    settings = {**EQUAL_FOOTING, "show_progress": False, "state": "WARNING", **variant, **overrides, "seed": seed}
+    settings = {**EQUAL_FOOTING, "show_progress": False, "state": "WARNING", **variant, **overrides}
+    settings.update({**(tuned or {}), "seed": seed})
     start = time.time()
     result = run_recbole_tasrec(base, args.dataset, config_dict=settings, saved=True)
     ranks, config = test_ranks(result["checkpoint"])
@@ -137,6 +155,28 @@ def run_one(model: str, seed: int, args: argparse.Namespace, overrides: dict[str
         "recall@20_from_ranks": check, "config": config,
     }  # fmt: skip
     return record, ranks
+
+
+def tune_model(model: str, args: argparse.Namespace, overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``args.tune_trials`` Ray Tune trials of ``model`` over its search space, with the runs' budget and data
+    set; returns the best trial's name, validation result and settings. An ablation keeps its switch."""
+    from recbole_tasrec.tune.cli import search_space_file
+    from recbole_tasrec.tune.report import summarize
+    from recbole_tasrec.tune.space import load_search_space
+    from recbole_tasrec.tune.spec import SweepOptions, build_spec
+    from recbole_tasrec.tune.sweep import run_sweep
+
+    base, variant = VARIANTS.get(model, (model, {}))
+    space = {k: v for k, v in load_search_space(search_space_file("default", base)).items() if k not in variant}
+    shared = {**EQUAL_FOOTING, "state": "WARNING", **variant, **overrides, "seed": 0}
+    spec, _ = build_spec(base, args.dataset, space, overrides={k: v for k, v in shared.items() if k not in space})
+    run_sweep(spec, folder, SweepOptions(num_samples=args.tune_trials, scheduler="fifo"))
+    best = summarize(spec, folder).best
+    if best is None:
+        raise RuntimeError(f"every tuning trial of {model} failed: see {folder}/results.csv")
+    return {"trials": args.tune_trials, "best_trial": best.name, "folder": str(folder),
+            "valid": {k: float(v) for k, v in best.valid.items()},
+            "settings": {k: plain(v) for k, v in best.params.items()}}  # fmt: skip
 
 
 def commit() -> str:
@@ -196,6 +236,11 @@ def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, l
              f"equal footing: {header['equal_footing']}", "",
              "| model | seeds | " + " | ".join(metrics) + (" | paper: " + ", ".join(names) if paper else "") + " |",
              "|---" * (len(metrics) + 2 + bool(paper)) + "|"]  # fmt: skip
+    if header.get("tuning"):  # after the command and the package lines
+        tuning = header["tuning"].items()
+        chosen = [f"- {m}: " + ", ".join(f"{k}={v}" for k, v in t["settings"].items()) for m, t in tuning]
+        lines[5:5] = [f"Equal tuning: {header['tune_trials']} Ray Tune trials per model over its search space, "
+                      "ranked by validation; the settings chosen:", "", *chosen, ""]  # fmt: skip
     for model, row in summary["table"].items():
         cells = [f"{100 * row[m][0]:.2f} +- {100 * row[m][1]:.2f}" for m in metrics]
         figures = paper.get(model)
@@ -237,6 +282,26 @@ def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def ray_for_tuning(address: str | None | bool) -> Iterator[None]:
+    """Join (or start) Ray for the tuning trials; ``False``: no tuning, Ray is not even imported."""
+    if address is False:
+        yield
+        return
+    import ray
+
+    from recbole_tasrec.tune.ray_env import init_ray
+
+    started = not ray.is_initialized()
+    if started:
+        init_ray(address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -248,30 +313,46 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = PAPER_METRICS.get(paper_key, DEFAULT_METRICS) + ["mrr@20"]
     runs: list[dict] = []
     ranks: dict[str, np.ndarray] = {}
-    if args.resume and paths["json"].exists():
+    if (args.resume or args.report_only) and paths["json"].exists():
         runs = json.loads(paths["json"].read_text())["runs"]
         ranks = dict(np.load(paths["ranks"])) if paths["ranks"].exists() else {}
         runs = [r for r in runs if f"{r['model']}|{r['seed']}" in ranks]
     header = {"name": name, "dataset": args.dataset, "models": models, "seeds": args.seeds,
               "command": "uv run python benchmarks/reproduce.py " + " ".join(argv or sys.argv[1:]),
               "version": version("recbole-tasrec"), "commit": commit(), "overrides": plain(overrides),
-              "equal_footing": {**EQUAL_FOOTING, **plain(overrides)}}  # fmt: skip
+              "equal_footing": {**EQUAL_FOOTING, **plain(overrides)}, "tune_trials": args.tune_trials,
+              "tuning": {}}  # fmt: skip
+    if args.report_only:
+        if not paths["json"].exists():
+            raise SystemExit(f"--report-only: no {paths['json']} to report on")
+        header = {k: v for k, v in json.loads(paths["json"].read_text()).items() if k not in ("runs", "summary")}
+        models = [m for m in header["models"] if any(r["model"] == m for r in runs)]
+    elif args.resume and paths["json"].exists():
+        header["tuning"] = json.loads(paths["json"].read_text()).get("tuning", {})
     todo = [(m, s) for m in models for s in range(1, args.seeds + 1) if f"{m}|{s}" not in ranks]
+    todo = [] if args.report_only else todo
     started = time.time()
-    for i, (model, seed) in enumerate(todo, 1):
-        record, sample_ranks = run_one(model, seed, args, overrides)
-        runs.append(record)
-        ranks[f"{model}|{seed}"] = sample_ranks
-        save(paths, runs, ranks, header)
-        left = (time.time() - started) / i * (len(todo) - i)
-        print(f"run {i}/{len(todo)}: {model} seed {seed} test recall@20 {record['test_result']['recall@20']:.4f} "
-              f"({record['seconds']:.0f} s); about {left / 60:.1f} min left", flush=True)  # fmt: skip
+    with ray_for_tuning(args.tune_address if args.tune_trials and todo else False):
+        for i, (model, seed) in enumerate(todo, 1):
+            if args.tune_trials and model not in header["tuning"]:
+                folder = (args.tune_dir or ROOT / "runs" / "reproduce" / name) / model
+                header["tuning"][model] = tune_model(model, args, overrides, folder)
+                save(paths, runs, ranks, header)
+                print(f"tuned {model}: {header['tuning'][model]['settings']}", flush=True)
+            tuned = header["tuning"].get(model, {}).get("settings")
+            record, sample_ranks = run_one(model, seed, args, overrides, tuned)
+            runs.append(record)
+            ranks[f"{model}|{seed}"] = sample_ranks
+            save(paths, runs, ranks, header)
+            left = (time.time() - started) / i * (len(todo) - i)
+            print(f"run {i}/{len(todo)}: {model} seed {seed} test recall@20 {record['test_result']['recall@20']:.4f} "
+                  f"({record['seconds']:.0f} s); about {left / 60:.1f} min left", flush=True)  # fmt: skip
     summary = summarise(runs, ranks, models, metrics)
     save(paths, runs, ranks, {**header, "summary": summary})
     tmp = paths["md"].with_name(paths["md"].name + ".tmp")
     tmp.write_text(markdown(header, summary, metrics, PAPER.get(paper_key, {})))
     os.replace(tmp, paths["md"])
-    chart(paths["png"], summary, metrics, f"{name}: test metrics over {args.seeds} seeds")
+    chart(paths["png"], summary, metrics, f"{name}: test metrics over {header['seeds']} seeds")
     print(paths["md"].read_text())
     return summary
 

@@ -1,0 +1,111 @@
+"""benchmarks/reproduce.py, the comparison harness: its report, its ranks, --resume, --report-only and the
+equal tuning of --tune-trials."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reproduce() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def harness_args(data_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset", "tiny", "--output-dir", str(tmp_path / "results"), f"--data_path={data_dir}",
+        f"--run_dir={tmp_path / 'runs'}", "--epochs=1", "--embedding_size=16", "--hidden_size=16", "--n_layers=1",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_report_ranks_resume_and_report_only(
+    reproduce: ModuleType, data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    args = harness_args(data_dir, tmp_path, "--models", "TASRec,STAN", "--seeds", "1")
+    summary = reproduce.main(args)
+    results = tmp_path / "results"
+    data = json.loads((results / "tiny.json").read_text())
+    assert [(r["model"], r["seed"]) for r in data["runs"]] == [("TASRec", 1), ("STAN", 1)]
+    for run in data["runs"]:  # the unrolled ranks give RecBole's own test Recall@20 (rounded to 4 places)
+        assert run["recall@20_from_ranks"] == pytest.approx(run["test_result"]["recall@20"], abs=6e-5)
+        assert run["settings"]["embedding_size"] == 16 and run["config"]["epochs"] == 1
+    ranks = np.load(results / "tiny.ranks.npz")
+    assert sorted(ranks.files) == ["STAN|1", "TASRec|1"] and (ranks["TASRec|1"] >= 1).all()
+    assert summary["versus"]["best_other"] == "STAN"
+    report = (results / "tiny.md").read_text()
+    assert (
+        "| TASRec | 1 |" in report and "| STAN | 1 |" in report and "TASRec minus the best other model (STAN)" in report
+    )
+    assert (results / "tiny.png").stat().st_size > 0
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(reproduce, "run_one", no_training)
+    assert reproduce.main([*args, "--resume"])["table"] == summary["table"]
+    (results / "tiny.md").unlink()
+    reproduce.main(harness_args(data_dir, tmp_path, "--report-only"))
+    assert "--models TASRec,STAN" in (results / "tiny.md").read_text()  # the command of the runs, not this one
+
+
+def test_report_only_without_results_says_so(reproduce: ModuleType, data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no .*tiny.json to report on"):
+        reproduce.main(harness_args(data_dir, tmp_path, "--report-only"))
+
+
+def test_bad_tune_trials_is_a_usage_error(reproduce: ModuleType, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.parse_args(["--dataset", "tiny", "--tune-trials", "-1"])
+    assert exit_info.value.code == 2 and "--tune-trials must be 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tune_trials_choose_record_and_reuse_each_models_settings(
+    reproduce: ModuleType, data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Two Ray Tune trials of SRGNN over its search space; the best one's settings train the seed and are in
+    the json and the report; a resumed harness with one more seed reuses them without tuning again."""
+    env_before = set(os.environ)
+    args = harness_args(
+        data_dir, tmp_path, "--models", "SRGNN", "--tune-trials", "2", "--tune-dir", str(tmp_path / "t")
+    )
+    try:
+        reproduce.main([*args, "--seeds", "1"])
+    finally:
+        for key in set(os.environ) - env_before:  # the Ray token and Ray's own variables
+            del os.environ[key]
+    data = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    tuning = data["tuning"]["SRGNN"]
+    assert tuning["trials"] == 2 and set(tuning["settings"]) == {
+        "embedding_size",
+        "step",
+        "learning_rate",
+        "weight_decay",
+    }
+    assert (tmp_path / "t" / "SRGNN" / "results.csv").read_text().count("\n") == 3  # header + 2 trials
+    run = data["runs"][0]
+    assert {k: run["settings"][k] for k in tuning["settings"]} == tuning["settings"]
+    assert run["config"]["embedding_size"] == tuning["settings"]["embedding_size"]
+    assert "Equal tuning: 2 Ray Tune trials" in (tmp_path / "results" / "tiny.md").read_text()
+
+    def no_tuning(*_args, **_kwargs):
+        raise AssertionError("the model was tuned again")
+
+    monkeypatch.setattr(reproduce, "tune_model", no_tuning)
+    reproduce.main([*args, "--seeds", "2", "--resume"])
+    runs = json.loads((tmp_path / "results" / "tiny.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [1, 2]
+    assert runs[1]["settings"]["learning_rate"] == tuning["settings"]["learning_rate"]
