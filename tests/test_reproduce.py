@@ -109,3 +109,36 @@ def test_tune_trials_choose_record_and_reuse_each_models_settings(
     runs = json.loads((tmp_path / "results" / "tiny.json").read_text())["runs"]
     assert [r["seed"] for r in runs] == [1, 2]
     assert runs[1]["settings"]["learning_rate"] == tuning["settings"]["learning_rate"]
+
+
+def write_harness_result(results: Path, name: str, ranks: dict[str, np.ndarray]) -> None:
+    """A harness result as benchmarks/reproduce.py writes it, as far as schedule_report.py reads it."""
+    (results / name).parent.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps({"name": name, "runs": []}))
+    np.savez_compressed(results / f"{name}.ranks.npz", **ranks)
+
+
+def test_schedule_report_verdicts(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Default (plateau) best, tied with constant, within noise of the best, or worse, from per-sample ranks."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("schedule_report", ROOT / "benchmarks" / "schedule_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    rng = np.random.default_rng(0)
+    good = rng.integers(1, 15, 400)  # ranks: about 95 % within the top 20
+    bad = rng.integers(1, 60, 400)  # about a third within the top 20
+    noisy = good.copy()
+    noisy[:3] = 100  # three samples fall out: within noise
+    results = tmp_path / "results"
+    write_harness_result(results, "schedules/log-paper", {"A|1": bad, "B|1": good, "C|1": good})
+    write_harness_result(results, "schedules/log-constant", {"A|1": good, "B|1": noisy, "C|1": good})
+    write_harness_result(results, "log", {"A|1": good, "B|1": bad, "C|1": noisy})  # the default, from the harness
+    rows = {
+        row["model"]: row for row in report.main(["--datasets", "log", "--models", "A,B,C", "--results", str(results)])
+    }
+    assert rows["A"]["verdict"] == "best (the same ranks as constant)"
+    assert rows["B"]["verdict"] == "worse" and rows["B"]["best"] == "paper" and rows["B"]["p_value"] < 0.05
+    assert rows["C"]["verdict"] == "within noise" and rows["C"]["default_minus_best"] == pytest.approx(-3 / 400)
+    assert rows["C"]["plateau"]["file"] == "log.json"
+    text = (results / "schedules" / "summary.md").read_text()
+    assert "| log (400 tests) | B |" in text and (results / "schedules" / "summary.png").stat().st_size > 0

@@ -1,0 +1,143 @@
+"""Does the default learning-rate schedule train well at every data size? (issue 8)
+
+    uv run python benchmarks/schedule_report.py --datasets drift5k,sample,diginetica-sample,drift50k
+
+For each data set ``D`` it reads the harness results (``benchmarks/reproduce.py``) of each schedule:
+``results/schedules/<D>-paper.json`` and ``<D>-constant.json``, and for the default (``plateau``)
+``results/schedules/<D>-plateau.json``, or else the harness run with the defaults, ``results/<D>.json``. For each
+model it compares the default with the best of the three: a paired t-test over the test samples of the
+per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files). The default is "within noise" when that
+test does not separate it from the best at p < 0.05.
+
+Writes ``results/schedules/summary.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from reproduce import metrics_from_ranks
+from scipy import stats
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCHEDULES = ("paper", "constant", "plateau")
+DEFAULT = "plateau"
+METRIC = "recall@20"
+
+
+def schedule_files(dataset: str, schedule: str, results: Path) -> Path | None:
+    """The harness json of ``dataset`` under ``schedule`` (the default may come from the plain harness run)."""
+    path = results / "schedules" / f"{dataset}-{schedule}.json"
+    if path.exists():
+        return path
+    plain = results / f"{dataset}.json"
+    return plain if schedule == DEFAULT and plain.exists() else None
+
+
+def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
+    """Seed-averaged per-sample Recall@20 of ``model`` in one harness result, and each seed's Recall@20."""
+    ranks = np.load(path.with_name(path.name.removesuffix(".json") + ".ranks.npz"))
+    keys = [k for k in ranks.files if k.split("|")[0] == model]
+    if not keys:
+        return None
+    values = [metrics_from_ranks(ranks[k], [METRIC])[METRIC] for k in keys]
+    return np.mean(values, axis=0), [float(v.mean()) for v in values]
+
+
+def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
+    found = {}
+    for schedule in SCHEDULES:
+        path = schedule_files(dataset, schedule, results)
+        values = per_sample(path, model) if path else None
+        if values is not None:
+            found[schedule] = {"file": str(path.relative_to(results)), "samples": values[0], "seeds": values[1]}
+    if DEFAULT not in found or len(found) < 2:
+        return None
+    sizes = {entry["samples"].size for entry in found.values()}
+    if len(sizes) != 1:
+        raise SystemExit(f"{dataset}, {model}: the schedules' results were tested on different samples {sizes}")
+    best = max(found, key=lambda s: (found[s]["samples"].mean(), s == DEFAULT))  # a tie goes to the default
+    row: dict[str, Any] = {"dataset": dataset, "model": model, "best": best, "test_samples": sizes.pop()}
+    for schedule, entry in found.items():
+        row[schedule] = {"mean": float(np.mean(entry["seeds"])), "std": float(np.std(entry["seeds"])),
+                         "seeds": len(entry["seeds"]), "file": entry["file"]}  # fmt: skip
+    difference = found[DEFAULT]["samples"] - found[best]["samples"]
+    row["default_minus_best"] = float(difference.mean())
+    same = best == DEFAULT or not difference.any()  # identical runs (e.g. no plateau decay happened) give no test
+    row["p_value"] = 1.0 if same else float(stats.ttest_rel(found[DEFAULT]["samples"], found[best]["samples"]).pvalue)
+    row["verdict"] = "best" if best == DEFAULT else ("within noise" if row["p_value"] >= 0.05 else "worse")
+    twins = [s for s in found if s != DEFAULT and np.array_equal(found[s]["samples"], found[DEFAULT]["samples"])]
+    if twins:  # e.g. constant, when the plateau never decayed
+        row["verdict"] += f" (the same ranks as {', '.join(twins)})"
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
+    lines = ["# The default schedule (plateau) against the paper's and a constant rate: test Recall@20 (%)", "",
+             f"Command: `{command}`. Mean +- std over seeds (n); the verdict is a paired t-test over test samples",
+             "of the seed-averaged per-sample Recall@20, default against the best schedule.", "",
+             "| data set | model | paper | constant | plateau (default) | best | default - best (pp) | p | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        cells = []
+        for schedule in SCHEDULES:
+            entry = row.get(schedule)
+            cells.append(f"{100 * entry['mean']:.1f} +- {100 * entry['std']:.1f} ({entry['seeds']})" if entry else "-")
+        verdict = f"{row['best']} | {100 * row['default_minus_best']:+.1f} | {row['p_value']:.2g} | {row['verdict']}"
+        where = f"{row['dataset']} ({row['test_samples']} tests)"
+        lines.append(f"| {where} | {row['model']} | {' | '.join(cells)} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    width = 0.27
+    for i, schedule in enumerate(SCHEDULES):
+        means = [100 * row[schedule]["mean"] if schedule in row else np.nan for row in rows]
+        stds = [100 * row[schedule]["std"] if schedule in row else 0.0 for row in rows]
+        ax.bar(np.arange(len(rows)) + i * width, means, width, yerr=stds, capsize=2, label=schedule)
+    ax.set_xticks(np.arange(len(rows)) + width, [f"{r['dataset']}\n{r['model']}" for r in rows], fontsize=7)
+    ax.set_ylabel("test Recall@20 (%)")
+    ax.set_title("learning-rate schedules by data set and model")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", required=True, help="comma-separated harness result names")
+    parser.add_argument("--models", default="TASRec,TASRec-base,SRGNN")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    rows = [row for dataset in args.datasets.split(",") for model in args.models.split(",")
+            if (row := compare(dataset, model, args.results)) is not None]  # fmt: skip
+    if not rows:
+        raise SystemExit("no data set has the default schedule and another one for these models")
+    command = "uv run python benchmarks/schedule_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = args.results / "schedules" / "summary"
+    for suffix, text in ((".md", markdown(rows, command)), (".json", json.dumps(rows, indent=1))):
+        tmp = out.with_name(out.name + suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out.with_name(out.name + suffix))
+    chart(out.with_name(out.name + ".png"), rows)
+    print(markdown(rows, command))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
