@@ -5,7 +5,8 @@
 One generated log per ``transition_period`` (days an item's successors hold before they are redrawn: small =
 fast drift; at least the log's length = no drift), written under ``--data-dir`` (not the project). On each
 log: TASRec-base, and TASRec with the default graph settings; on one log (``--graph-variants-at``, default the
-period 3 of tests/test_learning.py) also TASRec with ``edge_weight: count`` and ``neighbor_threshold: 0.25``.
+period 3 of tests/test_learning.py) also TASRec with each graph setting changed alone: ``edge_weight: count``,
+``neighbor_threshold: 0.25``, ``temporal_window: 2`` and ``decay`` 0.25 and 0.75 (default 0.5).
 Beside each log: the share of its test target transitions that the day's graph holds
 (``recbole_tasrec.data.stats``), the number to check on a real log.
 Writes ``benchmarks/results/drift_study.{json,md,png}``.
@@ -32,14 +33,17 @@ from recbole_tasrec.data.synthetic import SyntheticConfig, write
 ROOT = Path(__file__).resolve().parents[1]
 #: small logs (~5k training samples) so that the whole study runs in minutes on 2 cores
 LOG = {"n_items": 300, "sessions_per_day": 120, "n_days": 16, "p_follow": 0.9, "seed": 11}
-#: lr_patience 1 / stopping_step 3: the plateau settings these results (and tests/test_learning.py) were measured with
+#: a short budget, and the package's default schedule and early stopping
 TRAINING = {"epochs": 4, "embedding_size": 32, "n_layers": 1, "train_batch_size": 64, "show_progress": False,
-            "state": "WARNING", "lr_patience": 1, "stopping_step": 3}  # fmt: skip
+            "state": "WARNING"}  # fmt: skip
 VARIANTS = {
     "TASRec-base": {"use_temporal_graph": False},
     "TASRec": {},
     "TASRec count": {"edge_weight": "count"},
     "TASRec threshold 0.25": {"neighbor_threshold": 0.25},
+    "TASRec window 2": {"temporal_window": 2},
+    "TASRec decay 0.25": {"decay": 0.25},
+    "TASRec decay 0.75": {"decay": 0.75},
 }
 
 
