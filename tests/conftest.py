@@ -97,4 +97,3 @@ def served(app: Any, log_level: str = "warning") -> Iterator[int]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
