@@ -275,6 +275,13 @@ def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
     ax.set_ylabel("% (mean +- std over seeds)")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure under a temporary name, then rename it (never a half-written PNG); close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reproduce import metrics_from_ranks
+from reproduce import metrics_from_ranks, save_figure
 from scipy import stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -111,11 +111,7 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_ylabel("test Recall@20 (%)")
     ax.set_title("learning-rate schedules by data set and model")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
