@@ -16,15 +16,13 @@ writes ``benchmarks/results/eval_<date>.json``; a smaller one ``runs/bench_resul
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_training import REQUIRED, ROOT, dataset_name, ensure_data, machine_info, ratio, write_result
+from bench_training import REQUIRED, ROOT, dataset_name, ensure_data, machine_info, ratio, run_identity, write_result
 
 EVAL_TARGET = 1.6  # TASRec sessions/s / SRGNN sessions/s >= this
 
@@ -125,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     scale_ok = args.items >= 25_000 and args.sessions_per_day * args.days >= REQUIRED["sessions"]
     result = {
-        "benchmark": "bench_eval",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": (
-            "uv run python benchmarks/bench_eval.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        ).strip(),
+        **run_identity("bench_eval", argv),
         "machine": machine_info(args),
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],

@@ -24,13 +24,12 @@ import datetime as dt
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_training import ROOT, machine_info
+from bench_training import ROOT, machine_info, run_identity
 
 SPEED_TARGET = 1_000_000  # edges/s
 FLAT_TARGET = 0.10  # the pruned graph's bytes at day 365 within 10 % of day 30's
@@ -148,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"graph_{dt.date.today().isoformat()}"
     result.update(
         {
-            "benchmark": "bench_graph",
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": (
-                "uv run python benchmarks/bench_graph.py " + " ".join(sys.argv[1:] if argv is None else argv)
-            ).strip(),
+            **run_identity("bench_graph", argv),
             "settings": vars(args),
             "machine": machine_info(args),
             "loadavg_start": [round(x, 2) for x in load_start],

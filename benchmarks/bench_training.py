@@ -334,6 +334,16 @@ def run_worker(args: argparse.Namespace, model: str) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_identity(benchmark: str, argv: list[str] | None) -> dict[str, str]:
+    """The first keys of every benchmark result: which script, when (UTC), and the command that reruns it."""
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "benchmark": benchmark,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": f"uv run python benchmarks/{benchmark}.py {' '.join(args)}".strip(),
+    }
+
+
 def write_result(result: dict[str, Any], kind: str, output: str | None, scale_ok: bool) -> Path:
     """Write a benchmark's JSON atomically: to ``output``, else ``benchmarks/results/<kind>_<date>.json`` for a run
     at the required scale, or ``runs/bench_results/`` for a smaller one (never replacing a recorded result)."""
@@ -486,11 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     load_end = os.getloadavg()
-    command = "uv run python benchmarks/bench_training.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {
-        "benchmark": "bench_training",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command.strip(),
+        **run_identity("bench_training", argv),
         "machine": machine_info(args),
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in load_end],

@@ -290,9 +290,10 @@ def save_figure(fig: Any, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def ray_for_tuning(address: str | None | bool) -> Iterator[None]:
-    """Join (or start) Ray for the tuning trials; ``False``: no tuning, Ray is not even imported."""
-    if address is False:
+def ray_for_tuning(needed: bool, address: str | None) -> Iterator[None]:
+    """Join the cluster at ``address`` (or start a local Ray) for the tuning trials; nothing, not even the
+    import of Ray, when no tuning is ``needed``."""
+    if not needed:
         yield
         return
     import ray
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
     todo = [(m, s) for m in models for s in range(1, args.seeds + 1) if f"{m}|{s}" not in ranks]
     todo = [] if args.report_only else todo
     started = time.time()
-    with ray_for_tuning(args.tune_address if args.tune_trials and todo else False):
+    with ray_for_tuning(bool(args.tune_trials and todo), args.tune_address):
         for i, (model, seed) in enumerate(todo, 1):
             if args.tune_trials and model not in header["tuning"]:
                 folder = (args.tune_dir or ROOT / "runs" / "reproduce" / name) / model

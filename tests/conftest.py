@@ -97,3 +97,20 @@ def served(app: Any, log_level: str = "warning") -> Iterator[int]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def assert_learns_demo_set_and_checkpoint_rescores(model: str, settings: dict[str, Any], factor: float) -> None:
+    """Train ``model`` on the demo set: the loss falls, test Recall@20 beats ``factor`` x most-popular's, and the
+    best checkpoint, loaded and evaluated again, gives the same test metrics (models with state beyond weights,
+    such as CSRM's memory, must carry it in the checkpoint)."""
+    from recbole_tasrec import load_data_and_model, run_recbole_tasrec
+    from recbole_tasrec.trainer import TASRecTrainer
+
+    result = run_recbole_tasrec(model, "sample", config_dict=settings)
+    assert result["train_loss"][1] < result["train_loss"][0]
+    popular = most_popular_recall_at_20(model, "sample", settings)
+    assert result["test_result"]["recall@20"] > factor * popular
+
+    config, loaded, _, _, _, test_data = load_data_and_model(result["checkpoint"])
+    again = TASRecTrainer(config, loaded).evaluate(test_data, load_best_model=False, show_progress=False)
+    assert {k: float(v) for k, v in again.items()} == pytest.approx(result["test_result"], abs=1e-6)

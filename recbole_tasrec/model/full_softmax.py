@@ -22,8 +22,8 @@ __all__ = ["full_softmax_cross_entropy"]
 
 class _FullSoftmaxCrossEntropy(torch.autograd.Function):
     """The buffer holds the scores transposed, ``X s^T`` of shape ``(n, B)``: with ``B`` much smaller than
-    ``n``, MKL computes that product almost twice as fast as ``s X^T`` (measured at ``n`` = 20k, d = 100,
-    B = 128, 2 threads: 4.3 vs 7.7 ms), and the two backward products cost the same either way."""
+    ``n``, MKL computes that product faster than ``s X^T`` (``benchmarks/bench_output_layer.py``), and the two
+    backward products cost the same either way."""
 
     @staticmethod
     def forward(ctx, session: Tensor, items: Tensor, target: Tensor, masked_item: int) -> Tensor:  # type: ignore[override]
