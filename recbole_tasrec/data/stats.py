@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recbole_tasrec.config import Config
 from recbole_tasrec.data.daily_graphs import DailyGraphs
 from recbole_tasrec.data.dataset import TEST, TASRecDataset
 
@@ -127,6 +126,9 @@ def plot(stats: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
+    # the command line builds a configuration; the statistics take any mapping of settings, so data/ needs no Config
+    from recbole_tasrec.config import Config
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Any --key=value: a RecBole setting.")
     parser.add_argument("--dataset", required=True, help="a folder under data_path (default atomic_data/)")
     parser.add_argument("--output", type=Path, help="the PNG (default <run_dir>/stats/<dataset>.png)")

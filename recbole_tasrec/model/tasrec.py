@@ -40,8 +40,6 @@ from recbole_tasrec.model.readout import AttentionReadout
 from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs
 from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 
-TEMPORAL_EVAL_MODES = ("streaming", "frozen")
-
 
 class _ItemCount(NamedTuple):
     """The one thing RecBole's ``SequentialRecommender.__init__`` reads of a data set,
@@ -100,12 +98,8 @@ class TASRec(SequentialRecommender):
         self.embedding_size = int(config["embedding_size"])
         self.use_session_graph = bool(config["use_session_graph"])
         self.use_temporal_graph = bool(config["use_temporal_graph"])
-        if not (self.use_session_graph or self.use_temporal_graph):
-            raise ValueError("use_session_graph and use_temporal_graph cannot both be False")
-        self.session_edge_weight = config["session_edge_weight"] or "count"
-        self.temporal_eval = config["temporal_eval"] or "streaming"
-        if self.temporal_eval not in TEMPORAL_EVAL_MODES:
-            raise ValueError(f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}")
+        self.session_edge_weight = config["session_edge_weight"]
+        self.temporal_eval = config["temporal_eval"]
         self.day_field = config["DAY_FIELD"] or "day"
         self.n_train_days = n_train_days
         self.graph_source = graph_source  # Eq. 1: the decayed temporal graph of every day
