@@ -194,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lr_decay_epochs", Whole(1), 2, "paper: epochs between decays"),
     Setting("stopping_step", Whole(0), 5, "stop after stopping_step + 1 evaluations without improvement"),
     Setting("eval_step", Whole(0), 1, "epochs between validations (0: none)"),
-    # several processes
+    # several processes (recbole_tasrec/distributed.py checks them against each other and torchrun's variables)
     Setting("nproc", Whole(1), 1, "processes on this machine"),
     Setting("world_size", Whole(-1), -1, "processes on all machines; -1: nproc"),
     Setting("ip", Text(), "localhost", "address of the machine that runs global rank 0"),

@@ -29,7 +29,12 @@ FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthChe
 def no_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Replaces the training: a bad command line must be refused before any of it."""
     calls: list[tuple] = []
-    monkeypatch.setattr(recbole_tasrec.quick_start, "run_recbole_tasrec", lambda *a: calls.append(a) or {"test_result": {}})
+
+    def run(*args: object) -> dict:
+        calls.append(args)
+        return {"test_result": {}}
+
+    monkeypatch.setattr(recbole_tasrec.quick_start, "run_recbole_tasrec", run)
     return calls
 
 
@@ -74,8 +79,8 @@ def base(data_dir: Path, tmp_path: Path) -> list[str]:
         ("--lr_scheduler=cosine", "lr_scheduler must be one of plateau, paper, constant, got 'cosine'"),
         ("--lr_decay_gamma=1.5", "lr_decay_gamma must be a number > 0 and < 1, got 1.5"),
         ("--lr_patience=5", "lr_patience=5 must be smaller than stopping_step=5"),
-        ("--port=70000", "port must be a whole number >= 1 and <= 65535, got 70000"),
         ("--learning_rate=1e999", "learning_rate must be a number > 0, got inf"),
+        ("--port=70000", "port must be a whole number >= 1 and <= 65535, got 70000"),
         ("--DAY_FIELD=", "DAY_FIELD must be non-empty text, got ''"),
         ("--metrics=['Foo']", "There is no metric named 'Foo'"),
         ("--valid_metric=Recall@7", "unknown metric 'Recall@7'"),

@@ -72,6 +72,8 @@ def build_session_graphs(
     Returns:
         :class:`SessionGraphs` with ``N = max(1, max distinct items in a session of the batch)``.
     """
+    if edge_weight not in ("count", "binary"):
+        raise ValueError(f"edge_weight must be 'count' or 'binary', got {edge_weight!r}")
     if item_seq.dim() != 2:
         raise ValueError(f"item_seq must be (B, L), got shape {tuple(item_seq.shape)}")
     dtype = dtype or torch.get_default_dtype()
