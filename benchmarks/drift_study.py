@@ -10,7 +10,7 @@ period 3 of tests/test_learning.py) also TASRec with each graph setting changed 
 ``neighbor_threshold: 0.25``, ``temporal_window: 2`` and ``decay`` 0.25 and 0.75 (default 0.5).
 Beside each log: the share of its test target transitions that the day's graph holds
 (``recbole_tasrec.data.stats``), the number to check on a real log.
-Writes ``benchmarks/results/drift_study.{json,md,png}``.
+Writes ``benchmarks/results/drift_study.{json,md,png}`` (``--output``: the json, the others beside it).
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/recbole_tasrec_drift"))
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "drift_study")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS / "drift_study.json")
     args = parser.parse_args(argv)
-    out = RESULTS / "drift_study.json"
+    out = args.output
     data = json.loads(out.read_text()) if args.resume and out.exists() else {"logs": {}}
     data.update({**result_header("drift_study", argv, threads=None), "seeds": args.seeds,
                  "log": LOG, "training": TRAINING, "variants": VARIANTS,
