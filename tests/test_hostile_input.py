@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.bench_serving import random_recommender
+from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve.cli import main
 from recbole_tasrec.serve.http import MAX_SESSION, create_app
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_serving import random_recommender
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve import SessionRecommender
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.http import MAX_ITEM_ID, create_app
