@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from bench_training import run_identity
 
 from recbole_tasrec import run_recbole_tasrec
@@ -41,9 +42,9 @@ def commit() -> str:
     return head + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def measure(model: str, dataset: str, data_path: str, run_dir: str) -> dict[str, Any]:
-    """One run of ``model`` at its defaults: its test (and validation) metrics and its wall time."""
-    settings: dict[str, Any] = {"run_dir": run_dir, "show_progress": False, "state": "WARNING"}
+def measure(model: str, dataset: str, data_path: str, run_dir: str, overrides: dict[str, str]) -> dict[str, Any]:
+    """One run of ``model`` (defaults, then ``overrides``): its test and validation metrics and its wall time."""
+    settings: dict[str, Any] = {"run_dir": run_dir, "show_progress": False, "state": "WARNING", **overrides}
     if data_path:
         settings["data_path"] = data_path
     start = time.perf_counter()
@@ -63,18 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         "--dataset", action="append", required=True, metavar="NAME=DATA_PATH", help="a data set (repeatable)"
     )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated kNN models")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting other than the default (repeatable)"
+    )
     parser.add_argument("--output", default=str(OUTPUT), help="the JSON file to merge the figures into")
     args = parser.parse_args(argv)
     datasets = dict(entry.partition("=")[::2] for entry in args.dataset)
+    overrides = {key: yaml.safe_load(value) for key, _, value in (entry.partition("=") for entry in args.set)}
     figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="knn_strength_") as run_dir:
         for dataset, data_path in datasets.items():
             for model in args.models.split(","):
-                figures.setdefault(dataset, {})[model] = row = measure(model, dataset, data_path, run_dir)
+                figures.setdefault(dataset, {})[model] = row = measure(model, dataset, data_path, run_dir, overrides)
                 print(f"{dataset} {model}: {row}", flush=True)
     output = Path(args.output)
     recorded = json.loads(output.read_text()) if output.exists() else {}
-    recorded[args.label] = {**run_identity("knn_strength", argv), "commit": commit(), "results": figures}
+    recorded[args.label] = {
+        **run_identity("knn_strength", argv),
+        "commit": commit(),
+        "settings": overrides,
+        "results": figures,
+    }
     write_atomic_text(output, json.dumps(recorded, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
