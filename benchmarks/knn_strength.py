@@ -1,6 +1,6 @@
 """SKNN, V-SKNN and STAN at their defaults: test Recall@20 and MRR@20 on the demo set and the Diginetica sample.
 
-    uv run python benchmarks/knn_strength.py --label after --dataset sample= --dataset diginetica=/tmp/knn_data
+    uv run python -m benchmarks.knn_strength --label after --dataset sample= --dataset diginetica=/tmp/knn_data
 
 Each ``--dataset NAME=DATA_PATH`` is run through :func:`recbole_tasrec.run_recbole_tasrec` (an empty path: the
 package's default ``data_path``). The Diginetica sample is converted first, outside the repository, under the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,22 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_training import run_identity
 
+from benchmarks.common import RESULTS, load_average, result_header, write_json
 from recbole_tasrec import run_recbole_tasrec
-from recbole_tasrec.data.atomic import write_atomic_text
 
-ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "benchmarks" / "results" / "knn_strength.json"
+OUTPUT = RESULTS / "knn_strength.json"
 MODELS = ("SKNN", "VSKNN", "STAN")
 METRICS = ("recall@20", "mrr@20")
-
-
-def commit() -> str:
-    """The checked-out commit, with ``+dirty`` when the working tree has uncommitted changes."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
-    return head + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def measure(model: str, dataset: str, data_path: str, run_dir: str, overrides: dict[str, str]) -> dict[str, Any]:
@@ -80,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     recorded = json.loads(output.read_text()) if output.exists() else {}
     recorded[args.label] = {
-        **run_identity("knn_strength", argv),
-        "commit": commit(),
+        **result_header("knn_strength", argv, threads=None),
+        "loadavg_end": load_average(),
         "settings": overrides,
         "results": figures,
     }
-    write_atomic_text(output, json.dumps(recorded, indent=2) + "\n")
+    write_json(output, recorded)
     print(f"wrote {output}")
     return 0
 
