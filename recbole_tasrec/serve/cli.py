@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec.safe_write import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
 from recbole_tasrec.serve.recommender import SessionRecommender
