@@ -58,10 +58,7 @@ class Ranker:
         """
         if len(sessions) == 0:
             raise ValueError("ranking needs at least one session (a list of item ids)")
-        ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(sessions),))
-        if ks.size and ks.min() < 1:
-            raise ValueError(f"k must be at least 1, got {ks.min()}")
-        ks = np.minimum(ks, len(self.tokens) - 1)
+        ks = np.broadcast_to(np.asarray(self.bounded_k(k), dtype=np.int64), (len(sessions),))
         excluding = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), (len(sessions),))
         ids, session_of, flat = self.encode(sessions)
         ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)))
@@ -75,6 +72,15 @@ class Ranker:
             values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
             self._collect(ranked, top.indices.cpu().numpy(), values)
         return ranked
+
+    def bounded_k(self, k: int | Sequence[int]) -> int | list[int]:
+        """``k`` at most the item count, checked as Python ints: a ``k`` of 2**64 is the item count, not an
+        OverflowError; ``k`` below 1 is a ``ValueError``."""
+        ks = [k] if isinstance(k, int | np.integer) else list(k)
+        if any(int(one) < 1 for one in ks):
+            raise ValueError(f"k must be at least 1, got {min(int(one) for one in ks)}")
+        bounded = [min(int(one), len(self.tokens) - 1) for one in ks]
+        return bounded[0] if isinstance(k, int | np.integer) else bounded
 
     def _collect(self, ranked: Ranked, indices: np.ndarray, values: np.ndarray) -> None:
         valid = np.isfinite(values)
