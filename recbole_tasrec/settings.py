@@ -163,6 +163,7 @@ def _in(home: str) -> Callable[..., Setting]:
 
 _tasrec, _csrm, _lessr, _sknn, _stan, _vsknn = map(_in, ("TASRec", "CSRM", "LESSR", "SKNN", "STAN", "VSKNN"))
 _FRESHNESS = OneOf(("streaming", "frozen"))
+_WEIGHTINGS = OneOf(("same", "div", "linear", "quadratic", "log"))
 
 # fmt: off
 #: Every setting this package adds or constrains, one per line (see the module docstring for how to add one).
@@ -225,12 +226,15 @@ SETTINGS: tuple[Setting, ...] = (
     _lessr("num_layers", Whole(1), 3, "graph layers (EOPA, SGAT, EOPA, ...)"),
     _lessr("embedding_max_norm", OrNone(Number(above=0)), 1.0, "item embedding rows renormalised to this norm"),
     _sknn("k", Whole(1), 100, "neighbours read (kNN: sessions; CSRM: memory rows)"),
-    _sknn("sample_size", Whole(1), 500, "only the most recent sessions sharing an item are compared"),
+    _sknn("sample_size", Whole(1), 1000, "only the most recent sessions sharing an item are compared"),
     _sknn("knn_streaming", Flag(), True, "a sample of day t may use every session of days < t, or training only"),
     _stan("lambda_1", Number(above=0), 1.02, "position decay of the current session's items"),
-    _stan("lambda_2", Number(above=0), 5.0, "recency decay of a neighbour, in days"),
+    _stan("lambda_2", Number(above=0), 5.0, "recency decay of a neighbour, in calendar days"),
     _stan("lambda_3", Number(above=0), 2.05, "decay of a neighbour's items by distance from the shared one"),
-    _vsknn("idf_weighting", Number(at_least=0), 1.0, "score factor 1 + idf_weighting * log(N / df(i))"),
+    _stan("item_anchor", OneOf(("last_shared", "most_recent")), "last_shared", "lambda_3's anchor item"),
+    _vsknn("weighting", _WEIGHTINGS, "div", "weight of a current-session click by its position"),
+    _vsknn("weighting_score", _WEIGHTINGS, "div", "decay of a neighbour's scores by clicks since shared"),
+    _vsknn("idf_weighting", Number(at_least=0), 0.0, "score factor 1 + idf_weighting * ln(N / c(i))"),
 )
 # fmt: on
 

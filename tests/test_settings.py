@@ -15,6 +15,8 @@ from recbole_tasrec.config import Config
 from recbole_tasrec.data.dataloader import DAY_ORDERS
 from recbole_tasrec.data.temporal_graph import EDGE_WEIGHTS
 from recbole_tasrec.model.csrm import MEMORY_EVAL_MODES
+from recbole_tasrec.model.stan import ANCHORS
+from recbole_tasrec.model.vsknn import POSITION_WEIGHTS, STEP_WEIGHTS
 from recbole_tasrec.settings import BY_KEY, DATASET_KEYS, SETTINGS, YamlLoader, check, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +69,12 @@ def test_rows_are_unique_and_the_data_set_keys_are_the_protocols() -> None:
 
 
 def test_the_modules_word_lists_are_the_tables() -> None:
-    """The graph, loader and memory classes keep their own argument checks (they are used without a Config)."""
+    """The graph, loader, memory and kNN classes keep their own argument checks (they are used without a Config)."""
     assert set(BY_KEY["edge_weight"].allowed.choices) == set(EDGE_WEIGHTS)
     assert set(BY_KEY["train_day_order"].allowed.choices) == set(DAY_ORDERS)
     assert set(BY_KEY["memory_eval"].allowed.choices) == set(MEMORY_EVAL_MODES)
+    assert set(BY_KEY["item_anchor"].allowed.choices) == set(ANCHORS)
+    assert set(BY_KEY["weighting"].allowed.choices) == set(POSITION_WEIGHTS) == set(STEP_WEIGHTS)
 
 
 def imported_modules(path: Path) -> set[str]:

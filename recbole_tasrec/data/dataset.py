@@ -188,6 +188,10 @@ class TASRecDataset(SequentialDataset):
         self.session_day = np.full(n_sessions, -1, dtype=np.int64)
         self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
         self.n_days = int(self.session_day.max()) + 1
+        # each session's last click (float64 Unix seconds): the session kNN models' recency and STAN's decay
+        last_click = df.groupby(uid, sort=False)[time].max()
+        self.session_last_time = np.full(n_sessions, np.nan)
+        self.session_last_time[last_click.index.to_numpy()] = last_click.to_numpy(np.float64)
         n_test = n_test_days(self.n_days, self.config["test_day_ratio"])
         self.n_train_days = self.n_days - n_test
         if self.n_train_days < 1:

@@ -13,7 +13,6 @@ Prints a table and writes a PNG (``--output``, default ``<run_dir>/stats/<datase
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 
 from recbole_tasrec.data.daily_graphs import DailyGraphs
 from recbole_tasrec.data.dataset import TEST, TASRecDataset
+from recbole_tasrec.safe_write import atomic_path
 
 COLUMNS = ["day", "split", "sessions", "samples", "new_items", "transitions", "held", "test_targets", "test_held"]
 
@@ -118,11 +118,9 @@ def plot(stats: pd.DataFrame, path: Path, title: str) -> None:
     bottom.set_xlabel("day")
     bottom.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
