@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from recbole.utils.argument_list import dataset_arguments
 
 from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec.data.dataset import DATA_SET_KEYS
 
 PathLike = str | os.PathLike[str]
 
@@ -65,7 +65,7 @@ def run_identity(config: Any, dataset: Any | None = None) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "model": config["model"],
         "dataset": config["dataset"],
-        "dataset_config": {key: config[key] for key in dataset_arguments if key in config},
+        "dataset_config": {key: config[key] for key in DATA_SET_KEYS if key in config},
     }
     if dataset is not None:
         identity.update(n_items=int(dataset.item_num), item_digest=item_digest(dataset))

@@ -22,9 +22,11 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_tasrec import run_folder
 from recbole_tasrec.data.dataloader import DAY_ORDERS
 from recbole_tasrec.data.dataset import TASRecDataset, check_settings, check_whole_number
 from recbole_tasrec.data.temporal_graph import EDGE_WEIGHTS
+from recbole_tasrec.distributed.device import join_process_group
 from recbole_tasrec.model.tasrec import TEMPORAL_EVAL_MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -194,5 +196,16 @@ class Config(RecBoleConfig):
             if path.is_file():
                 self._update_internal_config_dict(str(path))
         self.internal_config_dict["data_path"] = str(default_data_path(self.internal_config_dict.get("data_path")))
+        # a new list: RecBole's own (recbole.utils.argument_list.dataset_arguments) stays as it is
         dataset_keys = self.parameters["Dataset"]
-        dataset_keys += [key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_keys]
+        self.parameters["Dataset"] = [*dataset_keys, *(k for k in TASRecDataset.CONFIG_KEYS if k not in dataset_keys)]
+
+    # --- RecBole extended, not patched (docs/recbole-fixes.md) ---------------------------------------------
+    def _set_default_parameters(self) -> None:
+        super()._set_default_parameters()
+        settings = self.final_config_dict
+        settings["checkpoint_dir"] = run_folder.checkpoint_dir(settings, self.external_config_dict)
+
+    def _init_device(self) -> None:
+        if not join_process_group(self):
+            super()._init_device()
