@@ -11,14 +11,15 @@ RecBole attribute replaced (:data:`REPLACED`)  why it cannot be an override
 ``Config.compatibility_settings``              every ``Config()`` raises on numpy 2 (configurator.py:630)
 ``recbole.trainer.trainer.torch``              ``torch.load`` of RecBole's own checkpoints fails on torch
                                                >= 2.6 (trainer.py:323, 583), inside ``evaluate``
-``recbole.quick_start.quick_start.torch``      the same in ``load_data_and_model`` (quick_start.py:250)
 ``recbole.data.dataset.dataset.pd``            an empty ``token_seq``/``float_seq`` value crashes the read
                                                (dataset.py:501-505), in the middle of ``_load_feat``
 =============================================  ============================================================
 
-Besides those four attributes: anomaly detection, which importing RecBole's models switches on for the whole
-process (sine.py:25), is switched back off; deprecation warnings that only RecBole's own lines trigger (pandas'
-``inplace``, ``torch.cuda.amp``) are filtered for RecBole's modules only.
+RecBole's ``load_data_and_model`` imports torch inside the function (quick_start.py:248), so only replacing
+the function itself could fix its ``torch.load``: it is left as it is (:func:`recbole_tasrec.load_data_and_model`
+is this package's). Besides those three attributes: anomaly detection, which importing RecBole's models switches
+on for the whole process (sine.py:25), is switched back off; deprecation warnings that only RecBole's own lines
+trigger (pandas' ``inplace``, ``torch.cuda.amp``) are filtered for RecBole's modules only.
 
 :func:`install` (run by ``import recbole_tasrec``) imports nothing heavy: each fix is applied when its RecBole
 module is first imported (at once if it already is), so the converters stay light to import. Every fix names
@@ -38,7 +39,6 @@ from typing import Any
 REPLACED = (
     ("recbole.config.configurator", "Config.compatibility_settings"),
     ("recbole.trainer.trainer", "torch"),
-    ("recbole.quick_start.quick_start", "torch"),
     ("recbole.data.dataset.dataset", "pd"),
 )
 #: The replaced upstream values, by ``"module:attribute"`` (the tests show that they fail).
@@ -64,9 +64,9 @@ class TrustedTorchLoad:
     """``torch`` as one RecBole module sees it: ``torch.load(..., weights_only=False)`` by default.
 
     torch 2.6 made ``weights_only=True`` the default; RecBole's checkpoints pickle its ``Config``, so
-    ``evaluate(load_best_model=True)`` (trainer/trainer.py:583), resuming (trainer.py:323) and
-    ``load_data_and_model`` (quick_start/quick_start.py:250) fail. Those lines load the checkpoints RecBole
-    wrote itself, or the file its user named. This package's own runs load through
+    ``evaluate(load_best_model=True)`` (trainer/trainer.py:583) and resuming (trainer.py:323) fail. Those lines
+    load the checkpoints RecBole
+    wrote itself, or the file its user named. This package's own trainer loads through
     :func:`recbole_tasrec.checkpoint.load_trusted` instead.
     """
 
@@ -118,16 +118,17 @@ def _fix_configurator(module: Any) -> None:
     _replace(module, "Config.compatibility_settings", numpy_aliases)
 
 
-def _fix_trainer(module: Any) -> None:
-    _replace(module, "torch", TrustedTorchLoad())
-    # trainer.py:235, 1440, 1453 build torch.cuda.amp's objects, deprecated since torch 2.4: RecBole's lines only
+def filter_amp_warnings() -> None:
+    """trainer.py:235, 1440, 1453 build ``torch.cuda.amp``'s objects, deprecated since torch 2.4, on every run:
+    the warning is RecBole's alone, so it is filtered for RecBole's trainer module only."""
     warnings.filterwarnings(
         "ignore", message=r".*torch\.cuda\.amp\..* is deprecated", category=FutureWarning, module=r"recbole\.trainer"
     )
 
 
-def _fix_quick_start(module: Any) -> None:
+def _fix_trainer(module: Any) -> None:
     _replace(module, "torch", TrustedTorchLoad())
+    filter_amp_warnings()
 
 
 def _fix_dataset(module: Any) -> None:
@@ -155,7 +156,6 @@ def _no_anomaly_detection(_module: Any) -> None:
 FIXES: dict[str, Callable[[Any], None]] = {
     "recbole.config.configurator": _fix_configurator,
     "recbole.trainer.trainer": _fix_trainer,
-    "recbole.quick_start.quick_start": _fix_quick_start,
     "recbole.data.dataset.dataset": _fix_dataset,
     "recbole.model.sequential_recommender.sine": _no_anomaly_detection,
 }
