@@ -3,9 +3,9 @@
 RecBole's Trainer has no scheduler. The paper (3.1) decays Adam's rate "after two epochs", as SR-GNN does
 (x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (measured on the Diginetica
 sample), so the default here decays on a validation plateau instead, which adapts to any data size; the
-paper's schedule stays selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide on RecBole's
-to-the-second names), hands ``fit``'s callback the full validation result, not only the score, writes its
-tensorboard run into the run folder and loads checkpoints through this package's loader
+paper's schedule stays selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide
+on RecBole's to-the-second names), hands ``fit``'s callback the full validation result, not only the score,
+writes its tensorboard run into the run folder and loads checkpoints through this package's loader
 (``docs/recbole-fixes.md``).
 """
 
