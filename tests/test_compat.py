@@ -209,8 +209,8 @@ def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     for run_dir in (first, second):
         logs = list((run_dir / "log").rglob("*.log"))
         assert len(logs) == 1 and "GRU4Rec" in logs[0].read_text()
-        events = list((run_dir / "log_tensorboard").rglob("events.out.tfevents.*"))
-        assert {e.parent.name for e in events} == {logs[0].stem}  # named after the run's log file
+        events = (run_dir / "log_tensorboard").rglob("events.out.tfevents.*")
+        assert {e.relative_to(run_dir / "log_tensorboard").parts[0] for e in events} == {logs[0].stem}
     assert len([h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]) == 1
 
 
