@@ -39,19 +39,18 @@ class ScriptRun:
 @pytest.fixture(scope="module")
 def script_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ScriptRun:
     cwd, run_dir = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("plain_run")
+    stdout = run_python([str(SCRIPT), f"--data_path={data_dir}", f"--run_dir={run_dir}"], cwd)
+    *_, last = stdout.strip().splitlines()
+    return ScriptRun(json.loads(last), stdout, cwd, run_dir)
+
+
+def run_python(args: list[str], cwd: Path) -> str:
+    """Run Python in a fresh process; returns its standard output."""
     # one torch thread: the model is tiny, and two threads on a shared 2-core machine wait on each other
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), f"--data_path={data_dir}", f"--run_dir={run_dir}"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
-    *_, last = proc.stdout.strip().splitlines()
-    return ScriptRun(json.loads(last), proc.stdout, cwd, run_dir)
+    return proc.stdout
 
 
 def test_the_training_loss_falls(script_run: ScriptRun) -> None:
@@ -137,20 +136,9 @@ print(json.dumps({"changed": changed, "declared": [f"{m}:{a}" for m, a in compat
 """
 
 
-def test_importing_the_package_replaces_only_the_documented_recbole_attributes(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", REPLACED_SCRIPT, str(data_dir), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_importing_the_package_replaces_only_the_documented_recbole_attributes(data_dir: Path, tmp_path: Path) -> None:
+    stdout = run_python(["-c", REPLACED_SCRIPT, str(data_dir), str(tmp_path)], tmp_path)
+    report = json.loads(stdout.strip().splitlines()[-1])
     assert report["changed"] == sorted(report["declared"])
     assert len(report["changed"]) <= 6  # the aim: a few module-level fixes, everything else an override
     assert report["dataset_arguments_kept"]
