@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
+from recbole.utils.argument_list import dataset_arguments
 
 from recbole_tasrec.data.atomic import (
     MAX_SECONDS,
@@ -57,8 +59,51 @@ def n_test_days(n_days: int, ratio: float) -> int:
     return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
 
 
-class TASRecDataset(SequentialDataset):
-    """Day-indexed ``SequentialDataset``; see the module docstring for the protocol.
+class _SequenceColumn(pd.Series):
+    """A column of a frame with sequence fields, whose ``agg(len)`` is one length per row again.
+
+    pandas 3 applies a function given to ``Series.agg`` to the whole Series first, so ``agg(len)`` returns the
+    Series' length; RecBole relies on the old meaning in ``_normalize``, ``_discretization`` and ``_remap``
+    (recbole/data/dataset/dataset.py:712, 792, 809, 1217). Only this data set's frames use it.
+    """
+
+    @property
+    def _constructor(self) -> type:
+        return _SequenceColumn
+
+    @property
+    def _constructor_expanddim(self) -> type:
+        return _SequenceFrame
+
+    def agg(self, func: Any = None, axis: Any = 0, *args: Any, **kwargs: Any) -> Any:
+        if func is len:
+            return self.map(len)
+        return super().agg(func, axis, *args, **kwargs)
+
+
+class _SequenceFrame(pd.DataFrame):
+    """A DataFrame whose columns are :class:`_SequenceColumn`: what ``_load_feat`` returns for sequence fields."""
+
+    @property
+    def _constructor(self) -> type:
+        return _SequenceFrame
+
+    @property
+    def _constructor_sliced(self) -> type:
+        return _SequenceColumn
+
+
+class _Column:
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+class DaySplitDataset(SequentialDataset):
+    """Day-indexed ``SequentialDataset`` for every sequential model; see the module docstring for the protocol.
+
+    It also carries RecBole 1.2.1's data fixes for pandas 3 as overrides (``docs/recbole-fixes.md``).
 
     Attributes set after loading (shared by the split copies that ``build`` returns):
         day_field: the samples' day field (``DAY_FIELD``).
@@ -69,7 +114,7 @@ class TASRecDataset(SequentialDataset):
     """
 
     #: Settings of this package that shape the processed data set: RecBole's saved-dataset cache and sweeps
-    #: treat them like RecBole's own ``dataset_arguments`` (see :mod:`recbole_tasrec.compat`).
+    #: treat them like RecBole's own ``dataset_arguments`` (:data:`DATA_SET_KEYS`).
     CONFIG_KEYS = DATASET_KEYS
 
     def __init__(self, config) -> None:
@@ -78,8 +123,15 @@ class TASRecDataset(SequentialDataset):
 
     # --- 0. reading the atomic file ------------------------------------------------------------------
     def _load_feat(self, filepath: str, source: FeatureSource | str) -> pd.DataFrame | None:
-        """RecBole's reader, behind a check of the ``.inter`` header, its errors turned into one that names the file
-        and line (RecBole's are ``too many values to unpack`` or pandas' ``Unable to convert column``)."""
+        """RecBole's reader (its frames with sequence fields as :class:`_SequenceFrame`), behind a check of the
+        ``.inter`` header, its errors turned into one that names the file and line (RecBole's are ``too many
+        values to unpack`` or pandas' ``Unable to convert column``)."""
+        frame = self._read_feat(filepath, source)
+        if frame is not None and any(self.field2type[field].value.endswith("seq") for field in frame):
+            return _SequenceFrame(frame)
+        return frame
+
+    def _read_feat(self, filepath: str, source: FeatureSource | str) -> pd.DataFrame | None:
         if source != FeatureSource.INTERACTION:
             return super()._load_feat(filepath, source)
         path, sep, encoding = Path(filepath), self.config["field_separator"], self.config["encoding"] or "utf-8"
@@ -94,6 +146,30 @@ class TASRecDataset(SequentialDataset):
             where = describe_read_error(path, floats, sep, encoding) or str(exc)
             raise AtomicFileError(f"{path}, {where}; fix the file (the converters write valid ones)") from None
 
+    def _fill_nan(self) -> None:
+        """RecBole's filling rules (recbole/data/dataset/dataset.py:648-655), assigned back: upstream's
+        ``feat[field].fillna(..., inplace=True)`` fills a copy under pandas 3 copy-on-write, so the NaN stayed
+        and later became a garbage id."""
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for field in feat:
+                ftype = self.field2type[field]
+                if ftype == FeatureType.TOKEN:
+                    feat[field] = feat[field].fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[field] = feat[field].fillna(value=feat[field].mean())
+                else:
+                    dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                    feat[field] = feat[field].apply(lambda x, d=dtype: np.array([], d) if isinstance(x, float) else x)
+
+    def _dataframe_to_interaction(self, data: Any) -> Interaction:
+        """RecBole's conversion (recbole/data/dataset/dataset.py:2202) from private, writable copies of the
+        columns: under pandas 3 copy-on-write ``Series.values`` is read-only, and ``torch.LongTensor(values)``
+        shared memory that must not be written (with a warning)."""
+        if isinstance(data, pd.DataFrame):
+            data = {name: _Column(np.array(data[name].to_numpy(), copy=True)) for name in data.columns}
+        return super()._dataframe_to_interaction(data)
+
     # --- 1. filters ---------------------------------------------------------------------------------
     def _data_filtering(self) -> None:
         self.day_origin = self._midnight_before_first_click()
@@ -106,7 +182,7 @@ class TASRecDataset(SequentialDataset):
         time = self.time_field
         if time is None or time not in self.inter_feat:
             raise ValueError(
-                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): TASRecDataset needs it "
+                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): DaySplitDataset needs it "
                 "to assign days; check TIME_FIELD and load_col"
             )
         times = self.inter_feat[time].to_numpy(np.float64)
@@ -150,7 +226,7 @@ class TASRecDataset(SequentialDataset):
         self._refuse_time_rescaling()
         super()._data_processing()
         if self.benchmark_filename_list is not None:
-            raise ValueError("TASRecDataset splits by day itself; benchmark_filename is not supported")
+            raise ValueError("DaySplitDataset splits by day itself; benchmark_filename is not supported")
         self._assign_days_and_split()
 
     def _refuse_time_rescaling(self) -> None:
@@ -162,7 +238,7 @@ class TASRecDataset(SequentialDataset):
             touched.insert(0, "normalize_all")
         if touched:
             raise ValueError(
-                f"{' and '.join(touched)} would rescale the time field {time!r}, from which TASRecDataset derives "
+                f"{' and '.join(touched)} would rescale the time field {time!r}, from which DaySplitDataset derives "
                 f"each session's day (Unix seconds): set normalize_all: False and leave {time!r} out of "
                 "normalize_field and discretization (list the other fields to rescale in normalize_field)"
             )
@@ -297,6 +373,12 @@ class TASRecDataset(SequentialDataset):
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
         )
         return [self.copy(self.inter_feat[index]) for index in parts]
+
+
+#: The name this data set had when only TASRec used it.
+TASRecDataset = DaySplitDataset
+#: Every setting that shapes a processed data set: RecBole's ``dataset_arguments`` and this package's.
+DATA_SET_KEYS = (*dataset_arguments, *(key for key in DaySplitDataset.CONFIG_KEYS if key not in dataset_arguments))
 
 
 def check_topk(dataset: SequentialDataset) -> None:
