@@ -42,7 +42,7 @@ def test_report_ranks_resume_and_report_only(
         assert run["settings"]["embedding_size"] == 16 and run["config"]["epochs"] == 1
     ranks = np.load(results / "tiny.ranks.npz")
     assert sorted(ranks.files) == ["STAN|1", "TASRec|1"] and (ranks["TASRec|1"] >= 1).all()
-    assert summary["versus"]["best_other"] == "STAN"
+    assert summary["protocols"]["paper"]["versus"]["best_other"] == "STAN"
     report = (results / "tiny.md").read_text()
     assert (
         "| TASRec | 1 |" in report and "| STAN | 1 |" in report and "TASRec minus the best other model (STAN)" in report
@@ -53,7 +53,7 @@ def test_report_ranks_resume_and_report_only(
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(reproduce, "run_one", no_training)
-    assert reproduce.main([*args, "--resume"])["table"] == summary["table"]
+    assert reproduce.main([*args, "--resume"])["protocols"] == summary["protocols"]
     (results / "tiny.md").unlink()
     reproduce.main(harness_args(data_dir, tmp_path, "--report-only"))
     assert "--models TASRec,STAN" in (results / "tiny.md").read_text()  # the command of the runs, not this one
