@@ -433,6 +433,12 @@ def load_results(paths: dict[str, Path]) -> tuple[list[dict], dict[str, np.ndarr
     return runs, ranks
 
 
+def cells_to_run(protocols: list[str], models: list[str], seeds: int, ranks: dict[str, np.ndarray]) -> list[tuple]:
+    """The ``(protocol, model, seed)`` runs whose ranks are not in ``ranks`` yet, protocol by protocol."""
+    cells = [(p, m, s) for p in protocols for m in models for s in range(1, seeds + 1)]
+    return [cell for cell in cells if cell_key(*cell) not in ranks]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -460,8 +466,7 @@ def main(argv: list[str] | None = None) -> dict:
         models = [m for m in header["models"] if any(r["model"] == m for r in runs)]
     elif args.resume and paths["json"].exists():
         header["tuning"] = json.loads(paths["json"].read_text()).get("tuning", {})
-    todo = [(p, m, s) for p in protocols for m in models for s in range(1, args.seeds + 1)]
-    todo = [] if args.report_only else [cell for cell in todo if cell_key(*cell) not in ranks]
+    todo = [] if args.report_only else cells_to_run(protocols, models, args.seeds, ranks)
     started = time.time()
     with ray_for_tuning(bool(args.tune_trials and todo), args.tune_address):
         for i, (protocol, model, seed) in enumerate(todo, 1):
