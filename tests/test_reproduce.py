@@ -72,13 +72,18 @@ def test_report_only_without_results_says_so(reproduce: ModuleType, data_dir: Pa
         reproduce.main(harness_args(data_dir, tmp_path, "--report-only"))
 
 
+def test_several_processes_are_refused_before_training(reproduce: ModuleType, data_dir: Path, tmp_path: Path) -> None:
+    """The ranks are recorded in the harness's own process: --nproc would train and then have none."""
+    with pytest.raises(SystemExit, match="one process: leave out --nproc"):
+        reproduce.main(harness_args(data_dir, tmp_path, "--models", "SRGNN", "--seeds", "1", "--nproc=2"))
+
+
 def test_bad_tune_trials_is_a_usage_error(reproduce: ModuleType, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         reproduce.parse_args(["--dataset", "tiny", "--tune-trials", "-1"])
     assert exit_info.value.code == 2 and "--tune-trials must be 0" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_both_protocols_two_tables_paired_tests_and_what_each_model_saw(
     reproduce: ModuleType, data_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:

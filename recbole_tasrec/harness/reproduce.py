@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from recbole_tasrec import __version__, prepare_data, run_recbole_tasrec
+from recbole_tasrec import __version__, distributed, prepare_data, run_recbole_tasrec
 from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_npz, write_text
 from recbole_tasrec.harness.protocols import (
@@ -185,6 +185,8 @@ def run_one(
     base, settings = cell_settings(model, protocol, overrides, tuned, seed)
     start = time.time()
     config = Config(base, args.dataset, config_dict=settings)
+    if distributed.launch_settings(config) is not None:  # the ranks are recorded in this process (sample_ranks)
+        raise SystemExit("the harness runs each model in one process: leave out --nproc and --world_size")
     prepared = prepare_data(config)
     with recording_test_ranks(prepared.test, config) as recorder:
         result = run_recbole_tasrec(base, args.dataset, config_dict=settings, saved=True, prepared=prepared)
