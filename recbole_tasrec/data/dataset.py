@@ -3,9 +3,10 @@
 One processed data set serves TASRec and every RecBole sequential model, so all see the same samples:
 
 1. filters in SR-GNN's order, one pass: short sessions, rare items, short sessions again;
-2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 starting at
-   midnight UTC before the first click of the raw file (before the filters, so that filter settings never
-   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors;
+2. each session's day: the ``day_span``-calendar-day block of its first click, day 0 starting at the
+   midnight before the first click of the raw file (before the filters, so that filter settings never
+   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors.
+   Midnight is ``day_start`` hours after midnight UTC, or local midnight in the time zone ``day_start``;
 3. split by day: the last ``max(1, floor(D * test_day_ratio + 1/2))`` days test (halves round up), the last
    ``valid_session_ratio`` of the training sessions (by start time) validate; a session is never cut;
 4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
@@ -18,9 +19,11 @@ so one processed data set serves a whole sweep over those settings.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -57,6 +60,45 @@ def n_test_days(n_days: int, ratio: float) -> int:
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 < ratio < 1.0:
         raise ValueError(f"test_day_ratio must be a number in (0, 1), got {ratio!r}")
     return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
+
+
+#: A split with fewer samples than this, or under this share of all samples, is warned about: its metrics are chance.
+SMALL_SPLIT_SAMPLES, SMALL_SPLIT_SHARE = 100, 0.05
+
+
+def wall_clock(seconds: np.ndarray, day_start: float | str) -> np.ndarray:
+    """Unix seconds as read on the clock whose midnight begins a day (``day_start``): shifted back ``day_start``
+    hours, or the local time of the time zone ``day_start`` (its UTC offset at each instant, from :mod:`zoneinfo`,
+    so a daylight-saving day lasts 23 or 25 hours). Days are whole multiples of 86,400 on it. Vectorised."""
+    if isinstance(day_start, str):
+        utc = pd.to_datetime(np.floor(seconds).astype(np.int64), unit="s", utc=True)
+        local = utc.tz_convert(ZoneInfo(day_start)).tz_localize(None)
+        return seconds + (local.as_unit("s").asi8 - utc.as_unit("s").asi8)  # offsets change on whole seconds
+    return seconds - 3600.0 * day_start
+
+
+def midnight_before(seconds: float, day_start: float | str) -> float:
+    """Unix seconds of the midnight (of :func:`wall_clock`) at or before ``seconds``. A local midnight that
+    daylight saving skips becomes the first instant after it; one it repeats, the first of the two."""
+    midnight = np.floor(wall_clock(np.array([seconds]), day_start) / SECONDS_PER_DAY) * SECONDS_PER_DAY
+    if isinstance(day_start, str):
+        naive = pd.to_datetime(midnight.astype(np.int64), unit="s")
+        local = naive.tz_localize(ZoneInfo(day_start), ambiguous=np.array([True]), nonexistent="shift_forward")
+        return float(local.as_unit("s").asi8[0])
+    return float(midnight[0] + 3600.0 * day_start)
+
+
+def warn_small_splits(logger: logging.Logger, sizes: dict[str, int]) -> None:
+    """One warning per split with fewer than ``SMALL_SPLIT_SAMPLES`` samples or under ``SMALL_SPLIT_SHARE`` of
+    all: a test split of 4 samples scores Recall@20 1.0 or 0.0 by chance, and no metric says so."""
+    total = max(sum(sizes.values()), 1)
+    for name, size in sizes.items():
+        if size < SMALL_SPLIT_SAMPLES or size < SMALL_SPLIT_SHARE * total:
+            logger.warning(
+                f"the {name} split has only {size:,} sample{'s' * (size != 1)} ({100 * size / total:.1f} % of "
+                f"{total:,}): its metrics are mostly chance; change test_day_ratio, valid_session_ratio, day_span or "
+                "day_start to enlarge it"
+            )
 
 
 class _SequenceColumn(pd.Series):
@@ -107,7 +149,7 @@ class DaySplitDataset(SequentialDataset):
 
     Attributes set after loading (shared by the split copies that ``build`` returns):
         day_field: the samples' day field (``DAY_FIELD``).
-        day_origin: Unix seconds of midnight UTC before the first raw click (the start of day 0).
+        day_origin: Unix seconds of the midnight (``day_start``) before the first raw click (the start of day 0).
         n_days: days in the data; n_train_days: the first test day (days ``< n_train_days`` train).
         session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
@@ -177,8 +219,8 @@ class DaySplitDataset(SequentialDataset):
         self._filter_like_srgnn()
 
     def _midnight_before_first_click(self) -> float:
-        """Midnight UTC of the first click in the file, before any filter: the day grid's origin, so that
-        filter settings (``min_item_clicks``, ...) never move a day boundary."""
+        """The midnight (``day_start``) before the first click in the file, before any filter: the day grid's
+        origin, so that filter settings (``min_item_clicks``, ...) never move a day boundary."""
         time = self.time_field
         if time is None or time not in self.inter_feat:
             raise ValueError(
@@ -198,7 +240,7 @@ class DaySplitDataset(SequentialDataset):
                 f"{path}, line {row + 2}: {time} is {value}{more}; a click time is in Unix seconds, between "
                 "1970-01-01 and 2262-04-11 UTC: fix or drop those clicks"
             )
-        return float(np.floor(times.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY)
+        return midnight_before(float(times.min()), self.config["day_start"])
 
     def _filter_like_srgnn(self) -> None:
         """Short sessions, then rare items, then short sessions again: one pass, as SR-GNN (not k-core)."""
@@ -250,7 +292,9 @@ class DaySplitDataset(SequentialDataset):
         if span < 1:
             raise ValueError(f"day_span must be a positive number of calendar days, got {span}")
         start = df.groupby(uid, sort=False)[time].transform("min").to_numpy(np.float64)
-        day = ((start - self.day_origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
+        day_start = self.config["day_start"]
+        origin = np.floor(wall_clock(np.array([self.day_origin]), day_start) / SECONDS_PER_DAY) * SECONDS_PER_DAY
+        day = ((wall_clock(start, day_start) - origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
         # canonical row order: by session start, session, then time (float64, so no float32 ties)
         order = np.lexsort((df[time].to_numpy(np.float64), df[uid].to_numpy(), start))
         df = df.iloc[order].reset_index(drop=True)
@@ -372,6 +416,7 @@ class DaySplitDataset(SequentialDataset):
             f"{len(parts[1]):,}, test {len(parts[2]):,}"
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
         )
+        warn_small_splits(self.logger, dict(zip(("train", "valid", "test"), map(len, parts), strict=True)))
         return [self.copy(self.inter_feat[index]) for index in parts]
 
 
