@@ -3,7 +3,8 @@
 Built on :meth:`ServedModel.scores <recbole_tasrec.serve.served.ServedModel.scores>`, with the served state read
 once per call: every session of a call, and the day reported with them, come from one state. Item ids the model
 never saw (including items first seen in a day folded in later: they have no trained embedding, so they are
-neither nodes of the graph nor candidates) are skipped and reported; a session of unknown items only gets no recommendation.
+neither nodes of the graph nor candidates) are skipped and reported; a session of unknown items only gets no
+recommendation.
 """
 
 from __future__ import annotations
