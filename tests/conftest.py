@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny generated data sets in temporary folders, and settings that keep runs small.
+"""Shared fixtures: tiny generated data sets in temporary folders, settings that keep runs small, the tiny set's
+processed split built once per settings (:func:`tiny_split`) and one trained TASRec checkpoint for the session
+(:func:`trained_tasrec`).
 
-Nothing a test runs writes into the checkout: every run's ``run_dir`` is a temporary folder.
+Nothing a test runs writes into the checkout: every run's ``run_dir`` is a temporary folder. What the session
+fixtures hand out is shared: a test that changes a data set or a model builds its own (``TinySplit.model()``
+builds a fresh model every call).
 """
 
 from __future__ import annotations
@@ -8,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,65 @@ def small_settings(data_dir: Path, run_dir: Path, **overrides: object) -> dict[s
     }
     settings.update(overrides)
     return settings
+
+
+@dataclass(frozen=True)
+class TinySplit:
+    """A model's config and processed split of the ``tiny`` set (``small_settings`` and overrides)."""
+
+    settings: dict[str, object]
+    config: Any
+    data: Any  # recbole_tasrec.quick_start.PreparedData
+
+    def model(self) -> torch.nn.Module:
+        """A fresh model on this split, seeded by the config, as a run builds it."""
+        from recbole_tasrec.quick_start import build_model
+
+        return build_model(self.config, self.data.train)
+
+
+@pytest.fixture(scope="session")
+def tiny_split(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., TinySplit]:
+    """``tiny_split(model="TASRec", **overrides)``: the tiny set's split for ``model``, processed once per
+    model and settings in the session. Runs that train on it pass their own ``run_dir``."""
+    from recbole_tasrec.config import Config
+    from recbole_tasrec.quick_start import prepare_data
+
+    built: dict[tuple, TinySplit] = {}
+
+    def make(model: str = "TASRec", **overrides: object) -> TinySplit:
+        key = (model, *sorted((name, repr(value)) for name, value in overrides.items()))
+        if key not in built:
+            settings = small_settings(data_dir, tmp_path_factory.mktemp("split"), **overrides)
+            config = Config(model, "tiny", config_dict=settings)
+            built[key] = TinySplit(settings, config, prepare_data(config))
+        return built[key]
+
+    return make
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """One finished run: its settings, its ``run_dir`` and what ``run_recbole_tasrec`` returned."""
+
+    settings: dict[str, object]
+    run_dir: Path
+    result: dict[str, Any]
+
+    @property
+    def checkpoint(self) -> str:
+        return self.result["checkpoint"]
+
+
+@pytest.fixture(scope="session")
+def trained_tasrec(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One epoch of TASRec on the tiny set with ``small_settings`` (seed 7), trained once for the session: the
+    "trained model" of the serving, reloading and determinism tests. Read its checkpoint, never write it."""
+    from recbole_tasrec.quick_start import run_recbole_tasrec
+
+    run_dir = tmp_path_factory.mktemp("trained-tasrec")
+    settings = small_settings(data_dir, run_dir)
+    return TrainedRun(settings, run_dir, run_recbole_tasrec("TASRec", "tiny", config_dict=settings))
 
 
 def most_popular_recall(prepared: Any, k: int = 20) -> float:

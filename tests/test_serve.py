@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from recbole_tasrec import load_data_and_model, run_recbole_tasrec
+from recbole_tasrec import load_data_and_model
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.serve import SessionRecommender
-from tests.conftest import small_settings
+from tests.conftest import TrainedRun
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    run_dir = tmp_path_factory.mktemp("serve")
-    result = run_recbole_tasrec("TASRec", "tiny", config_dict=small_settings(data_dir, run_dir))
-    return result["checkpoint"], load_data_and_model(result["checkpoint"])
+def trained(trained_tasrec: TrainedRun):
+    return trained_tasrec.checkpoint, load_data_and_model(trained_tasrec.checkpoint)
 
 
 def test_scores_match_the_model_on_the_graph_after_the_last_day(trained) -> None:
