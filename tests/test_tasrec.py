@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +12,17 @@ from recbole.data.interaction import Interaction
 
 from recbole_tasrec import load_data_and_model, run_recbole_tasrec
 from recbole_tasrec.config import Config
-from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model import TASRec
 from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.serve.recommender import LatestGraph
-from tests.conftest import small_settings
+from tests.conftest import TinySplit, TrainedRun, small_settings
 
 
 @pytest.fixture(scope="module")
-def setup(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("runs")))
-    dataset = TASRecDataset(config)
-    train, valid, test = dataset.build()
+def setup(tiny_split: Callable[..., TinySplit]):
+    split = tiny_split()
+    config, dataset = split.config, split.data.dataset
+    train, valid, test = split.data.train, split.data.valid, split.data.test
     torch.manual_seed(0)
     model = TASRec(config, train).eval()
     return config, dataset, (train, valid, test), model
@@ -119,11 +119,10 @@ def test_frozen_mode_stops_the_graph_at_the_end_of_training(setup) -> None:
         ({"use_session_graph": False}, False, True),  # TASRec-temp
     ],
 )
-def test_ablations_drop_one_view(data_dir: Path, tmp_path: Path, overrides, gnn_used, gcn_used) -> None:
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, **overrides))
-    dataset = TASRecDataset(config)
-    train, _, _ = dataset.build()
-    model = TASRec(config, train)
+def test_ablations_drop_one_view(tiny_split: Callable[..., TinySplit], overrides, gnn_used, gcn_used) -> None:
+    split = tiny_split(**overrides)
+    train = split.data.train
+    model = TASRec(split.config, train)
     loss = model.calculate_loss(train.inter_feat[torch.arange(32)])
     loss.backward()
     gnn_grad = model.session_gnn.w_ih.grad if hasattr(model.session_gnn, "w_ih") else None
@@ -139,12 +138,18 @@ def test_both_views_off_is_an_error(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["streaming", "frozen"])
-def test_end_to_end_and_checkpoint_round_trip(data_dir: Path, tmp_path: Path, mode: str) -> None:
-    settings = small_settings(data_dir, tmp_path, temporal_eval=mode)
-    result = run_recbole_tasrec("TASRec", "tiny", config_dict=settings)
+def test_end_to_end_and_checkpoint_round_trip(
+    data_dir: Path, tmp_path: Path, trained_tasrec: TrainedRun, mode: str
+) -> None:
+    if mode == "streaming":  # the default: the session's trained run is this one
+        assert Config("TASRec", "tiny", config_dict=trained_tasrec.settings)["temporal_eval"] == mode
+        result, run_dir = trained_tasrec.result, trained_tasrec.run_dir
+    else:
+        run_dir = tmp_path
+        result = run_recbole_tasrec("TASRec", "tiny", config_dict=small_settings(data_dir, run_dir, temporal_eval=mode))
     assert 0.0 <= result["test_result"]["recall@20"] <= 1.0
     assert result["checkpoint"] and Path(result["checkpoint"]).is_file()
-    assert Path(result["checkpoint"]).is_relative_to(tmp_path)
+    assert Path(result["checkpoint"]).is_relative_to(run_dir)
 
     config, model, _, _, _, test_data = load_data_and_model(result["checkpoint"])
     model.eval()
