@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +26,7 @@ from recbole_tasrec.data.synthetic import write as write_data
 from recbole_tasrec.quick_start import evaluate_checkpoint, load_data_and_model, prepare_data, run_recbole_tasrec
 from recbole_tasrec.resume import RESUME_SUFFIX, find_resume_file, resume_file_for
 
-from .conftest import ROOT, TINY, small_settings
+from .conftest import TINY, TinySplit, small_settings
 
 
 class Interrupted(RuntimeError):
@@ -70,34 +71,33 @@ def _equal(left: Any, right: Any) -> bool:
 
 
 # --- resuming -------------------------------------------------------------------------------------------------
-DEMO = {"epochs": 3, "train_batch_size": 256, "embedding_size": 16, "topk": [10, 20]}
+THREE_EPOCHS = {"epochs": 3, "train_batch_size": 256, "topk": [10, 20]}
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The demo set ``sample``: an uninterrupted 3-epoch run, and one interrupted after its first epoch."""
+def runs(data_dir: Path, tiny_split: Callable[..., TinySplit], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny set: an uninterrupted 3-epoch run, and one interrupted after its first epoch."""
     base = tmp_path_factory.mktemp("resume")
-    settings = {name: small_settings(ROOT / "atomic_data", base / name, **DEMO) for name in ("full", "cut")}
-    prepared = prepare_data(Config("TASRec", "sample", config_dict=settings["full"]))
-    full = run_recbole_tasrec("TASRec", "sample", config_dict=settings["full"], prepared=prepared)
+    settings = {name: small_settings(data_dir, base / name, **THREE_EPOCHS) for name in ("full", "cut")}
+    prepared = tiny_split(**THREE_EPOCHS).data
+    full = run_recbole_tasrec("TASRec", "tiny", config_dict=settings["full"], prepared=prepared)
     with pytest.raises(Interrupted):
         run_recbole_tasrec(
-            "TASRec", "sample", config_dict=settings["cut"], prepared=prepared, epoch_callback=interrupt_after(0)
+            "TASRec", "tiny", config_dict=settings["cut"], prepared=prepared, epoch_callback=interrupt_after(0)
         )
     return {"settings": settings, "prepared": prepared, "full": full, "cut": only_checkpoint(base / "cut")}
 
 
-@pytest.mark.slow  # three runs on the demo set (about 40 s on 2 cores)
-def test_an_interrupted_run_resumes_to_the_uninterrupted_result(demo: dict[str, Any]) -> None:
-    cut = demo["cut"]
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(runs: dict[str, Any]) -> None:
+    cut = runs["cut"]
     state = load_trusted(resume_file_for(cut))
     assert state["epoch"] == 0 and list(state["train_loss_dict"]) == [0]
     assert list((cut.parent).glob(".*.part")) == []  # nothing half-written left behind
 
     resumed = run_recbole_tasrec(
-        "TASRec", "sample", config_dict=demo["settings"]["cut"], prepared=demo["prepared"], resume=cut
+        "TASRec", "tiny", config_dict=runs["settings"]["cut"], prepared=runs["prepared"], resume=cut
     )
-    full = demo["full"]
+    full = runs["full"]
     assert resumed["checkpoint"] == str(cut)  # the resumed run keeps writing the same checkpoint
     assert resumed["train_loss"] == full["train_loss"]
     assert resumed["best_valid_result"] == full["best_valid_result"]
@@ -106,12 +106,11 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(demo: dict[str, 
     assert_same_weights(load_trusted(cut)["state_dict"], load_trusted(full["checkpoint"])["state_dict"])
 
 
-@pytest.mark.slow  # needs the demo runs
-def test_resuming_a_finished_run_trains_nothing_and_keeps_its_best_model(demo: dict[str, Any]) -> None:
-    full = demo["full"]
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_best_model(runs: dict[str, Any]) -> None:
+    full = runs["full"]
     best_before = load_trusted(full["checkpoint"])["state_dict"]
     again = run_recbole_tasrec(
-        "TASRec", "sample", config_dict=demo["settings"]["full"], prepared=demo["prepared"], resume=full["checkpoint"]
+        "TASRec", "tiny", config_dict=runs["settings"]["full"], prepared=runs["prepared"], resume=full["checkpoint"]
     )
     assert again["train_loss"] == full["train_loss"] and again["test_result"] == full["test_result"]
     assert_same_weights(load_trusted(full["checkpoint"])["state_dict"], best_before)
