@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from recbole_tasrec.config import Config
 from recbole_tasrec.data.dataloader import DayBatchSampler
-from recbole_tasrec.quick_start import make_dataloaders, prepare_data
-from tests.conftest import small_settings
+from recbole_tasrec.quick_start import make_dataloaders
+from tests.conftest import TinySplit
 
 
 def epoch(sampler: DayBatchSampler) -> list[list[int]]:
@@ -45,9 +44,9 @@ def test_unknown_day_order_is_named() -> None:
         DayBatchSampler(torch.zeros(3), 2, True, "random", torch.Generator())
 
 
-def test_tasrec_trains_on_day_grouped_batches(data_dir: Path, tmp_path: Path) -> None:
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path))
-    train, _, _ = make_dataloaders(config, prepare_data(config))
+def test_tasrec_trains_on_day_grouped_batches(tiny_split: Callable[..., TinySplit]) -> None:
+    split = tiny_split()
+    train, _, _ = make_dataloaders(split.config, split.data)
     batches = list(train)
     day_field = train._dataset.day_field
     assert all(len(torch.unique(b[day_field])) == 1 for b in batches)

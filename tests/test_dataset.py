@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +16,15 @@ from recbole_tasrec.config import Config
 from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.data.dataset import DataSplitError, n_test_days
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
-from tests.conftest import small_settings
+from tests.conftest import TinySplit, small_settings
 
 DAY = 86_400
 
 
 @pytest.fixture(scope="module")
-def built(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("runs")))
-    dataset = TASRecDataset(config)
-    return config, dataset, dataset.build()
+def built(tiny_split: Callable[..., TinySplit]):
+    split = tiny_split()
+    return split.config, split.data.dataset, (split.data.train, split.data.valid, split.data.test)
 
 
 def raw_after_filters(data_dir: Path, name: str, min_len: int = 2, min_clicks: int = 5) -> pd.DataFrame:

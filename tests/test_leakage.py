@@ -4,26 +4,23 @@ scores of day ``t``'s samples stay bit-identical, in training, validation and te
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
-from recbole_tasrec.config import Config
 from recbole_tasrec.data import DayClicks, TASRecDataset
 from recbole_tasrec.model import TASRec
-from tests.conftest import small_settings
+from tests.conftest import TinySplit
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
 @pytest.fixture(scope="module")
-def setup(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    settings = small_settings(data_dir, tmp_path_factory.mktemp("runs"), dropout_prob=0.3, step=2, n_layers=2)
-    config = Config("TASRec", "tiny", config_dict=settings)
-    dataset = TASRecDataset(config)
-    parts = dataset.build()
+def setup(tiny_split: Callable[..., TinySplit]):
+    split = tiny_split(dropout_prob=0.3, step=2, n_layers=2)
+    config, dataset, parts = split.config, split.data.dataset, (split.data.train, split.data.valid, split.data.test)
     torch.manual_seed(0)
     return config, dataset, parts, TASRec(config, parts[0])
 

@@ -3,18 +3,17 @@ checkpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_tasrec.config import Config
-from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model.lessr import LESSR
 from recbole_tasrec.model.lessr_graphs import build_lessr_graphs
 from recbole_tasrec.model.lessr_layers import EOPA, SGAT
-from tests.conftest import assert_learns_demo_set_and_checkpoint_rescores, small_settings
+from tests.conftest import TinySplit, assert_learns_demo_set_and_checkpoint_rescores
 
 #: three sessions, right-padded; what lies after each length (here 8s) must be ignored
 SESSIONS = torch.tensor([[5, 7, 5, 9, 7, 8], [5, 7, 5, 7, 8, 8], [3, 8, 8, 8, 8, 8]])
@@ -91,12 +90,10 @@ def test_sgat_attends_over_the_in_edges_of_the_shortcut_graph() -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    config = Config("LESSR", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("runs")))
-    dataset = TASRecDataset(config)
-    train, valid, _ = dataset.build()
+def setup(tiny_split: Callable[..., TinySplit]):
+    split = tiny_split("LESSR")
     torch.manual_seed(0)
-    return LESSR(config, train).eval(), valid
+    return LESSR(split.config, split.data.train).eval(), split.data.valid
 
 
 def test_padding_and_batch_mates_never_change_a_sessions_scores(setup) -> None:

@@ -13,15 +13,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from recbole_tasrec import prepare_data
-from recbole_tasrec.config import Config
-from tests.conftest import most_popular_recall, small_settings
+from tests.conftest import TinySplit, most_popular_recall
 
 SCRIPT = Path(__file__).resolve().parent / "plain_recbole_script.py"
 
@@ -63,13 +62,13 @@ def test_the_training_loss_falls(script_run: ScriptRun) -> None:
         assert f"epoch {epoch}: train loss {loss:.4f}" in script_run.stdout
 
 
-def test_it_beats_most_popular(script_run: ScriptRun, data_dir: Path, tmp_path: Path) -> None:
+def test_it_beats_most_popular(script_run: ScriptRun, tiny_split: Callable[..., TinySplit]) -> None:
     """Test Recall@20 well above recommending the 20 most frequent training targets to everyone.
 
     Measured on the tiny set: most-popular 0.203, random 20 / 128 = 0.156; the script's TASRec 0.481 with seed 7,
     and 0.453 / 0.495 / 0.486 with seeds 1 / 2 / 3 (at the paper's learning rate, 1e-3, only 0.21-0.29).
     """
-    prepared = prepare_data(Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path)))
+    prepared = tiny_split().data
     most_popular = most_popular_recall(prepared)
     n_items = script_run.result["n_items"]
     assert n_items == prepared.dataset.item_num  # the script saw the same data set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,14 @@ from recbole_tasrec.config import Config
 from recbole_tasrec.data import TASRecDataset
 from recbole_tasrec.model import TASRec
 from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
-from tests.conftest import small_settings
+from tests.conftest import TinySplit, small_settings
 
 
 @pytest.fixture(scope="module")
-def parts(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("runs")))
-    train, _, test = TASRecDataset(config).build()
+def parts(tiny_split: Callable[..., TinySplit]):
+    split = tiny_split()
     torch.manual_seed(0)
-    return config, train, test
+    return split.config, split.data.train, split.data.test
 
 
 def uncut_forward(model: TASRec, seq: torch.Tensor, seq_len: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
@@ -109,14 +109,11 @@ def test_trainer_gives_tasrec_a_fused_adam_with_the_same_updates(parts) -> None:
     assert not torch.allclose(model.item_embedding.weight, start)  # the steps did move the weights
 
 
-def test_trainer_leaves_other_models_optimiser_as_recbole_ships_it(data_dir: Path, tmp_path: Path) -> None:
-    from recbole_tasrec.config import get_model
-    from recbole_tasrec.quick_start import prepare_data
+def test_trainer_leaves_other_models_optimiser_as_recbole_ships_it(tiny_split: Callable[..., TinySplit]) -> None:
     from recbole_tasrec.trainer import TASRecTrainer
 
-    config = Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))
-    model = get_model("SRGNN")(config, prepare_data(config).train)
-    assert not TASRecTrainer(config, model).optimizer.defaults["fused"]
+    split = tiny_split("SRGNN")
+    assert not TASRecTrainer(split.config, split.model()).optimizer.defaults["fused"]
 
 
 def test_evaluation_reuses_a_days_gcn_table_and_drops_it_when_weights_or_graph_change(parts) -> None:
