@@ -7,14 +7,15 @@ CLI, Ray Tune and the benchmarks take; sizes are kept small (``small_settings`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from recbole_tasrec import prepare_data, run_recbole_tasrec
+from recbole_tasrec import run_recbole_tasrec
 from recbole_tasrec.config import Config
-from tests.conftest import most_popular_recall, small_settings
+from tests.conftest import TinySplit, most_popular_recall, small_settings
 
 BASELINES = [
     "SRGNN",
@@ -53,15 +54,17 @@ BEAT_MOST_POPULAR = {"SRGNN", "GRU4Rec", "NARM", "SASRec", "GCSAN", "LightSANs",
 
 
 @pytest.fixture(scope="module")
-def most_popular(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
-    config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path_factory.mktemp("popular")))
-    return most_popular_recall(prepare_data(config))
+def most_popular(tiny_split: Callable[..., TinySplit]) -> float:
+    return most_popular_recall(tiny_split().data)
 
 
 @pytest.mark.parametrize("model", BASELINES)
-def test_baseline_learns_on_the_day_split(model: str, data_dir: Path, tmp_path: Path, most_popular: float) -> None:
+def test_baseline_learns_on_the_day_split(
+    model: str, data_dir: Path, tmp_path: Path, most_popular: float, tiny_split: Callable[..., TinySplit]
+) -> None:
     run_settings = {**settings(data_dir, tmp_path), "epochs": 3, "learning_rate": 0.01}
-    result = run_recbole_tasrec(model, "tiny", config_dict=run_settings, saved=False)
+    prepared = tiny_split(model, **MODEL_SETTINGS).data
+    result = run_recbole_tasrec(model, "tiny", config_dict=run_settings, saved=False, prepared=prepared)
     assert result["model"] == model
     losses = result["train_loss"]
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
@@ -87,12 +90,12 @@ def _samples(part, config: Config) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("baseline", ["SRGNN", "BERT4Rec"])
-def test_baselines_get_tasrecs_samples(baseline: str, data_dir: Path, tmp_path: Path) -> None:
+def test_baselines_get_tasrecs_samples(baseline: str, tiny_split: Callable[..., TinySplit]) -> None:
     """Same sessions, targets, prefixes and days in train, valid and test, and the same item ids: the comparison
     is fair. BERT4Rec is the odd one out among RecBole's models (it masks items, with its own transform)."""
-    ours = prepare_data(Config("TASRec", "tiny", config_dict=settings(data_dir, tmp_path / "tasrec")))
-    config = Config(baseline, "tiny", config_dict=settings(data_dir, tmp_path / baseline))
-    theirs = prepare_data(config)
+    ours = tiny_split("TASRec", **MODEL_SETTINGS).data
+    split = tiny_split(baseline, **MODEL_SETTINGS)
+    config, theirs = split.config, split.data
     assert type(theirs.dataset) is type(ours.dataset)
     iid = config["ITEM_ID_FIELD"]
     assert list(theirs.dataset.field2id_token[iid]) == list(ours.dataset.field2id_token[iid])
@@ -103,19 +106,17 @@ def test_baselines_get_tasrecs_samples(baseline: str, data_dir: Path, tmp_path: 
             assert torch.equal(a[field], b[field]), f"{name} {field} differs for {baseline}"
 
 
-def test_build_model_takes_a_ready_class_and_is_seeded(data_dir: Path, tmp_path: Path) -> None:
+def test_build_model_takes_a_ready_class_and_is_seeded(tiny_split: Callable[..., TinySplit]) -> None:
     """The one builder (runs, checkpoints, sweeps, benchmarks, serving): a class given directly, the config's seed."""
     from recbole.model.sequential_recommender import GRU4Rec
 
     from recbole_tasrec.quick_start import build_model
 
-    config = Config("GRU4Rec", "tiny", config_dict=settings(data_dir, tmp_path))
-    prepared = prepare_data(config)
+    split = tiny_split("GRU4Rec", **MODEL_SETTINGS)
+    config, prepared = split.config, split.data
     by_name, by_class = build_model(config, prepared.train), build_model(config, prepared.train, GRU4Rec)
     assert type(by_class) is type(by_name) is GRU4Rec
     for a, b in zip(by_name.parameters(), by_class.parameters(), strict=True):
         assert torch.equal(a, b)  # seeded the same way
-    other = build_model(
-        Config("GRU4Rec", "tiny", config_dict={**settings(data_dir, tmp_path), "seed": 8}), prepared.train
-    )
+    other = build_model(Config("GRU4Rec", "tiny", config_dict={**split.settings, "seed": 8}), prepared.train)
     assert not torch.equal(next(other.parameters()), next(by_name.parameters()))

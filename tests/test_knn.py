@@ -18,7 +18,7 @@ from recbole_tasrec.model.session_knn import NeighbourScoring, SessionIndex
 from recbole_tasrec.model.stan import STANScoring
 from recbole_tasrec.model.vsknn import POSITION_WEIGHTS, STEP_WEIGHTS, VSKNNScoring
 from recbole_tasrec.trainer import TASRecTrainer
-from tests.conftest import most_popular_recall_at_20
+from tests.conftest import most_popular_recall
 
 MODELS = ["SKNN", "VSKNN", "STAN"]
 N_ITEMS = 7  # 0 is padding
@@ -223,8 +223,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "epochs": 1,
     }
     config = Config("SKNN", "sample", config_dict=settings)
-    popular = most_popular_recall_at_20("SKNN", "sample", settings)  # from the training split
-    return {"settings": settings, "prepared": prepare_data(config), "config": config, "popular": popular}
+    prepared = prepare_data(config)
+    popular = most_popular_recall(prepared)  # from the training split
+    return {"settings": settings, "prepared": prepared, "config": config, "popular": popular}
 
 
 def build(model: str, demo: dict, **overrides: object) -> tuple[torch.nn.Module, Config]:
