@@ -10,6 +10,7 @@ builds a fresh model every call).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -142,6 +143,22 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """One private local Ray with 2 CPUs for every in-process sweep of the session, started by the first test that
+    asks (a start costs about 20 s on 2 cores); the sweep command and the harness reuse a started Ray."""
+    import ray
+
+    from recbole_tasrec.tune.ray_env import init_ray
+
+    env_before = set(os.environ)
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+    for key in set(os.environ) - env_before:  # init_ray's token and Ray's own variables
+        del os.environ[key]
 
 
 @contextlib.contextmanager

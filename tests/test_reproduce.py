@@ -5,7 +5,6 @@ built on its results."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -228,19 +227,15 @@ def test_recorded_ranks_follow_the_test_split_and_refuse_a_missing_sample() -> N
 
 @pytest.mark.slow
 def test_tune_trials_choose_record_and_reuse_each_models_settings(
-    reproduce: ModuleType, data_dir: Path, tmp_path: Path, monkeypatch
+    local_ray: None, reproduce: ModuleType, data_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """Two Ray Tune trials of SRGNN over its search space; the best one's settings train the seed and are in
-    the json and the report; a resumed harness with one more seed reuses them without tuning again."""
-    env_before = set(os.environ)
+    """Two Ray Tune trials of SRGNN over its search space (on the session's Ray, which the harness reuses); the
+    best one's settings train the seed and are in the json and the report; a resumed harness with one more seed
+    reuses them without tuning again."""
     args = harness_args(
         data_dir, tmp_path, "--models", "SRGNN", "--tune-trials", "2", "--tune-dir", str(tmp_path / "t")
     )
-    try:
-        reproduce.main([*args, "--seeds", "1"])
-    finally:
-        for key in set(os.environ) - env_before:  # the Ray token and Ray's own variables
-            del os.environ[key]
+    reproduce.main([*args, "--seeds", "1"])
     data = json.loads((tmp_path / "results" / "tiny.json").read_text())
     tuning = data["tuning"]["SRGNN"]
     assert tuning["trials"] == 2 and set(tuning["settings"]) == {

@@ -294,17 +294,14 @@ def test_a_restored_trial_continues_from_its_last_checkpoint(
 
 @pytest.mark.slow  # Ray: a sweep interrupted by Ctrl+C after its trial's first epoch, then resumed (about 60 s)
 def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
     import os
     import signal
 
-    import ray
-
     from recbole_tasrec.data.synthetic import SyntheticConfig
     from recbole_tasrec.tune import sweep
-    from recbole_tasrec.tune.ray_env import init_ray
     from recbole_tasrec.tune.space import Param
     from recbole_tasrec.tune.spec import SweepOptions, build_spec
 
@@ -322,19 +319,12 @@ def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
                 once.touch()
                 os.kill(os.getpid(), signal.SIGINT)  # Tune stops the sweep, as on a user's Ctrl+C
 
-    env_before = set(os.environ)
-    init_ray(num_cpus=2)
-    try:
-        with monkeypatch.context() as patched:
-            patched.setattr(sweep, "TrialSummary", CtrlCAfterEpoch1)
-            sweep.run_sweep(spec, out, SweepOptions(num_samples=1))
-        (trial_dir,) = [path for path in out.iterdir() if path.is_dir() and path.name.startswith("trial")]
-        assert [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()] == [1]
-        sweep.run_sweep(spec, out, SweepOptions(num_samples=1), resume=True)
-    finally:
-        ray.shutdown()
-        for key in set(os.environ) - env_before:
-            del os.environ[key]
+    with monkeypatch.context() as patched:
+        patched.setattr(sweep, "TrialSummary", CtrlCAfterEpoch1)
+        sweep.run_sweep(spec, out, SweepOptions(num_samples=1))
+    (trial_dir,) = [path for path in out.iterdir() if path.is_dir() and path.name.startswith("trial")]
+    assert [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()] == [1]
+    sweep.run_sweep(spec, out, SweepOptions(num_samples=1), resume=True)
     epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
     assert epochs == [1, 2, 3, 3]  # epoch 1 once: the resumed trial went on from its checkpoint
     assert any("test/recall@20" in json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines())

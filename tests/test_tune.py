@@ -1,7 +1,7 @@
 """Ray Tune sweeps (``recbole_tasrec.tune``).
 
 Search spaces are parsed without Ray. The sweeps are real: small TASRec trials (1 to 3 epochs) on a generated data
-set, on a local Ray started once for this module, and on a cluster that ``ray start`` runs for one test.
+set, on the session's local Ray (conftest's ``local_ray``), and on a cluster that ``ray start`` runs for one test.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 from ray.tune.schedulers import ASHAScheduler
 
 from recbole_tasrec.config import Config, properties_dir
@@ -70,17 +69,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("atomic")
     write_data(MINI, root, "tiny")
     return root
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One private local Ray with 2 CPUs for the module's in-process sweeps (the CLI reuses a started Ray)."""
-    env_before = set(os.environ)
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-    for key in set(os.environ) - env_before:  # init_ray's token and Ray's own variables
-        del os.environ[key]
 
 
 # --- search spaces, no Ray ---------------------------------------------------------------------------------------
