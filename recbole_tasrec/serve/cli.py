@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-save", action="store_true", help="serve each advance without saving it (a restart loses it)"
     )
     http.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    http.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering requests, sharing the loaded model (default: 1; one per core; no /advance)",
+    )
     return parser
 
 
@@ -138,10 +144,17 @@ def run_advance(args: argparse.Namespace) -> str:
 
 
 def run_http(args: argparse.Namespace) -> str:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.advance_token_file is not None:
+        raise ValueError(
+            "--advance-token-file needs --workers 1: an advance would change one worker's model only "
+            "(fold days in with the advance command, then restart the service)"
+        )
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the serve extra, checked before the model is loaded
 
-        from recbole_tasrec.serve.http import create_app
+        from recbole_tasrec.serve.http import create_app, serve
     except ImportError as error:
         raise RuntimeError(
             f"the HTTP service needs the 'serve' extra ({error.name} is missing): pip install 'recbole-tasrec[serve]'"
@@ -160,8 +173,9 @@ def run_http(args: argparse.Namespace) -> str:
         docs=args.docs,
         **limit,
     )
-    print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
+    workers = f" with {args.workers} workers" if args.workers > 1 else ""
+    print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}{workers}", file=sys.stderr)
+    serve(app, args.host, args.port, args.workers, args.access_log)
     return "stopped"
 
 
