@@ -20,6 +20,7 @@ Writes ``benchmarks/results/serving_<date>[_<step>].json`` at the default sizes,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -82,6 +83,21 @@ def cpu_seconds(pid: int) -> float:
     return total + sum(cpu_seconds(int(child)) for child in children)
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident and proportional (shared pages split among their users) memory of the service's processes, MB:
+    forked workers share the model's pages, so their PSS sum stays near one process's RSS."""
+    pids, total = [pid], {"rss_mb": 0.0, "pss_mb": 0.0}
+    with contextlib.suppress(OSError):
+        pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for one in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    total[f"{name.lower()}_mb"] += int(value.split()[0]) / 1024
+    return {"processes": len(pids), **{key: round(value, 1) for key, value in total.items()}}
+
+
 def bodies(rng: np.random.Generator, n_items: int, per_request: int, n: int, k: int) -> list[bytes]:
     return [json.dumps({"sessions": random_sessions(rng, n_items, per_request), "k": k}).encode() for _ in range(n)]
 
@@ -121,6 +137,7 @@ def http_phases(port: int, service: int, bodies_file: Path, args: argparse.Names
         "sequential": load(port, bodies_file, 0, 1, args.seconds, service),
         "closed_loop": load(port, bodies_file, 0, args.clients, args.seconds, service),
         "open_loop": load(port, bodies_file, args.rate, args.connections, args.seconds, service),
+        "memory": memory_mb(service),
     }
 
 

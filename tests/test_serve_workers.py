@@ -35,7 +35,7 @@ def workers_of(pid: int) -> list[int]:
 
 
 @pytest.fixture()
-def two_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen, Ranker]]:
+def two_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen, Ranker, Path]]:
     recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
     model_dir = recommender.save(tmp_path / "model")
     port = free_port()
@@ -51,7 +51,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen, Ranker]
         assert service.poll() is None and time.monotonic() < deadline, "the service did not start"
         time.sleep(0.2)
     try:
-        yield port, service, Ranker(recommender)
+        yield port, service, Ranker(recommender), model_dir
     finally:
         if service.poll() is None:
             service.terminate()
@@ -60,7 +60,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen, Ranker]
 
 @pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc").exists(), reason="workers are forked (Linux)")
 def test_workers_answer_like_one_process(two_workers) -> None:
-    port, service, ranker = two_workers
+    port, _, ranker, _ = two_workers
     sessions = [[[f"item{1 + (7 * n + j) % 59}" for j in range(1 + n % 4)]] for n in range(40)]
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda s: call(port, "POST", "/recommend", {"sessions": s, "k": 5}), sessions))
@@ -73,11 +73,26 @@ def test_workers_answer_like_one_process(two_workers) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc").exists(), reason="workers are forked (Linux)")
 def test_a_dead_worker_stops_the_service(two_workers) -> None:
-    _, service, _ = two_workers
+    _, service, _, _ = two_workers
     os.kill(workers_of(service.pid)[0], signal.SIGKILL)
     assert service.wait(timeout=30) == 2
     error = service.stderr.read()
     assert "exited with status -9: the service stopped" in error and "Traceback" not in error
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc").exists(), reason="workers are forked (Linux)")
+def test_workers_serve_the_day_the_advance_command_folded_in(two_workers, tmp_path: Path) -> None:
+    port, _, _, model_dir = two_workers
+    assert {call(port, "GET", "/health")[1]["day"] for _ in range(10)} == {3}
+    day = tmp_path / "day.csv"
+    day.write_text("session_id,item_id\n1,item1\n1,item2\n2,item3\n2,item4\n")
+    assert main(["advance", "--model", str(model_dir), "--input", str(day)]) == 0
+    deadline = time.monotonic() + 20
+    while {call(port, "GET", "/health")[1]["day"] for _ in range(10)} != {4}:  # every worker, each new connection
+        assert time.monotonic() < deadline, "the workers did not reload the advanced artefact"
+        time.sleep(0.2)
+    status, answer = call(port, "POST", "/recommend", {"sessions": [["item1"]], "k": 3})
+    assert status == 200 and answer["day"] == 4
 
 
 def test_advance_is_refused_with_several_workers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

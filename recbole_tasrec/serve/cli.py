@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="processes answering requests, sharing the loaded model (default: 1; one per core; no /advance)",
+        help="processes answering requests, sharing the loaded model; they reload it when the advance command has "
+        "replaced it (default: 1; one per core; no /advance)",
     )
     return parser
 
@@ -149,7 +150,7 @@ def run_http(args: argparse.Namespace) -> str:
     if args.workers > 1 and args.advance_token_file is not None:
         raise ValueError(
             "--advance-token-file needs --workers 1: an advance would change one worker's model only "
-            "(fold days in with the advance command, then restart the service)"
+            "(with several workers, fold a day in with the advance command: the workers reload the artefact)"
         )
     try:
         import uvicorn  # noqa: F401 - the serve extra, checked before the model is loaded
@@ -171,6 +172,7 @@ def run_http(args: argparse.Namespace) -> str:
         None if args.no_save else args.model,
         advance_token=token,
         docs=args.docs,
+        reload_from=args.model if args.workers > 1 else None,
         **limit,
     )
     workers = f" with {args.workers} workers" if args.workers > 1 else ""

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import errno
 import hmac
+import logging
 import os
 import signal
 import threading
@@ -44,6 +45,8 @@ try:  # the serve extra's faster JSON writer; the standard library's otherwise
     import orjson
 except ImportError:  # pragma: no cover - depends on the installed extras
     orjson = None
+
+logger = logging.getLogger(__name__)
 
 MAX_ITEM_ID = 1000  # characters in one item id
 MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
@@ -81,6 +84,12 @@ class Service:
         self.save_to = None if save_to is None else Path(save_to)
         self._advance_lock = threading.Lock()
 
+    def replace(self, recommender: ServedModel) -> None:
+        """Serve ``recommender`` from now on (an artefact reloaded): a request reads the ranker once, so it is
+        answered wholly by the old model or wholly by the new one."""
+        self.ranker = Ranker(recommender)
+        self.recommender = recommender
+
     def health(self) -> dict[str, object]:
         return {
             "status": "ok",
@@ -94,7 +103,7 @@ class Service:
         sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
         ks = [request.k for request in requests for _ in request.sessions]
         excluding = [request.exclude_seen for request in requests for _ in request.sessions]
-        ranked = self.ranker.rank(sessions, ks, excluding)
+        ranked = self.ranker.rank(sessions, ks, excluding)  # self.ranker read once
         day = ranked.day  # the day of the state that gave the scores, never read apart from them
         results = [
             {"items": items, "scores": scores, "unknown_items": unknown}
@@ -231,6 +240,46 @@ class Batcher:
         return batch
 
 
+class ArtefactWatcher:
+    """Reloads the served model when the artefact folder's ``meta.json`` is replaced (by the ``advance`` command:
+    an atomic rename, so a new file): how several worker processes follow the days folded in. Checked every
+    ``interval`` seconds on the event loop, read on a worker thread; an artefact caught mid-rename or unreadable is
+    logged and tried again at the next check, the served model unchanged meanwhile."""
+
+    def __init__(self, service: Service, directory: str | os.PathLike[str], interval: float = 1.0) -> None:
+        self.service, self.directory, self.interval = service, Path(directory), interval
+        self.seen = self._version()
+
+    def _version(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.directory / "meta.json").stat()
+        except OSError:  # the folder is being replaced: look again at the next check
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    async def run(self) -> None:
+        from recbole_tasrec.serve.models import load_artifact
+
+        while True:
+            await asyncio.sleep(self.interval)
+            version = self._version()
+            if version is None or version == self.seen:
+                continue
+            try:
+                recommender = await run_in_threadpool(load_artifact, self.directory)
+            except (ValueError, OSError) as error:  # ArtifactError is a ValueError
+                logger.warning(
+                    "could not reload %s (%s): still serving day %s",
+                    self.directory,
+                    error,
+                    self.service.recommender.day,
+                )
+                continue
+            self.seen = version
+            self.service.replace(recommender)
+            logger.warning("reloaded %s: serving day %s", self.directory, recommender.day)
+
+
 def create_app(
     recommender: ServedModel,
     save_to: str | Path | None = None,
@@ -238,16 +287,22 @@ def create_app(
     advance_token: str | None = None,
     docs: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    reload_from: str | Path | None = None,
 ) -> FastAPI:
     """The FastAPI application. ``save_to``: the artefact folder written by each advance (None: never);
     ``advance_token``: serve ``POST /advance`` to requests carrying ``Authorization: Bearer <token>`` (None: no
-    ``/advance`` at all); ``docs``: serve ``/docs`` and ``/openapi.json``; ``max_body_bytes``: the largest body read."""
+    ``/advance`` at all); ``docs``: serve ``/docs`` and ``/openapi.json``; ``max_body_bytes``: the largest body
+    read; ``reload_from``: an artefact folder whose new versions are served as they appear
+    (:class:`ArtefactWatcher`; not with ``/advance``)."""
     if advance_token is not None and len(advance_token) < MIN_TOKEN:
         raise ValueError(f"the /advance token must be at least {MIN_TOKEN} characters (e.g. openssl rand -hex 32)")
+    if reload_from is not None and advance_token is not None:
+        raise ValueError("an app that reloads its artefact from disk serves no /advance: the file is the truth")
     service = Service(recommender, save_to)
     batcher = Batcher(service)
     urls = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="recbole-tasrec", version=package_version(), **urls)
+    lifespan = None if reload_from is None else watching(ArtefactWatcher(service, reload_from))
+    app = FastAPI(title="recbole-tasrec", version=package_version(), lifespan=lifespan, **urls)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.service = service
 
@@ -293,6 +348,20 @@ def create_app(
     return app
 
 
+def watching(watcher: ArtefactWatcher) -> Any:
+    """A lifespan running ``watcher`` while the app serves (in each worker process: started after the fork)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
+
+
 def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
     """Run ``app`` with uvicorn on ``host:port`` until stopped (SIGINT, SIGTERM).
 
@@ -300,7 +369,8 @@ def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool
     ``workers`` processes are forked that accept on one shared socket: each scores on its own core, and the
     model's tensors and arrays stay shared, copy-on-write pages never written. A worker that dies stops the
     service (its exit status says so), rather than serving on at a fraction of the capacity. ``/advance``
-    changes one process's model, so :func:`create_app` refuses it with several workers (see the README)."""
+    would change one process's model: the CLI refuses it with several workers, whose apps reload the artefact
+    when the ``advance`` command has replaced it (``reload_from``)."""
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="warning")
