@@ -13,6 +13,9 @@ Started without a folder to save to (``--no-save``), an advance is served at onc
 Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1 or above the item
 count, too many sessions or clicks, an item id longer than :data:`MAX_ITEM_ID`; a body over the limit gets 413
 before it is read. Unknown item ids are skipped and reported.
+
+Several worker processes (:func:`serve`, ``--workers``) share the loaded model; they serve no ``/advance`` and
+follow the artefact folder instead (:class:`ArtefactWatcher`).
 """
 
 from __future__ import annotations
