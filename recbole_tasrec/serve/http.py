@@ -106,7 +106,7 @@ class Service:
         sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
         ks = [request.k for request in requests for _ in request.sessions]
         excluding = [request.exclude_seen for request in requests for _ in request.sessions]
-        ranked = self.ranker.rank(sessions, ks, excluding)  # self.ranker read once
+        ranked = self.ranker.rank(sessions, ks, excluding)  # self.ranker read once: a reload may replace it
         day = ranked.day  # the day of the state that gave the scores, never read apart from them
         results = [
             {"items": items, "scores": scores, "unknown_items": unknown}
@@ -381,7 +381,8 @@ def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool
         uvicorn.Server(config).run()
         return
     service: Service = app.state.service
-    service.ranker.rank([[service.ranker.tokens[1]]], 1)  # the tables scoring builds once, before the fork
+    if len(service.ranker.tokens) > 1:  # the tables scoring builds once, before the fork: shared, not rebuilt
+        service.ranker.rank([[service.ranker.tokens[1]]], 1)
     listening = config.bind_socket()
     children = []
     for _ in range(workers):
