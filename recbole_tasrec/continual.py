@@ -145,13 +145,14 @@ class ContinualTester:
     """Runs the test phase of one trained ``trainer`` under ``continual: refit | daily`` (module docstring)."""
 
     def __init__(self, trainer: Any, prepared: Any, settings: ContinualSettings) -> None:
-        from recbole_tasrec.quick_start import PreparedData, make_dataloaders  # quick_start imports this module
+        from recbole_tasrec.quick_start import make_dataloaders  # quick_start imports this module
 
         self.trainer, self.prepared, self.settings = trainer, prepared, settings
         self.config = trainer.config
         self.day_field = prepared.dataset.day_field
         self.logger = getLogger()
-        self._loaders = lambda part: make_dataloaders(self.config, PreparedData(prepared.dataset, part, part, part))
+        # the run's loader classes and samplers (built once: a sampler indexes every session), for any day's samples
+        self._train_loader, _, self._test_loader = make_dataloaders(self.config, prepared)
         self._passes = 0
 
     def start_from_best(self, saved: bool) -> None:
@@ -170,20 +171,28 @@ class ContinualTester:
         trainer.lr_scheduler = "constant"  # the continual rate stays as it is
         init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
 
+    def loader(self, part: Any, training: bool) -> Any:
+        """A loader of the run's training (or test) kind over ``part``'s samples."""
+        like = self._train_loader if training else self._test_loader
+        shuffle = self.config["shuffle"] if training else False
+        return type(like)(self.config, part, like._sampler, shuffle=shuffle)
+
     def train_on(self, part: Any, what: str) -> float:
         """``continual_epochs`` of the trainer's own epochs over ``part``'s samples; the last pass's mean loss."""
-        loader = self._loaders(as_scored(part, self.trainer.model, self.day_field))[0]
+        loader = self.loader(as_scored(part, self.trainer.model, self.day_field), training=True)
         loss = 0.0
         for _ in range(self.settings.epochs):
             total = self.trainer._train_epoch(loader, self._passes, show_progress=False)
             self._passes += 1
             loss = float(sum(total) if isinstance(total, tuple) else total) / max(len(loader), 1)
-        self.logger.info(set_color("continual", "green") + f": trained on {what} ({len(part):,} samples), loss {loss:.4f}")
+        self.logger.info(
+            set_color("continual", "green") + f": trained on {what} ({len(part):,} samples), loss {loss:.4f}"
+        )
         return loss
 
     def score(self, part: Any) -> dict[str, float]:
         """The trainer's evaluation of ``part`` (its rows recorded by the trainer's :class:`RowRecorder`)."""
-        result = self.trainer.evaluate(self._loaders(part)[2], load_best_model=False, show_progress=False)
+        result = self.trainer.evaluate(self.loader(part, training=False), load_best_model=False, show_progress=False)
         return {key: float(value) for key, value in result.items()}
 
     def run(self, saved: bool) -> TestPhase:

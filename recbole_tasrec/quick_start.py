@@ -169,8 +169,8 @@ def run_recbole_tasrec(
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``train_loss``
         (one per epoch), ``checkpoint`` (the best-validation model file, or ``None``) and ``continual_checkpoint``
-        (with ``continual: refit | daily``, the model after the last test day, else ``None``); ``None`` on a torchrun process
-        other than global rank 0.
+        (with ``continual: refit | daily``, the model after the last test day, else ``None``); ``None`` on a torchrun
+        process other than global rank 0.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     continual.continual_settings(config)  # refuse a bad continual setting before training, not after
