@@ -154,6 +154,7 @@ class ContinualTester:
         # the run's loader classes and samplers (built once: a sampler indexes every session), for any day's samples
         self._train_loader, _, self._test_loader = make_dataloaders(self.config, prepared)
         self._passes = 0
+        self._best_epoch = -1  # the epoch the continual phase started from, recorded in its checkpoint
 
     def start_from_best(self, saved: bool) -> None:
         """Load the best epoch's weights and optimiser state (when the run saved them), set the continual rate,
@@ -165,6 +166,7 @@ class ContinualTester:
             trainer.model.load_state_dict(checkpoint["state_dict"])
             trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
             trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+            self._best_epoch = int(checkpoint.get("epoch", -1))
         rates = [self.settings.learning_rate] * len(ended_with) if self.settings.learning_rate else ended_with
         for group, rate in zip(trainer.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
@@ -215,7 +217,7 @@ class ContinualTester:
         checkpoint = None
         if saved:
             checkpoint = str(continual_checkpoint_for(trainer.saved_model_file))
-            trainer._save_checkpoint(self._passes, saved_model_file=checkpoint)
+            trainer._save_checkpoint(self._best_epoch, saved_model_file=checkpoint)
         return TestPhase(result, day_results, losses, checkpoint)
 
 

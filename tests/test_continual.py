@@ -12,13 +12,21 @@ import pytest
 import torch
 from scipy.stats import ttest_rel
 
-from recbole_tasrec import continual
+from recbole_tasrec import continual, distributed
 from recbole_tasrec.checkpoint import load_trusted
 from recbole_tasrec.config import Config
-from recbole_tasrec.quick_start import PreparedData, build_model, make_dataloaders, prepare_data, run_recbole_tasrec
+from recbole_tasrec.quick_start import (
+    PreparedData,
+    build_model,
+    load_data_and_model,
+    make_dataloaders,
+    prepare_data,
+    run_recbole_tasrec,
+)
 from recbole_tasrec.trainer import TASRecTrainer
 
 from .conftest import ROOT, small_settings
+from .test_distributed import free_port, run_jobs
 from .test_resume import Interrupted, assert_same_weights, interrupt_after, only_checkpoint
 
 DEMO = {"train_batch_size": 256, "topk": [10, 20]}
@@ -198,6 +206,29 @@ def test_resume_of_a_daily_run_gives_the_uninterrupted_result(data_dir: Path, tm
         load_trusted(resumed["continual_checkpoint"])["state_dict"],
         load_trusted(full["continual_checkpoint"])["state_dict"],
     )
+
+
+# --- two processes ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_processes(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """``refit`` and ``daily`` runs of TASRec and SRGNN over 2 Gloo processes (one spawn for all)."""
+    settings = small_settings(data_dir, tmp_path_factory.mktemp("two"), epochs=2)
+    launch = {"nproc": 2, "world_size": 2, "ip": "localhost", "port": free_port(), "offset": 0}
+    jobs = [(model, {"continual": mode}) for model in ("TASRec", "SRGNN") for mode in ("refit", "daily")]
+    return distributed.launch(launch, run_jobs, jobs=jobs, config_dict=settings)
+
+
+@pytest.mark.slow
+def test_two_processes_score_day_by_day_like_one_and_save_a_model_one_process_loads(two_processes) -> None:
+    """Each rank trains on its share of a day; the days' gathered rows give the metrics over all test samples: a
+    ``refit`` run scores every day with the model it saves, so one process's evaluation of that model agrees."""
+    for refit, daily in (two_processes[:2], two_processes[2:]):
+        config, model, _, _, _, test_data = load_data_and_model(refit["continual_checkpoint"])
+        assert config["single_spec"]
+        one_process = TASRecTrainer(config, model).evaluate(test_data, load_best_model=False)
+        assert {k: float(v) for k, v in one_process.items()} == refit["test_result"]
+        assert daily["test_result"] != refit["test_result"]
+        assert load_data_and_model(daily["continual_checkpoint"])[0]["single_spec"]
 
 
 # --- learning -----------------------------------------------------------------------------------------------------
