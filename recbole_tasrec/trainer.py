@@ -25,30 +25,6 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 #: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
 SCHEDULE_COUNTERS = ("plateau_count", "optimizer_steps")
 
-LR_SCHEDULERS = ("plateau", "paper", "constant")
-
-
-def check_schedule(config: Any) -> str:
-    """Validate the schedule keys against each other; returns the scheduler's name."""
-    name = str(config["lr_scheduler"]).lower()
-    if name not in LR_SCHEDULERS:
-        raise ValueError(f"lr_scheduler={config['lr_scheduler']!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
-    gamma = float(config["lr_decay_gamma"])
-    if name != "constant" and not 0.0 < gamma < 1.0:
-        raise ValueError(f"lr_decay_gamma={gamma} must lie in (0, 1): the rate is multiplied by it at each decay")
-    if name == "paper" and int(config["lr_decay_epochs"] or 0) < 1:
-        raise ValueError("lr_scheduler=paper needs lr_decay_epochs >= 1 (the paper's 2); or use lr_scheduler=constant")
-    if name == "plateau":
-        patience, stopping = int(config["lr_patience"]), int(config["stopping_step"])
-        if patience < 1:
-            raise ValueError(f"lr_patience={patience} must be >= 1 (evaluations without improvement before a decay)")
-        if patience >= stopping:
-            raise ValueError(
-                f"lr_patience={patience} must be smaller than stopping_step={stopping}, or training stops before "
-                "the lower rate gets a chance; raise stopping_step or lower lr_patience"
-            )
-    return name
-
 
 def adam_options(model: Any) -> dict[str, Any]:
     """Extra ``torch.optim.Adam`` arguments for ``model``: models with ``fused_adam = True`` (TASRec) get the
@@ -74,7 +50,7 @@ class TASRecTrainer(Trainer):
     def __init__(self, config: Any, model: Any) -> None:
         super().__init__(config, model)
         if getattr(model, "trains", True):
-            self.lr_scheduler = check_schedule(config)
+            self.lr_scheduler = config["lr_scheduler"]  # checked with the other settings (recbole_tasrec.settings)
         else:
             self.lr_scheduler, self.epochs = "constant", 1
         self.lr_decay_gamma = float(config["lr_decay_gamma"])

@@ -107,7 +107,7 @@ def test_launch_settings_from_flags_and_torchrun() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"nproc": 0}, "at least 1"),
+        ({"nproc": 0}, "nproc must be a whole number >= 1"),  # refused by the Config (recbole_tasrec.settings)
         ({"nproc": 2, "world_size": 4, "offset": 3}, "offset"),
         ({"nproc": "two"}, "nproc must be"),
     ],

@@ -1,9 +1,8 @@
-"""benchmarks/reproduce.py, the comparison harness: its report, its ranks, --resume, --report-only and the
-equal tuning of --tune-trials."""
+"""The comparison harness (``python -m recbole_tasrec.harness reproduce``): its report, its ranks, --resume,
+--report-only and the equal tuning of --tune-trials; and the schedule report built on its results."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,15 +11,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from recbole_tasrec.harness import reproduce as reproduce_module
+from recbole_tasrec.harness import schedule_report
+from recbole_tasrec.harness.__main__ import main as harness_command
 
 
 @pytest.fixture(scope="module")
 def reproduce() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return reproduce_module
 
 
 def harness_args(data_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -112,18 +110,15 @@ def test_tune_trials_choose_record_and_reuse_each_models_settings(
 
 
 def write_harness_result(results: Path, name: str, ranks: dict[str, np.ndarray]) -> None:
-    """A harness result as benchmarks/reproduce.py writes it, as far as schedule_report.py reads it."""
+    """A harness result as the harness writes it, as far as the schedule report reads it."""
     (results / name).parent.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps({"name": name, "runs": []}))
     np.savez_compressed(results / f"{name}.ranks.npz", **ranks)
 
 
-def test_schedule_report_verdicts(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_schedule_report_verdicts(tmp_path: Path) -> None:
     """Default (plateau) best, tied with constant, within noise of the best, or worse, from per-sample ranks."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("schedule_report", ROOT / "benchmarks" / "schedule_report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = schedule_report
     rng = np.random.default_rng(0)
     good = rng.integers(1, 15, 400)  # ranks: about 95 % within the top 20
     bad = rng.integers(1, 60, 400)  # about a third within the top 20
@@ -142,3 +137,12 @@ def test_schedule_report_verdicts(data_dir: Path, tmp_path: Path, monkeypatch) -
     assert rows["C"]["plateau"]["file"] == "log.json"
     text = (results / "schedules" / "summary.md").read_text()
     assert "| log (400 tests) | B |" in text and (results / "schedules" / "summary.png").stat().st_size > 0
+
+
+def test_harness_command_names_its_tools_and_runs_one(capsys) -> None:
+    """``python -m recbole_tasrec.harness``: without a known tool it lists the tools; with one, that tool runs."""
+    with pytest.raises(SystemExit, match="(?s)unknown tool 'nonsense'.*reproduce.*schedules"):
+        harness_command(["nonsense"])
+    with pytest.raises(SystemExit) as exit_info:
+        harness_command(["schedules", "--help"])
+    assert exit_info.value.code == 0 and "--datasets" in capsys.readouterr().out

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_serving import random_recommender
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve import SessionRecommender
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.http import MAX_ITEM_ID, create_app
@@ -20,6 +20,7 @@ from recbole_tasrec.serve.ranking import Ranker
 from tests.conftest import served
 
 SMALL = {"embedding_size": 16, "n_layers": 1}
+TOKEN = "test-token-0123456789abcdef"
 
 
 @pytest.fixture()
@@ -27,14 +28,17 @@ def service(tmp_path: Path) -> Iterator[tuple[int, SessionRecommender, Path]]:
     """A served untrained model of 60 items whose graph holds 3 random days, saving to ``model/``."""
     recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
     model_dir = recommender.save(tmp_path / "model")
-    with served(create_app(recommender, model_dir)) as port:
+    with served(create_app(recommender, model_dir, advance_token=TOKEN)) as port:
         yield port, recommender, model_dir
 
 
-def call(port: int, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
+def call(
+    port: int, method: str, path: str, body: object = None, raw: bytes | None = None, token: str = TOKEN
+) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    connection.request(method, path, payload, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    connection.request(method, path, payload, headers)
     response = connection.getresponse()
     status, text = response.status, response.read().decode()
     connection.close()
@@ -61,9 +65,7 @@ def test_recommend_answers_like_the_recommender(service) -> None:
     top = recommender.scores([["item3", "item7"]])[0].topk(5)
     assert answer["results"][0]["scores"] == pytest.approx(top.values.tolist(), abs=1e-5)
 
-    status, answer = call(
-        port, "POST", "/recommend", {"sessions": [["item3", "item7"]], "k": 500, "exclude_seen": True}
-    )
+    status, answer = call(port, "POST", "/recommend", {"sessions": [["item3", "item7"]], "k": 59, "exclude_seen": True})
     items = answer["results"][0]["items"]
     assert status == 200 and len(items) == 57 and not {"item3", "item7"} & set(items)  # 59 items less 2 seen
 
@@ -80,6 +82,8 @@ def test_recommend_answers_like_the_recommender(service) -> None:
         ({"sessions": [["x" * (MAX_ITEM_ID + 1)]]}, f"at most {MAX_ITEM_ID} characters"),
         ({"sessions": [[1.5]]}, "valid string"),
         ({}, "Field required"),
+        ({"sessions": [["item1"]], "k": 60}, "k=60 is more than the 59 items"),
+        ({"sessions": [["item1"]], "k": 2**64}, f"k={2**64} is more than the 59 items"),
     ],
 )
 def test_bad_requests_get_422_with_the_reason(service, body, reason) -> None:
@@ -131,6 +135,15 @@ def test_requests_during_an_advance_see_the_old_graph_or_the_new_one(service, mo
     assert [r["items"] for r in call(port, "POST", "/recommend", {"sessions": probe, "k": 10})[1]["results"]] == new
     assert SessionRecommender.from_artifact(model_dir).day == 4  # saved: a restart continues from day 4
     assert call(port, "POST", "/advance", {"sessions": []})[1]["day"] == 5  # an empty day only decays
+
+
+def test_advance_needs_the_token(service) -> None:
+    port, recommender, _ = service
+    for token in ("", "wrong-token-0123456789abcdef", TOKEN[:-1]):
+        status, answer = call(port, "POST", "/advance", {"sessions": []}, token=token)
+        assert status == 401 and "Authorization: Bearer" in answer["detail"]
+    assert recommender.day == 3  # nothing folded in
+    assert call(port, "POST", "/advance", {"sessions": []})[0] == 200
 
 
 def test_concurrent_requests_scored_together_get_their_own_answers(service) -> None:

@@ -19,7 +19,6 @@ so one processed data set serves a whole sweep over those settings.
 from __future__ import annotations
 
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from recbole_tasrec.data.atomic import (
 )
 from recbole_tasrec.data.clicks import DayClicks
 from recbole_tasrec.data.daily_graphs import DailyGraphs
+from recbole_tasrec.settings import DATASET_KEYS
 
 TRAIN, VALID, TEST = 0, 1, 2
 
@@ -57,29 +57,6 @@ def n_test_days(n_days: int, ratio: float) -> int:
     return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
 
 
-#: The data set's whole-number settings and their least value.
-_WHOLE_SETTINGS = {"day_span": 1, "min_session_length": 1, "min_item_clicks": 0, "MAX_ITEM_LIST_LENGTH": 1}
-
-
-def check_whole_number(key: str, value: object, least: int) -> None:
-    """Refuse a setting that is not a whole number ``>= least`` (``True`` and ``2.0`` included), naming it."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < least:
-        raise ValueError(f"{key} must be a whole number >= {least}, got {value!r}")
-
-
-def check_settings(config) -> None:
-    """Refuse a data set setting of the wrong type or range when the config is built, naming the key: later it
-    would fail deep in pandas or torch (``int('two')``, ``clamp(max='x')``) or silently round (``day_span: 1.5``)."""
-    for key, least in _WHOLE_SETTINGS.items():
-        check_whole_number(key, config[key], least)
-    for key in ("test_day_ratio", "valid_session_ratio"):
-        value = config[key]
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-            raise ValueError(f"{key} must be a number between 0 and 1 (both excluded), got {value!r}")
-    if not isinstance(config["drop_unseen_targets"], bool | np.bool_):
-        raise ValueError(f"drop_unseen_targets must be True or False, got {config['drop_unseen_targets']!r}")
-
-
 class TASRecDataset(SequentialDataset):
     """Day-indexed ``SequentialDataset``; see the module docstring for the protocol.
 
@@ -93,16 +70,7 @@ class TASRecDataset(SequentialDataset):
 
     #: Settings of this package that shape the processed data set: RecBole's saved-dataset cache and sweeps
     #: treat them like RecBole's own ``dataset_arguments`` (see :mod:`recbole_tasrec.compat`).
-    CONFIG_KEYS = (
-        "day_span",
-        "min_session_length",
-        "min_item_clicks",
-        "test_day_ratio",
-        "valid_session_ratio",
-        "drop_unseen_targets",
-        "DAY_FIELD",
-        "MAX_ITEM_LIST_LENGTH",
-    )
+    CONFIG_KEYS = DATASET_KEYS
 
     def __init__(self, config) -> None:
         self.day_field = config["DAY_FIELD"] or "day"
@@ -220,6 +188,10 @@ class TASRecDataset(SequentialDataset):
         self.session_day = np.full(n_sessions, -1, dtype=np.int64)
         self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
         self.n_days = int(self.session_day.max()) + 1
+        # each session's last click (float64 Unix seconds): the session kNN models' recency and STAN's decay
+        last_click = df.groupby(uid, sort=False)[time].max()
+        self.session_last_time = np.full(n_sessions, np.nan)
+        self.session_last_time[last_click.index.to_numpy()] = last_click.to_numpy(np.float64)
         n_test = n_test_days(self.n_days, self.config["test_day_ratio"])
         self.n_train_days = self.n_days - n_test
         if self.n_train_days < 1:

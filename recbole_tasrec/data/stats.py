@@ -13,16 +13,15 @@ Prints a table and writes a PNG (``--output``, default ``<run_dir>/stats/<datase
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recbole_tasrec.config import Config
 from recbole_tasrec.data.daily_graphs import DailyGraphs
 from recbole_tasrec.data.dataset import TEST, TASRecDataset
+from recbole_tasrec.safe_write import atomic_path
 
 COLUMNS = ["day", "split", "sessions", "samples", "new_items", "transitions", "held", "test_targets", "test_held"]
 
@@ -119,14 +118,15 @@ def plot(stats: pd.DataFrame, path: Path, title: str) -> None:
     bottom.set_xlabel("day")
     bottom.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
+    # the command line builds a configuration; the statistics take any mapping of settings, so data/ needs no Config
+    from recbole_tasrec.config import Config
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Any --key=value: a RecBole setting.")
     parser.add_argument("--dataset", required=True, help="a folder under data_path (default atomic_data/)")
     parser.add_argument("--output", type=Path, help="the PNG (default <run_dir>/stats/<dataset>.png)")

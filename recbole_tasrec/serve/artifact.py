@@ -8,10 +8,10 @@ names, so it must come from someone you trust. The artefact holds the same servi
     DIR/weights.pt   torch.save of {parameter name: tensor}, read back with torch.load(weights_only=True)
     DIR/graph.pt     torch.save of the temporal graph E_day as CSR tensors plus a header [format, items, day]
 
-Writing is atomic: the files go to a hidden temporary folder next to ``DIR`` which is then renamed to
-``DIR`` (an existing artefact is moved aside first and removed last), so a crash leaves either the old
-artefact or the new one. Reading checks that the three files belong together (format, item count, day,
-checksums) and names the file that does not.
+Writing is crash-safe (:func:`~recbole_tasrec.safe_write.atomic_path`): the files go to a hidden temporary folder
+next to ``DIR``, are flushed to disk, and the folder is renamed to ``DIR`` (an existing artefact is moved aside
+first and removed last), so a crash leaves either the old artefact or the new one. Reading checks that the three
+files belong together (format, item count, day, checksums) and names the file that does not.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.safe_write import atomic_path, glob_escape
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,8 @@ def serving_settings(config: Any) -> Settings:
 
 # --- writing ---------------------------------------------------------------------------------------------
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    """``torch.save`` plain tensors, flushed to disk; returns the file's SHA-256."""
-    with open(path, "wb") as handle:
-        torch.save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """``torch.save`` plain tensors (flushed to disk with their folder by ``atomic_path``); returns the SHA-256."""
+    torch.save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, path)
     return _sha256(path)
 
 
@@ -132,9 +130,8 @@ def write_artifact(
         raise ArtifactError(f"{target} exists and is not a serving artefact (no {META}): choose a new folder")
     if len(item_tokens) != graph.n_items:
         raise ArtifactError(f"{len(item_tokens)} item ids but the temporal graph has {graph.n_items} items")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_path(target) as staging:  # staged aside, flushed, then renamed: the old artefact or the new one
+        staging.mkdir()
         meta = {
             "format": FORMAT,
             "package_version": package_version(),
@@ -153,27 +150,8 @@ def write_artifact(
             },
             "item_tokens": [str(token) for token in item_tokens],
         }
-        with open(staging / META, "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     return target
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and removed last."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(backup, ignore_errors=True)
-    os.rename(target, backup)
-    os.rename(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -181,7 +159,16 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)  # data only: never runs code
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ArtifactError(f"{path} is not a tensor file written by this package ({error})") from error
+        # torch's own message advises weights_only=False, the one thing not to do with a file from elsewhere
+        named = re.search(r"GLOBAL (\S+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None
+        if named:
+            raise ArtifactError(
+                f"{path} holds Python objects ({named[1]}), not only tensors: refused unread; an artefact is plain "
+                "tensors, export it again from a checkpoint you trust: python -m recbole_tasrec.serve export"
+            ) from None
+        raise ArtifactError(
+            f"{path} is not a tensor file written by this package (truncated, or another format)"
+        ) from None
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ArtifactError(f"{path} does not hold a dict of tensors")
     return loaded
@@ -189,8 +176,8 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_meta(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
-        backups = sorted(directory.parent.glob(f".{directory.name}.old-*"))
-        hint = f"; an interrupted save left the previous artefact at {backups[-1]}: rename it" if backups else ""
+        copies = [p for p in directory.parent.glob(f".{glob_escape(directory.name)}.tmp-*") if (p / META).is_file()]
+        hint = f"; an interrupted save left a copy at {copies[-1]}: rename it to {directory.name}" if copies else ""
         raise ArtifactError(f"no serving artefact at {directory}{hint}")
     for name in (META, WEIGHTS, GRAPH):
         if not (directory / name).is_file():

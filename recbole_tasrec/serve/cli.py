@@ -3,7 +3,8 @@
     export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact
     recommend  --model DIR --input S.csv --k 20 --output R.csv
     advance    --model DIR --input DAY.csv|.inter     fold a finished day in, save the artefact again
-    http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra)
+    http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra); /advance and
+                                                      /docs are off unless --advance-token-file / --docs
 
 Each command ends with a one-line summary; a bad input stops it with one line that says what is wrong
 (exit status 2) and leaves no partial output.
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec.safe_write import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
 from recbole_tasrec.serve.recommender import SessionRecommender
@@ -58,8 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     http = commands.add_parser("http", help="the HTTP service (POST /recommend, POST /advance, GET /health)")
     http.add_argument("--model", required=True, help="a serving artefact folder")
-    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    http.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it: see the README)",
+    )
     http.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    http.add_argument(
+        "--advance-token-file",
+        type=Path,
+        default=None,
+        help="enable POST /advance for requests with 'Authorization: Bearer <the token in this file>' (default: off)",
+    )
+    http.add_argument("--docs", action="store_true", help="serve the API docs at /docs (default: off)")
+    http.add_argument("--max-body-mb", type=float, default=None, help="largest request body read (default: 32 MiB)")
     http.add_argument("--no-save", action="store_true", help="do not save the artefact after each advance")
     http.add_argument("--access-log", action="store_true", help="log every request (slower)")
     return parser
@@ -87,6 +100,9 @@ def run_recommend(args: argparse.Namespace) -> str:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
     ranker = Ranker(SessionRecommender.from_artifact(args.model))
+    n_items = len(ranker.tokens) - 1
+    if args.k > n_items:
+        raise ValueError(f"--k {args.k} is more than the {n_items} items of the model: give at most {n_items}")
     ranked = Ranked([], [], [])
     for start in tqdm(range(0, len(table), CHUNK), desc="recommend", unit="batch", disable=len(table) <= CHUNK):
         part = ranker.rank(table.sessions(start, start + CHUNK), args.k, args.exclude_seen)
@@ -125,8 +141,20 @@ def run_http(args: argparse.Namespace) -> str:
         raise RuntimeError(
             f"the HTTP service needs the 'serve' extra ({error.name} is missing): pip install 'recbole-tasrec[serve]'"
         ) from error
+    token = None
+    if args.advance_token_file is not None:
+        token = args.advance_token_file.read_text(encoding="utf-8").strip()
+    limit = {} if args.max_body_mb is None else {"max_body_bytes": int(args.max_body_mb * 2**20)}
+    if limit and limit["max_body_bytes"] < 1:
+        raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
     recommender = SessionRecommender.from_artifact(args.model)
-    app = create_app(recommender, None if args.no_save else args.model)
+    app = create_app(
+        recommender,
+        None if args.no_save else args.model,
+        advance_token=token,
+        docs=args.docs,
+        **limit,
+    )
     print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
     return "stopped"

@@ -15,18 +15,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, tokens_digest
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
 from recbole_tasrec.serve import artifact
+from recbole_tasrec.serve.ranking import Ranker
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +63,21 @@ class SessionRecommender:
         self.model = model.eval()
         self.window = window
         self.item_tokens = np.asarray(model.item_tokens).astype(str)
-        self._index = pd.Index(self.item_tokens[1:])  # position + 1 = item id (0 is padding)
+        self._ids = {token: i for i, token in enumerate(self.item_tokens.tolist()) if i > 0}  # 0: padding, unknown
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
         """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one). It is a pickle: only load your own
         files; :meth:`from_artifact` reads the safe export (``python -m recbole_tasrec.serve export``)."""
         logger.info("loading %s with pickle: trusting that file (a safe artefact loads with from_artifact)", path)
-        checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: trusted
+        checkpoint = load_trusted(path, ("config", "state_dict", "other_parameter"))
         config = checkpoint["config"]
         if config["model"] != "TASRec":
             raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
         tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
+        # the item ids must be the ones the weights were trained with (the identity the trainer stored)
+        held = {"model": "TASRec", "n_items": len(tokens), "item_digest": tokens_digest(tokens)}
+        check_identity(held, checkpoint_identity(checkpoint), path)
         return cls.from_state(config, tokens, checkpoint["state_dict"], device)
 
     @classmethod
@@ -121,16 +126,22 @@ class SessionRecommender:
         """How many days the graph has folded in."""
         return self.graph.day
 
-    def _encode(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """(item ids of every known click, known clicks per session); unknown items are skipped."""
+    def encode(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one encoder of raw item ids: (every click's item id, 0 where unknown; every click's session; the
+        clicks as text)."""
         if isinstance(sessions, str | bytes) or any(isinstance(s, str | bytes) for s in sessions):
             raise TypeError("pass a list of sessions, each a list of item ids, e.g. [['a', 'b'], ['c']]")
-        lengths = np.array([len(s) for s in sessions], dtype=np.int64)
-        flat = np.array([str(item) for s in sessions for item in s], dtype=str)
-        ids = self._index.get_indexer(flat) + 1  # 0 where unknown
+        lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+        flat = np.array([str(item) for s in sessions for item in s], dtype=object)
+        # a dict lookup per click: ~10x faster than pandas' get_indexer on the few clicks of a request
+        ids = np.fromiter(map(self._ids.get, flat, repeat(0, len(flat))), dtype=np.int64, count=len(flat))
+        return ids, np.repeat(np.arange(len(sessions)), lengths), flat
+
+    def _known_clicks(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids of every known click, known clicks per session); unknown items are skipped."""
+        ids, session_of, _ = self.encode(sessions)
         known = ids > 0
-        session_of = np.repeat(np.arange(len(lengths)), lengths)
-        return ids[known], np.bincount(session_of[known], minlength=len(lengths))
+        return ids[known], np.bincount(session_of[known], minlength=len(sessions))
 
     def scores(self, sessions: Sequence[Sequence[Any]]) -> torch.Tensor:
         """Scores over all items (column ``j`` is item ``item_tokens[j]``) for each session's next click.
@@ -139,7 +150,7 @@ class SessionRecommender:
         """
         if len(sessions) == 0:
             raise ValueError("recommend() needs at least one session (a list of item ids)")
-        items, counts = self._encode(sessions)
+        items, counts = self._known_clicks(sessions)
         max_len = self.model.max_seq_length
         lengths = np.minimum(counts, max_len)
         starts = np.cumsum(counts) - lengths  # each session's last max_len known clicks
@@ -164,20 +175,15 @@ class SessionRecommender:
         return out
 
     def recommend(self, sessions: Sequence[Sequence[Any]], k: int = 20) -> list[list[str]]:
-        """The top-``k`` next items (raw ids) for each session."""
-        scores = self.scores(sessions)
-        top = torch.topk(scores, min(k, scores.size(1) - 1), dim=1)
-        return [
-            [str(self.item_tokens[i]) for i, v in zip(idx.tolist(), val.tolist(), strict=True) if v != float("-inf")]
-            for idx, val in zip(top.indices.cpu(), top.values.cpu(), strict=True)
-        ]
+        """The top-``k`` next items (raw ids) for each session (:class:`~recbole_tasrec.serve.ranking.Ranker`)."""
+        return Ranker(self).rank(list(sessions), k).items
 
     def advance_day(self, sessions: Sequence[Sequence[Any]]) -> int:
         """Fold one finished day of sessions into the graph (Eq. 1); returns the number of transitions used.
 
         Items unknown to the model cannot be nodes and are skipped; an empty day just decays the graph.
         """
-        items, counts = self._encode(sessions)
+        items, counts = self._known_clicks(sessions)
         session_index = np.repeat(np.arange(len(counts)), counts)
         src, dst = transition_pairs(session_index, items, window=self.window)
         graph = self.graph.copy()  # built aside, then swapped in: a request sees the old graph or the new one

@@ -1,8 +1,9 @@
 """Does the default learning-rate schedule train well at every data size? (issue 8)
 
-    uv run python benchmarks/schedule_report.py --datasets drift5k,sample,diginetica-sample,drift50k
+    python -m recbole_tasrec.harness schedules --datasets drift5k,sample,diginetica-sample,drift50k
 
-For each data set ``D`` it reads the harness results (``benchmarks/reproduce.py``) of each schedule:
+For each data set ``D`` it reads the harness results (:mod:`recbole_tasrec.harness.reproduce`, in ``--results``,
+default ``benchmarks/results/`` under the current folder) of each schedule:
 ``results/schedules/<D>-paper.json`` and ``<D>-constant.json``, and for the default (``plateau``)
 ``results/schedules/<D>-plateau.json``, or else the harness run with the defaults, ``results/<D>.json``. For each
 model it compares the default with the best of the three: a paired t-test over the test samples of the
@@ -15,17 +16,16 @@ Writes ``results/schedules/summary.{md,json,png}``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reproduce import metrics_from_ranks, save_figure
 from scipy import stats
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_text
+from recbole_tasrec.harness.reproduce import RESULTS, metrics_from_ranks
+
 SCHEDULES = ("paper", "constant", "plateau")
 DEFAULT = "plateau"
 METRIC = "recall@20"
@@ -96,12 +96,8 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 
 def chart(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    """Bars of each schedule's mean Recall@20 (seeds' std as error bars) per data set and model."""
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.9 * len(rows)), 4))
     width = 0.27
     for i, schedule in enumerate(SCHEDULES):
         means = [100 * row[schedule]["mean"] if schedule in row else np.nan for row in rows]
@@ -124,16 +120,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             if (row := compare(dataset, model, args.results)) is not None]  # fmt: skip
     if not rows:
         raise SystemExit("no data set has the default schedule and another one for these models")
-    command = "uv run python benchmarks/schedule_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m recbole_tasrec.harness schedules " + " ".join(argv if argv is not None else sys.argv[1:])
     out = args.results / "schedules" / "summary"
-    for suffix, text in ((".md", markdown(rows, command)), (".json", json.dumps(rows, indent=1))):
-        tmp = out.with_name(out.name + suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out.with_name(out.name + suffix))
+    write_text(out.with_name(out.name + ".md"), markdown(rows, command))
+    write_json(out.with_name(out.name + ".json"), rows, indent=1)
     chart(out.with_name(out.name + ".png"), rows)
     print(markdown(rows, command))
     return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Reproduce the paper's Table 1/2 comparison on any data set, on equal footing, with seeds and significance.
 
-    uv run python benchmarks/reproduce.py --dataset sample --models TASRec,TASRec-base,SRGNN --seeds 3
+    python -m recbole_tasrec.harness reproduce --dataset sample --models TASRec,TASRec-base,SRGNN --seeds 3
 
 Every model is trained and tested through :func:`recbole_tasrec.run_recbole_tasrec` on the same day split,
 with the same embedding size, schedule, epoch budget and early stopping (``EQUAL_FOOTING``, recorded in the
@@ -8,10 +8,11 @@ json; any ``--key=value`` overrides it for every model). Each run's best checkpo
 model's ``full_sort_predict`` on the test loader to get the rank of every test sample's target: that gives
 a paired significance test of TASRec against the best other model, per test sample, averaged over seeds.
 
-Writes ``<output-dir>/<name>.json`` (every metric, seed and configuration, package version and commit),
-``<name>.md`` (mean +- std, the paper's figures beside ours), ``<name>.png`` and ``<name>.ranks.npz`` (the
-per-sample ranks, which ``--resume`` reuses). ``TASRec-base`` / ``TASRec-temp`` are TASRec without its
-temporal / session graph (paper Table 2); any other name is a model of this package or of RecBole.
+Writes, in ``--output-dir`` (default ``benchmarks/results/`` under the current folder), ``<name>.json`` (every
+metric, seed and configuration, package version and commit), ``<name>.md`` (mean +- std, the paper's figures
+beside ours), ``<name>.png`` and ``<name>.ranks.npz`` (the per-sample ranks, which ``--resume`` reuses).
+``TASRec-base`` / ``TASRec-temp`` are TASRec without its temporal / session graph (paper Table 2); any other
+name is a model of this package or of RecBole.
 
 ``--tune-trials N`` replaces the equal settings by equal tuning: each model first gets ``N`` Ray Tune trials
 over its search space (``properties/hyper/<Model>.yaml``) on the same split and budget, ranked by validation;
@@ -25,12 +26,9 @@ import argparse
 import ast
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from recbole_tasrec import load_data_and_model, run_recbole_tasrec
+from recbole_tasrec import __version__, load_data_and_model, run_recbole_tasrec
+from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_npz, write_text
+from recbole_tasrec.harness.provenance import source_commit
 
-ROOT = Path(__file__).resolve().parents[1]
+#: the results' folder, relative to the current one (the repository's committed results when run from its root)
+RESULTS = Path("benchmarks", "results")
+COMMAND = "python -m recbole_tasrec.harness reproduce"
 VARIANTS = {
     "TASRec-base": ("TASRec", {"use_temporal_graph": False}),
     "TASRec-temp": ("TASRec", {"use_session_graph": False}),
@@ -72,13 +74,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N for every model")
     parser.add_argument("--name", help="result file stem (default: the data set)")
     parser.add_argument("--paper-dataset", help="whose paper figures to show (default: the data set's name)")
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--resume", action="store_true", help="skip the (model, seed) runs already in the json")
     parser.add_argument("--report-only", action="store_true", help="no runs: write the report from the json")
     tuning = parser.add_argument_group("equal tuning instead of equal settings")
     tuning.add_argument("--tune-trials", type=int, default=0, help="Ray Tune trials per model (0: no tuning)")
     tuning.add_argument("--tune-address", help="a running Ray cluster for the trials (default: a local Ray)")
-    tuning.add_argument("--tune-dir", type=Path, help="the sweeps' folders (default: runs/reproduce/<name>)")
+    tuning.add_argument("--tune-dir", type=Path, help="the sweeps' folders (default: ./runs/reproduce/<name>)")
     args, rest = parser.parse_known_args(argv)
     overrides: dict[str, Any] = {}
     for arg in rest:
@@ -179,26 +181,10 @@ def tune_model(model: str, args: argparse.Namespace, overrides: dict[str, Any], 
             "settings": {k: plain(v) for k, v in best.params.items()}}  # fmt: skip
 
 
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        status = ["git", "status", "--porcelain", "--untracked-files=no"]
-        dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
-        return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def save(paths: dict[str, Path], runs: list[dict], ranks: dict[str, np.ndarray], header: dict) -> None:
-    """Write the json and the ranks under temporary names, then rename: never a half-written result."""
-    for path, write in [
-        (paths["json"], lambda f: f.write(json.dumps({**header, "runs": runs}, indent=1).encode())),
-        (paths["ranks"], lambda f: np.savez_compressed(f, **ranks)),
-    ]:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
+    """Write the json and the ranks, each crash-safe: never a half-written result."""
+    write_json(paths["json"], {**header, "runs": runs}, indent=1)
+    write_npz(paths["ranks"], ranks)
 
 
 def summarise(runs: list[dict], ranks: dict[str, np.ndarray], models: list[str], metrics: list[str]) -> dict:
@@ -259,13 +245,9 @@ def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, l
 
 
 def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bars of every metric per model, mean with the seeds' std as error bars."""
     models = list(summary["table"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models)), 4))
+    fig, ax = pyplot().subplots(figsize=(max(6, 1.2 * len(models)), 4))
     width = 0.8 / len(metrics)
     for i, metric in enumerate(metrics):
         means = [100 * summary["table"][m][metric][0] for m in models]
@@ -276,17 +258,6 @@ def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     save_figure(fig, path)
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure under a temporary name, then rename it (never a half-written PNG); close it."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -326,8 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
         ranks = dict(np.load(paths["ranks"])) if paths["ranks"].exists() else {}
         runs = [r for r in runs if f"{r['model']}|{r['seed']}" in ranks]
     header = {"name": name, "dataset": args.dataset, "models": models, "seeds": args.seeds,
-              "command": "uv run python benchmarks/reproduce.py " + " ".join(argv or sys.argv[1:]),
-              "version": version("recbole-tasrec"), "commit": commit(), "overrides": plain(overrides),
+              "command": f"{COMMAND} " + " ".join(argv or sys.argv[1:]),
+              "version": __version__, "commit": source_commit(), "overrides": plain(overrides),
               "equal_footing": {**EQUAL_FOOTING, **plain(overrides)}, "tune_trials": args.tune_trials,
               "tuning": {}}  # fmt: skip
     if args.report_only:
@@ -343,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ray_for_tuning(bool(args.tune_trials and todo), args.tune_address):
         for i, (model, seed) in enumerate(todo, 1):
             if args.tune_trials and model not in header["tuning"]:
-                folder = (args.tune_dir or ROOT / "runs" / "reproduce" / name) / model
+                folder = (args.tune_dir or Path("runs", "reproduce", name)) / model
                 header["tuning"][model] = tune_model(model, args, overrides, folder)
                 save(paths, runs, ranks, header)
                 print(f"tuned {model}: {header['tuning'][model]['settings']}", flush=True)
@@ -357,13 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"({record['seconds']:.0f} s); about {left / 60:.1f} min left", flush=True)  # fmt: skip
     summary = summarise(runs, ranks, models, metrics)
     save(paths, runs, ranks, {**header, "summary": summary})
-    tmp = paths["md"].with_name(paths["md"].name + ".tmp")
-    tmp.write_text(markdown(header, summary, metrics, PAPER.get(paper_key, {})))
-    os.replace(tmp, paths["md"])
+    write_text(paths["md"], markdown(header, summary, metrics, PAPER.get(paper_key, {})))
     chart(paths["png"], summary, metrics, f"{name}: test metrics over {header['seeds']} seeds")
     print(paths["md"].read_text())
     return summary
-
-
-if __name__ == "__main__":
-    main()
