@@ -11,8 +11,8 @@ checkpoint:
 ``daily - refit`` is the per-day training alone; it should cost about ``epoch_over_test`` (the same samples, one
 loader per day), and ``daily`` about ``off + epoch_over_valid + epoch_over_test``.
 
-    uv run python benchmarks/bench_continual.py                       # the recorded run (demo set)
-    uv run python benchmarks/bench_continual.py --epochs 1 --embedding-size 16   # smoke run
+    uv run python -m benchmarks.bench_continual                       # the recorded run (demo set)
+    uv run python -m benchmarks.bench_continual --epochs 1 --embedding-size 16 --output /tmp/c.json   # smoke run
 
 Writes ``benchmarks/results/continual_<date>.json`` (``--output`` to choose).
 """
@@ -20,12 +20,11 @@ Writes ``benchmarks/results/continual_<date>.json`` (``--output`` to choose).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from typing import Any
 
-from bench_training import ROOT, ratio, run_identity, write_result
+from benchmarks.common import ratio, result_header, result_path, write_result
 
 
 def timed(work: Any) -> tuple[float, Any]:
@@ -61,7 +60,8 @@ def measure(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
         return work(tester)
 
     figures: dict[str, Any] = {"fit_s": fit_s, "epochs": args.epochs}
-    figures["off_s"] = from_best(lambda _: timed(lambda: trainer.evaluate(test, load_best_model=False))[0])
+    figures["off_s"], off = from_best(lambda _: timed(lambda: trainer.evaluate(test, load_best_model=False)))
+    figures["off_recall@20"] = round(float(off["recall@20"]), 4)
     for split in ("valid", "test"):
         part = getattr(prepared, split)
         figures[f"epoch_over_{split}_s"] = from_best(
@@ -95,14 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {**run_identity("bench_continual", argv), "threads": args.threads}
-    result["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(
-        prefix="bench_continual_", dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None
-    ) as run_dir:
+    result: dict[str, Any] = result_header("bench_continual", argv, args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_continual_") as run_dir:
         result[args.model] = measure(args, run_dir)
-    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    path = write_result(result, "continual", args.output, scale_ok=True)
+    path = write_result(result, result_path("continual", args.output, full_scale=True))
     print(result[args.model])
     print(f"written: {path}")
     return 0

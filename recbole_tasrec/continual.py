@@ -25,7 +25,6 @@ average of per-day averages.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from logging import getLogger
 from pathlib import Path
@@ -37,8 +36,6 @@ from recbole.utils import init_seed, set_color
 
 from recbole_tasrec.checkpoint import load_trusted
 
-#: ``continual``'s values; ``off`` is the paper's protocol.
-CONTINUAL_MODES = ("off", "refit", "daily")
 #: The per-sample rows of RecBole's collector that a metric reads (one row per scored sample).
 ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
 #: Appended to the best checkpoint's stem for the model after the last day: the best-validation checkpoint stays
@@ -54,23 +51,12 @@ class ContinualSettings:
 
 
 def continual_settings(config: Any) -> ContinualSettings:
-    """The checked ``continual``, ``continual_epochs`` and ``continual_learning_rate`` of ``config``.
-
-    YAML reads a bare ``off`` as ``False``: both spell the default."""
-    mode = config["continual"]
-    mode = "off" if mode is None or mode is False else mode
-    if mode not in CONTINUAL_MODES:
-        raise ValueError(f"continual must be one of {', '.join(CONTINUAL_MODES)}; got {config['continual']!r}")
-    epochs = config["continual_epochs"]
-    epochs = 1 if epochs is None else epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise ValueError(f"continual_epochs must be a whole number >= 1 (passes over each day), got {epochs!r}")
+    """``continual``, ``continual_epochs`` and ``continual_learning_rate`` of ``config`` (checked by the settings
+    table, :mod:`recbole_tasrec.settings`, when the config was built)."""
     rate = config["continual_learning_rate"]
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate > 0):
-        raise ValueError(
-            f"continual_learning_rate must be a positive number, or ~ for the rate training ended with; got {rate!r}"
-        )
-    return ContinualSettings(mode, int(epochs), None if rate is None else float(rate))
+    return ContinualSettings(
+        config["continual"], int(config["continual_epochs"]), None if rate is None else float(rate)
+    )
 
 
 def is_on(config: Any, model: Any) -> bool:
@@ -235,7 +221,6 @@ def evaluate_day_by_day(trainer: Any, prepared: Any, saved: bool) -> TestPhase:
 
 
 __all__ = [
-    "CONTINUAL_MODES",
     "ContinualSettings",
     "RowRecorder",
     "TestPhase",

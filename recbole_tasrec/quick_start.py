@@ -173,7 +173,6 @@ def run_recbole_tasrec(
         process other than global rank 0.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    continual.continual_settings(config)  # refuse a bad continual setting before training, not after
     launch = distributed.launch_settings(config)
     if launch is not None and resume is not None:
         raise ValueError("--resume continues one-process runs only: leave out --nproc / --world_size")

@@ -195,6 +195,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lr_decay_epochs", Whole(1), 2, "paper: epochs between decays"),
     Setting("stopping_step", Whole(0), 5, "stop after stopping_step + 1 evaluations without improvement"),
     Setting("eval_step", Whole(0), 1, "epochs between validations (0: none)"),
+    # continual training (recbole_tasrec/continual.py); YAML reads a bare off as False: the default is quoted
+    Setting("continual", OneOf(("off", "refit", "daily")), "off", "train on validation, then each scored test day"),
+    Setting("continual_epochs", Whole(1), 1, "continual: passes over the validation samples and each test day"),
+    Setting("continual_learning_rate", OrNone(Number(above=0)), None, "continual's constant rate; ~: training's last"),
     # several processes (recbole_tasrec/distributed.py checks them against each other and torchrun's variables)
     Setting("nproc", Whole(1), 1, "processes on this machine"),
     Setting("world_size", Whole(-1), -1, "processes on all machines; -1: nproc"),
