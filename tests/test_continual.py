@@ -172,6 +172,20 @@ def test_no_sample_trains_the_model_before_it_is_scored(trained: Trained) -> Non
     assert not torch.equal(valid_rewritten[first], real[first])
 
 
+def test_a_frozen_graph_trains_on_the_graph_that_scored(trained: Trained) -> None:
+    """With ``temporal_eval: frozen`` the test days are scored on the graph of the first test day: continual
+    training on them uses that graph too; streaming, each sample keeps its own day."""
+    model, test = trained.trainer.model, trained.prepared.test
+    assert continual.as_scored(test, model, trained.day_field) is test
+    model.temporal_eval = "frozen"
+    try:
+        days = continual.as_scored(test, model, trained.day_field).inter_feat[trained.day_field]
+    finally:
+        model.temporal_eval = "streaming"
+    assert set(days.long().tolist()) == {trained.prepared.dataset.n_train_days}
+    assert len(set(test.inter_feat[trained.day_field].long().tolist())) >= 2  # the data set's own days untouched
+
+
 # --- whole runs -------------------------------------------------------------------------------------------------
 def test_off_is_todays_protocol_exactly(data_dir: Path, tmp_path: Path) -> None:
     plain, off = (
