@@ -195,6 +195,17 @@ def test_off_is_todays_protocol_exactly(data_dir: Path, tmp_path: Path) -> None:
     assert off == {**plain, "checkpoint": off["checkpoint"]} and off["continual_checkpoint"] is None
 
 
+@pytest.mark.parametrize("model", ["SRGNN", "GRU4Rec", "LESSR", "CSRM"])
+def test_every_trainable_model_trains_day_by_day(data_dir: Path, tmp_path: Path, model: str) -> None:
+    """RecBole's models, LESSR and CSRM: the saved model after the last day is not the best-validation one (its
+    item embeddings moved), and the test metrics are RecBole's."""
+    result = run_recbole_tasrec(model, "tiny", config_dict=small_settings(data_dir, tmp_path, continual="daily"))
+    after, best = (load_trusted(result[key])["state_dict"] for key in ("continual_checkpoint", "checkpoint"))
+    assert after.keys() == best.keys()
+    assert not torch.equal(after["item_embedding.weight"], best["item_embedding.weight"])
+    assert 0.0 < result["test_result"]["recall@20"] <= 1.0
+
+
 @pytest.mark.parametrize("mode", ["refit", "daily"])
 def test_runs_on_the_demo_set(tmp_path: Path, mode: str) -> None:
     settings = small_settings(ROOT / "atomic_data", tmp_path, continual=mode, **DEMO)
