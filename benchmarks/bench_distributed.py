@@ -33,7 +33,7 @@ import torch.distributed as dist
 from benchmarks.common import ROOT, result_header, result_path, write_result
 from recbole_tasrec import distributed
 from recbole_tasrec.config import Config, get_model
-from recbole_tasrec.distributed_trainer import distributed_trainer
+from recbole_tasrec.distributed.trainer import distributed_trainer
 from recbole_tasrec.quick_start import make_dataloaders, prepare_data
 from recbole_tasrec.trainer import TASRecTrainer
 

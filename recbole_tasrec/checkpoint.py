@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from recbole.utils.argument_list import dataset_arguments
 
+from recbole_tasrec.data.dataset import DATA_SET_KEYS
 from recbole_tasrec.safe_write import save_torch
 
 PathLike = str | os.PathLike[str]
@@ -72,7 +72,7 @@ def run_identity(config: Any, dataset: Any | None = None) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "model": config["model"],
         "dataset": config["dataset"],
-        "dataset_config": {key: config[key] for key in dataset_arguments if key in config},
+        "dataset_config": {key: config[key] for key in DATA_SET_KEYS if key in config},
     }
     if dataset is not None:
         identity.update(n_items=int(dataset.item_num), item_digest=item_digest(dataset))

@@ -27,7 +27,9 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_tasrec import run_folder
 from recbole_tasrec import settings as table
+from recbole_tasrec.distributed.device import join_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
@@ -203,5 +205,16 @@ class Config(RecBoleConfig):
             if path.is_file():
                 self._update_internal_config_dict(str(path))
         self.internal_config_dict["data_path"] = str(default_data_path(self.internal_config_dict.get("data_path")))
-        dataset_keys = self.parameters["Dataset"]  # RecBole's list, as RecBole extends it for a data set's yaml
-        dataset_keys += [key for key in table.DATASET_KEYS if key not in dataset_keys]
+        # a new list: RecBole's own (recbole.utils.argument_list.dataset_arguments) stays as it is
+        dataset_keys = self.parameters["Dataset"]
+        self.parameters["Dataset"] = [*dataset_keys, *(k for k in table.DATASET_KEYS if k not in dataset_keys)]
+
+    # --- RecBole extended, not patched (docs/recbole-fixes.md) ---------------------------------------------
+    def _set_default_parameters(self) -> None:
+        super()._set_default_parameters()
+        settings = self.final_config_dict
+        settings["checkpoint_dir"] = run_folder.checkpoint_dir(settings, self.external_config_dict)
+
+    def _init_device(self) -> None:
+        if not join_process_group(self):
+            super()._init_device()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -138,7 +139,24 @@ class OrNone:
         return f"{self.item.describe()}, or ~ (none)"
 
 
-Allowed = Whole | Number | OneOf | Flag | Text | ListOf | OrNone
+@dataclass(frozen=True)
+class HoursOrZone:
+    """Hours ``-24 < h < 24`` (a number) or the name of an IANA time zone that :mod:`zoneinfo` finds (text)."""
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, str):
+            try:
+                ZoneInfo(value)
+            except (KeyError, ValueError, OSError):  # unknown name, a path outside the zone database, a folder
+                return False
+            return True
+        return _is_number(value) and -24 < value < 24
+
+    def describe(self) -> str:
+        return "a number of hours > -24 and < 24, or an IANA time zone name such as Europe/Amsterdam"
+
+
+Allowed = Whole | Number | OneOf | Flag | Text | ListOf | OrNone | HoursOrZone
 
 
 @dataclass(frozen=True)
@@ -176,7 +194,8 @@ SETTINGS: tuple[Setting, ...] = (
     # the data and the paper's protocol
     _data("DAY_FIELD", Text(), "day", "field TASRecDataset adds: the day index of the sample's session"),
     _data("MAX_ITEM_LIST_LENGTH", Whole(1), 20, "prefix length fed to every model (the last clicks)"),
-    _data("day_span", Whole(1), 1, "calendar days (UTC) per day of the temporal graph"),
+    _data("day_span", Whole(1), 1, "calendar days per day of the temporal graph (their midnight: day_start)"),
+    _data("day_start", HoursOrZone(), 0, "days begin this many hours after midnight UTC, or at a zone's midnight"),
     _data("min_session_length", Whole(1), 2, "sessions shorter than this are dropped (before and after the items)"),
     _data("min_item_clicks", Whole(0), 5, "items with fewer clicks are dropped (one pass, SR-GNN's order)"),
     _data("test_day_ratio", Number(above=0, below=1), 0.16666666666666666, "share of the last days that test"),

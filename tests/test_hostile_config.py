@@ -215,7 +215,7 @@ def test_a_path_stays_text(path: str, data_dir: Path, tmp_path: Path, capsys, no
     argv = ["--dataset", "tiny", f"--data_path={data_dir}", f"--run_dir={path}", "--state=ERROR"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     config = Config("TASRec", "tiny", cmd_args=argv[2:])
-    assert config["run_dir"] == path and config["checkpoint_dir"] == f"{path}/saved"
+    assert config["run_dir"] == path and config["checkpoint_dir"] == str(Path(path).resolve() / "saved")
     assert Config("TASRec", "tiny", config_dict={"data_path": str(data_dir), "run_dir": path})["run_dir"] == path
     assert len(no_run) == 1
 

@@ -275,3 +275,117 @@ def test_advance_and_docs_are_off_unless_enabled(model_dir: Path, port: int) -> 
         create_app(SessionRecommender.from_artifact(model_dir), advance_token="short")
     app = create_app(SessionRecommender.from_artifact(model_dir), docs=True)
     assert "/docs" in {route.path for route in app.routes} and "/advance" not in {r.path for r in app.routes}
+
+
+# --- artefacts edited by hand, and advances that must not half-happen ---------------------------------------
+def copy_of(model_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(model_dir, tmp_path / "model"))
+
+
+def edit_meta(target: Path, *, fix_checksum: bool, **changes: object) -> None:
+    from recbole_tasrec.serve.artifact import meta_digest
+
+    meta = {**json.loads((target / "meta.json").read_text()), **changes}
+    if fix_checksum:
+        meta["meta_sha256"] = meta_digest(meta)
+    (target / "meta.json").write_text(json.dumps(meta))
+
+
+def test_swapped_item_ids_in_meta_json_are_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
+    target = copy_of(model_dir, tmp_path)
+    tokens = json.loads((target / "meta.json").read_text())["item_tokens"]
+    tokens[1], tokens[2] = tokens[2], tokens[1]
+    edit_meta(target, fix_checksum=False, item_tokens=tokens)
+    clicks = tmp_path / "s.csv"
+    clicks.write_text(f"session_id,item_id\n1,{ITEMS[0]}\n")
+    out = tmp_path / "r.csv"
+    assert main(["recommend", "--model", str(target), "--input", str(clicks), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{target / 'meta.json'} does not match its own checksum" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"item_tokens": ["[PAD]", *ITEMS[:-1], ITEMS[0]]}, f"key 'item_tokens' lists the item id '{ITEMS[0]}' twice"),
+        (
+            {"settings": {"model": "TASRec", "embedding_size": [8, 16]}},
+            "key 'settings.embedding_size' must be one value",
+        ),
+        ({"settings": {"model": "TASRec", "embedding_size": "big"}}, "key 'settings.embedding_size' must be int"),
+        ({"settings": {"model": "TASRec", "n_layers": True}}, "key 'settings.n_layers' must be int"),
+        ({"n_items": "40"}, "key 'n_items' must be an integer"),
+        ({"day": 2.5}, "key 'day' must be an integer"),
+        ({"settings": ["model"]}, "key 'settings' must be an object"),
+        ({"folded": [1]}, "key 'folded' must hold text only"),
+        ({"settings": {"model": "STAN"}}, "key 'settings.model' is 'STAN' but the artefact is a TASRec"),
+    ],
+)
+def test_bad_meta_json_values_get_one_line_naming_the_key(model_dir: Path, tmp_path: Path, capsys, changes, message):
+    target = copy_of(model_dir, tmp_path)
+    edit_meta(target, fix_checksum=True, **changes)
+    clicks = tmp_path / "s.csv"
+    clicks.write_text(f"session_id,item_id\n1,{ITEMS[0]}\n")
+    argv = ["recommend", "--model", str(target), "--input", str(clicks), "--output", str(tmp_path / "r.csv")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "meta.json" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_format_1_artefact_loads_with_a_one_line_warning(model_dir: Path, tmp_path: Path, caplog) -> None:
+    import hashlib
+    import logging
+
+    import torch
+
+    from recbole_tasrec.serve import load_artifact
+
+    target = copy_of(model_dir, tmp_path)
+    meta = json.loads((target / "meta.json").read_text())
+    for name in ("weights.pt", "graph.pt"):  # format 1: weights without a header, the graph's says format 1
+        tensors = torch.load(target / name, weights_only=True)
+        header = tensors.pop("header")
+        if name == "graph.pt":
+            tensors["header"] = torch.tensor([1, *header.tolist()[1:]])
+        torch.save(tensors, target / name)
+        meta["sha256"][name] = hashlib.sha256((target / name).read_bytes()).hexdigest()
+    old = {key: meta[key] for key in ("package_version", "n_items", "day", "settings", "sha256", "item_tokens")}
+    (target / "meta.json").write_text(json.dumps({"format": 1, **old, "graph": meta["state"]}))
+    with caplog.at_level(logging.WARNING, logger="recbole_tasrec.serve.artifact"):
+        loaded = load_artifact(target)
+    assert "artefact format 1" in caplog.text and "save it again" in caplog.text
+    current = load_artifact(model_dir)
+    assert loaded.day == current.day and torch.equal(loaded.scores([ITEMS[:3]]), current.scores([ITEMS[:3]]))
+    assert json.loads((loaded.save(target) / "meta.json").read_text())["format"] == 2
+
+
+def test_cli_advance_writes_first_and_never_folds_a_day_twice(model_dir: Path, tmp_path: Path, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    from recbole_tasrec.serve import load_artifact
+
+    target = copy_of(model_dir, tmp_path)
+    before = (target / "meta.json").read_bytes()
+    day = tmp_path / "day.csv"
+    day.write_text(f"session_id,item_id\na,{ITEMS[0]}\na,{ITEMS[1]}\nb,{ITEMS[2]}\nb,{ITEMS[3]}\n")
+    argv = ["advance", "--model", str(target), "--input", str(day)]
+    save = torch.save
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", lambda *args, **kwargs: (_ for _ in ()).throw(full))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert (target / "meta.json").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "day.csv", "model"]  # fmt: skip
+    monkeypatch.setattr(torch, "save", save)
+    assert main(argv) == 0  # the retry: nothing had changed
+    assert "day 2 -> 3" in capsys.readouterr().out
+    after = (target / "meta.json").read_bytes()
+    assert main(argv) == 2
+    assert "folded in already" in capsys.readouterr().err
+    assert (target / "meta.json").read_bytes() == after and load_artifact(target).day == 3

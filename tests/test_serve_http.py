@@ -171,3 +171,84 @@ def test_concurrent_requests_scored_together_get_their_own_answers(service) -> N
     for request, (status, answer) in zip(requests, answers, strict=True):
         expected = ranker.rank(request["sessions"], request["k"], request["exclude_seen"])
         assert status == 200 and [r["items"] for r in answer["results"]] == expected.items
+
+
+def test_an_answers_day_and_scores_come_from_one_state(monkeypatch) -> None:
+    from recbole_tasrec.serve.http import AdvanceRequest, RecommendRequest, Service
+
+    recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
+    service = Service(recommender)
+    probe = [["item1", "item4"], ["item9"]]
+    states = {recommender.day: recommender.state}
+
+    def advance(n: int) -> None:
+        service.advance(AdvanceRequest(sessions=[[f"item{1 + n}", f"item{2 + 2 * n}", "item7"]]))
+        states[recommender.day] = recommender.state
+
+    def expected(day: int) -> list[list[str]]:
+        scores = recommender.scores(probe, states[day])
+        return [[f"item{i}" for i in row.topk(10).indices.tolist()] for row in scores]
+
+    encode, landed = type(recommender).encode, threading.Event()
+
+    def encode_while_advancing(self, sessions):  # an advance lands while the request is read
+        if not landed.is_set():
+            landed.set()
+            worker = threading.Thread(target=advance, args=(0,))
+            worker.start()
+            worker.join()
+        return encode(self, sessions)
+
+    monkeypatch.setattr(type(recommender), "encode", encode_while_advancing)
+    answer = service.recommend([RecommendRequest(sessions=probe, k=10)])[0]
+    assert landed.is_set() and recommender.day == 4
+    assert answer["day"] == 3 and [r["items"] for r in answer["results"]] == expected(3)
+    assert expected(3) != expected(4)
+    monkeypatch.setattr(type(recommender), "encode", encode)
+
+    answers = []
+    advancing = threading.Thread(target=lambda: [advance(n) for n in range(1, 6)])
+    advancing.start()
+    while advancing.is_alive() or len(answers) < 3:
+        answers.append(service.recommend([RecommendRequest(sessions=probe, k=10)])[0])
+    advancing.join()
+    assert {a["day"] for a in answers} <= set(states)
+    for answer in answers:
+        assert [r["items"] for r in answer["results"]] == expected(answer["day"])
+
+
+def test_a_failed_save_leaves_the_served_model_and_the_artefact_unchanged(service, monkeypatch) -> None:
+    import errno
+
+    import torch
+
+    port, recommender, model_dir = service
+    before = (model_dir / "meta.json").read_bytes()
+    probe = {"sessions": [["item1", "item4"]], "k": 10}
+    served = call(port, "POST", "/recommend", probe)[1]["results"]
+    day = {"sessions": [["item1", "item2", "item3"], ["item4", "item5"]]}
+    save = torch.save
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", lambda *args, **kwargs: (_ for _ in ()).throw(full))
+    status, answer = call(port, "POST", "/advance", day)
+    assert status == 507 and "No space left on device" in answer["detail"] and "\n" not in answer["detail"]
+    assert "unchanged" in answer["detail"]
+    assert call(port, "GET", "/health")[1]["day"] == 3 and recommender.day == 3
+    assert call(port, "POST", "/recommend", probe)[1]["results"] == served
+    assert (model_dir / "meta.json").read_bytes() == before
+    monkeypatch.setattr(torch, "save", save)
+    status, answer = call(port, "POST", "/advance", day)  # the retry folds the day in once
+    assert status == 200 and answer["day"] == 4
+    status, answer = call(port, "POST", "/advance", day)  # and only once
+    assert status == 409 and "folded in already" in answer["detail"]
+    assert recommender.day == 4 and SessionRecommender.from_artifact(model_dir).day == 4
+
+
+def test_without_a_folder_an_advance_is_served_and_not_saved(tmp_path: Path) -> None:
+    recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
+    model_dir = recommender.save(tmp_path / "model")
+    before = (model_dir / "meta.json").read_bytes()
+    with served(create_app(recommender, None, advance_token=TOKEN)) as port:
+        status, answer = call(port, "POST", "/advance", {"sessions": [["item1", "item2"]]})
+    assert status == 200 and answer["day"] == 4 and answer["saved"] is None and recommender.day == 4
+    assert (model_dir / "meta.json").read_bytes() == before

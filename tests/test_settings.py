@@ -64,7 +64,8 @@ def test_every_key_of_this_packages_yaml_files_has_a_row() -> None:
 
 def test_rows_are_unique_and_the_data_set_keys_are_the_protocols() -> None:
     assert len(BY_KEY) == len(SETTINGS)
-    protocol = ["day_span", "min_session_length", "min_item_clicks", "test_day_ratio", "valid_session_ratio"]
+    protocol = ["day_span", "day_start", "min_session_length", "min_item_clicks", "test_day_ratio",
+                "valid_session_ratio"]  # fmt: skip
     assert set(DATASET_KEYS) == {"DAY_FIELD", "MAX_ITEM_LIST_LENGTH", "drop_unseen_targets", *protocol}
 
 
@@ -86,7 +87,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_the_table_and_config_import_no_model_or_data_module() -> None:
     table = imported_modules(ROOT / "recbole_tasrec" / "settings.py")
     assert table <= {"__future__", "ast", "math", "numbers", "re", "collections.abc", "dataclasses", "functools",
-                     "typing", "yaml"}, table  # fmt: skip
+                     "typing", "yaml", "zoneinfo"}, table  # fmt: skip
     config = imported_modules(ROOT / "recbole_tasrec" / "config.py")
     assert not [m for m in config if m.startswith(("recbole_tasrec.data", "recbole_tasrec.model"))], config
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec import safe_write
+from recbole_tasrec.safe_write import atomic_path
 
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path``; returns ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    safe_write.write_text(path, text)
     return Path(path)
 
 

@@ -4,9 +4,16 @@
 
 Every model is trained and tested through :func:`recbole_tasrec.run_recbole_tasrec` on the same day split,
 with the same embedding size, schedule, epoch budget and early stopping (``EQUAL_FOOTING``, recorded in the
-json; any ``--key=value`` overrides it for every model). Each run's best checkpoint is re-evaluated with the
-model's ``full_sort_predict`` on the test loader to get the rank of every test sample's target: that gives
-a paired significance test of TASRec against the best other model, per test sample, averaged over seeds.
+json; any ``--key=value`` overrides it for every model). The rank of every test sample's target, as the run's
+test phase scored it (:mod:`~recbole_tasrec.harness.sample_ranks`), gives a paired significance test of TASRec
+against the best other model, per test sample, averaged over seeds.
+
+``--protocol`` decides what the models may know when they score a test day
+(:mod:`~recbole_tasrec.harness.protocols`): ``paper`` (default) is the package's defaults, where TASRec's graph, the
+kNN index and CSRM's memory advance through the validation and test days and the weights do not; ``frozen``: nothing
+advances after training; ``streaming``: everything advances, the weights too (``continual: daily``); ``both``:
+frozen and streaming side by side, with a paired test of streaming against frozen for every model. Every report
+says, for each model, what its weights, graph, index and memory saw at test time, read from its runs' settings.
 
 Writes, in ``--output-dir`` (default ``benchmarks/results/`` under the current folder), ``<name>.json`` (every
 metric, seed and configuration, package version and commit), ``<name>.md`` (mean +- std, the paper's figures
@@ -33,12 +40,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats
 
-from recbole_tasrec import __version__, load_data_and_model, run_recbole_tasrec
+from recbole_tasrec import __version__, distributed, prepare_data, run_recbole_tasrec
+from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_npz, write_text
+from recbole_tasrec.harness.protocols import (
+    BOTH,
+    DEFAULT_PROTOCOL,
+    PARTS,
+    PROTOCOLS,
+    information_seen,
+    protocol_settings,
+)
 from recbole_tasrec.harness.provenance import source_commit
+from recbole_tasrec.harness.sample_ranks import recording_test_ranks
 
 #: the results' folder, relative to the current one (the repository's committed results when run from its root)
 RESULTS = Path("benchmarks", "results")
@@ -72,10 +88,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     parser.add_argument("--dataset", required=True, help="a folder under data_path (default atomic_data/)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N for every model")
+    parser.add_argument(
+        "--protocol", choices=[*PROTOCOLS, "both"], default=DEFAULT_PROTOCOL,
+        help="what the models may know at test time: paper (the defaults: graph, kNN index and memory advance, the "
+        "weights do not), frozen (nothing advances), streaming (everything does, continual: daily), both (frozen "
+        "and streaming side by side)",
+    )  # fmt: skip
     parser.add_argument("--name", help="result file stem (default: the data set)")
     parser.add_argument("--paper-dataset", help="whose paper figures to show (default: the data set's name)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
-    parser.add_argument("--resume", action="store_true", help="skip the (model, seed) runs already in the json")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the (protocol, model, seed) runs already in the json"
+    )
     parser.add_argument("--report-only", action="store_true", help="no runs: write the report from the json")
     tuning = parser.add_argument_group("equal tuning instead of equal settings")
     tuning.add_argument("--tune-trials", type=int, default=0, help="Ray Tune trials per model (0: no tuning)")
@@ -109,21 +133,21 @@ def plain(value: Any) -> Any:
     return None
 
 
-def test_ranks(checkpoint: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Rank (1 = top) of each test sample's target under the checkpoint's model, and its configuration.
+def cell_key(protocol: str, model: str, seed: int) -> str:
+    """The ranks' key of one run: ``model|seed`` under the paper protocol (as before protocols existed, so older
+    results resume), ``model|seed|protocol`` under the others; the model always comes first."""
+    return f"{model}|{seed}" if protocol == DEFAULT_PROTOCOL else f"{model}|{seed}|{protocol}"
 
-    RecBole's full-sort evaluation, unrolled: the padding item scores -inf; a tie counts against the target.
-    """
-    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
-    model.eval()
-    ranks = []
-    with torch.no_grad():
-        for interaction, _history, positive_u, positive_i in test_data:
-            scores = model.full_sort_predict(interaction.to(config["device"])).view(len(positive_u), -1)
-            scores[:, 0] = -torch.inf
-            target = scores[positive_u, positive_i].unsqueeze(1)
-            ranks.append((scores >= target).sum(1).cpu())
-    return torch.cat(ranks).numpy().astype(np.int32), {k: plain(v) for k, v in config.final_config_dict.items()}
+
+def cell_of(key: str) -> tuple[str, str, int]:
+    """``(protocol, model, seed)`` of a key of :func:`cell_key`."""
+    model, seed, *protocol = key.split("|")
+    return (protocol[0] if protocol else DEFAULT_PROTOCOL), model, int(seed)
+
+
+def tuning_key(protocol: str, model: str) -> str:
+    """Where a model's tuning is kept: one per protocol (validation differs where the index or memory does)."""
+    return model if protocol == DEFAULT_PROTOCOL else f"{model}|{protocol}"
 
 
 def metrics_from_ranks(ranks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
@@ -137,31 +161,56 @@ def metrics_from_ranks(ranks: np.ndarray, names: list[str]) -> dict[str, np.ndar
     return out
 
 
-def run_one(
-    model: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any], tuned: dict[str, Any] | None = None
-) -> tuple[dict, np.ndarray]:
-    """Train and test one (model, seed), with the settings tuning chose if any; returns its json record and its
-    per-sample test ranks."""
+def cell_settings(
+    model: str, protocol: str, overrides: dict[str, Any], tuned: dict[str, Any] | None = None, seed: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """The model class's name and the settings of one run: equal footing, the ablation's switch, the protocol's
+    keys that the model reads, the user's ``--key=value``, then tuning's choice and the seed."""
     base, variant = VARIANTS.get(model, (model, {}))
-    settings = {**EQUAL_FOOTING, "show_progress": False, "state": "WARNING", **variant, **overrides}
-    settings.update({**(tuned or {}), "seed": seed})
+    keys = protocol_settings(protocol, get_model(base))
+    settings = {**EQUAL_FOOTING, "show_progress": False, "state": "WARNING", **variant, **keys, **overrides}
+    return base, {**settings, **(tuned or {}), "seed": seed}
+
+
+def run_one(
+    model: str,
+    seed: int,
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    tuned: dict[str, Any] | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+) -> tuple[dict, np.ndarray]:
+    """Train and test one (protocol, model, seed), with the settings tuning chose if any; returns its json record
+    and the rank of each test sample's target as the run's test phase scored it."""
+    base, settings = cell_settings(model, protocol, overrides, tuned, seed)
     start = time.time()
-    result = run_recbole_tasrec(base, args.dataset, config_dict=settings, saved=True)
-    ranks, config = test_ranks(result["checkpoint"])
-    Path(result["checkpoint"]).unlink()
+    config = Config(base, args.dataset, config_dict=settings)
+    if distributed.launch_settings(config) is not None:  # the ranks are recorded in this process (sample_ranks)
+        raise SystemExit("the harness runs each model in one process: leave out --nproc and --world_size")
+    prepared = prepare_data(config)
+    with recording_test_ranks(prepared.test, config) as recorder:
+        result = run_recbole_tasrec(base, args.dataset, config_dict=settings, saved=True, prepared=prepared)
+    ranks = recorder.ranks()
+    for key in ("checkpoint", "continual_checkpoint"):  # the ranks are kept: the models are not needed
+        if result.get(key):
+            Path(result[key]).unlink(missing_ok=True)
     check = float(metrics_from_ranks(ranks, ["recall@20"])["recall@20"].mean())
+    final = config.final_config_dict
     record = {
-        "model": model, "seed": seed, "seconds": round(time.time() - start, 1), "settings": plain(settings),
+        "model": model, "seed": seed, "protocol": protocol, "seconds": round(time.time() - start, 1),
+        "settings": plain(settings), "information_seen": information_seen(final, get_model(base)),
         "epochs_run": len(result["train_loss"]), "train_loss": result["train_loss"],
         "best_valid_result": result["best_valid_result"], "test_result": result["test_result"],
-        "recall@20_from_ranks": check, "config": config,
+        "recall@20_from_ranks": check, "config": {k: plain(v) for k, v in final.items()},
     }  # fmt: skip
     return record, ranks
 
 
-def tune_model(model: str, args: argparse.Namespace, overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``args.tune_trials`` Ray Tune trials of ``model`` over its search space, with the runs' budget and data
-    set; returns the best trial's name, validation result and settings. An ablation keeps its switch."""
+def tune_model(
+    model: str, args: argparse.Namespace, overrides: dict[str, Any], folder: Path, protocol: str = DEFAULT_PROTOCOL
+) -> dict[str, Any]:
+    """``args.tune_trials`` Ray Tune trials of ``model`` over its search space, with the runs' budget, data set and
+    protocol; returns the best trial's name, validation result and settings. An ablation keeps its switch."""
     from recbole_tasrec.tune.cli import search_space_file
     from recbole_tasrec.tune.report import summarize
     from recbole_tasrec.tune.space import load_search_space
@@ -170,7 +219,7 @@ def tune_model(model: str, args: argparse.Namespace, overrides: dict[str, Any], 
 
     base, variant = VARIANTS.get(model, (model, {}))
     space = {k: v for k, v in load_search_space(search_space_file("default", base)).items() if k not in variant}
-    shared = {**EQUAL_FOOTING, "state": "WARNING", **variant, **overrides, "seed": 0}
+    shared = {k: v for k, v in cell_settings(model, protocol, overrides)[1].items() if k != "show_progress"}
     spec, _ = build_spec(base, args.dataset, space, overrides={k: v for k, v in shared.items() if k not in space})
     run_sweep(spec, folder, SweepOptions(num_samples=args.tune_trials, scheduler="fifo"))
     best = summarize(spec, folder).best
@@ -187,46 +236,106 @@ def save(paths: dict[str, Path], runs: list[dict], ranks: dict[str, np.ndarray],
     write_npz(paths["ranks"], ranks)
 
 
-def summarise(runs: list[dict], ranks: dict[str, np.ndarray], models: list[str], metrics: list[str]) -> dict:
-    """Mean and std over seeds of every metric, and TASRec against the best other model (paired t-test over
-    test samples of the seed-averaged per-sample metric)."""
+#: the metrics of the paired tests
+PAIRED = ("recall@20", "mrr@20")
+PART_TITLES = {"weights": "weights", "graph": "graph", "index": "kNN index", "memory": "memory"}
+
+
+def seed_averaged(ranks: dict[str, np.ndarray], protocol: str, model: str, metric: str) -> np.ndarray:
+    """Per-sample ``metric`` of ``model`` under ``protocol``, averaged over its seeds."""
+    values = [metrics_from_ranks(r, [metric])[metric] for k, r in ranks.items() if cell_of(k)[:2] == (protocol, model)]
+    return np.mean(values, axis=0)
+
+
+def paired(a: np.ndarray, b: np.ndarray, what: str) -> dict[str, float | int]:
+    """Mean of ``a - b`` over the test samples and the paired t-test's p-value (1 where ``a`` and ``b`` are the
+    same: there is nothing to test)."""
+    if a.shape != b.shape:
+        raise RuntimeError(f"{what} were tested on different samples")
+    p_value = float(stats.ttest_rel(a, b).pvalue) if (a != b).any() else 1.0
+    return {"difference": float(np.mean(a - b)), "p_value": p_value, "samples": int(a.size)}
+
+
+def seen_by(runs: list[dict]) -> dict[str, str]:
+    """What the runs of one model saw at test time, part by part (runs from before protocols existed: from their
+    settings)."""
+    parts: dict[str, list[str]] = {}
+    for run in runs:
+        seen = run.get("information_seen") or information_seen(run["config"], get_model(run["config"]["model"]))
+        for part, words in seen.items():
+            parts.setdefault(part, [])
+            if words not in parts[part]:
+                parts[part].append(words)
+    return {part: " / ".join(words) for part, words in parts.items()}
+
+
+def summarise_protocol(
+    runs: list[dict], ranks: dict[str, np.ndarray], models: list[str], metrics: list[str], protocol: str
+) -> dict:
+    """One protocol's table: mean and std over seeds of every metric, what each model saw, and TASRec against the
+    best other model (paired t-test over test samples of the seed-averaged per-sample metric)."""
     table: dict[str, dict[str, list[float]]] = {}
+    seen: dict[str, dict[str, str]] = {}
     for model in models:
-        done = [r for r in runs if r["model"] == model]
+        done = [r for r in runs if r["model"] == model and r.get("protocol", DEFAULT_PROTOCOL) == protocol]
         if done:
             table[model] = {m: [float(np.mean(v := [r["test_result"][m] for r in done])), float(np.std(v))]
                             for m in metrics}  # fmt: skip
             table[model]["seeds"] = [len(done), 0.0]
-    summary: dict[str, Any] = {"table": table}
+            seen[model] = seen_by(done)
+    summary: dict[str, Any] = {"table": table, "information_seen": seen}
     others = [m for m in table if not m.startswith("TASRec")] or [m for m in table if m != "TASRec"]
     if "TASRec" not in table or not others:
         return summary
     best = max(others, key=lambda m: table[m]["recall@20"][0])
     summary["versus"] = {"best_other": best}
-    for metric in ("recall@20", "mrr@20"):
-        per_sample = [np.mean([metrics_from_ranks(ranks[k], [metric])[metric] for k in ranks if k.split("|")[0] == m],
-                              axis=0) for m in ("TASRec", best)]  # fmt: skip
-        if per_sample[0].shape != per_sample[1].shape:
-            raise RuntimeError("TASRec and the best other model were tested on different samples")
-        t = stats.ttest_rel(per_sample[0], per_sample[1])
-        summary["versus"][metric] = {"difference": float(np.mean(per_sample[0] - per_sample[1])),
-                                     "p_value": float(t.pvalue), "samples": int(per_sample[0].size)}  # fmt: skip
+    for metric in PAIRED:
+        tasrec, other = (seed_averaged(ranks, protocol, m, metric) for m in ("TASRec", best))
+        summary["versus"][metric] = paired(tasrec, other, "TASRec and the best other model")
     return summary
 
 
-def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, list[float]]) -> str:
-    """The report: a row a model, mean +- std (%) over seeds, the paper's figures beside ours."""
+def summarise(
+    runs: list[dict], ranks: dict[str, np.ndarray], models: list[str], metrics: list[str], protocols: list[str]
+) -> dict:
+    """Each protocol's table (:func:`summarise_protocol`) and, with two protocols, the second against the first
+    for every model run under both (paired t-test over test samples, seed-averaged)."""
+    summary: dict[str, Any] = {"protocols": {p: summarise_protocol(runs, ranks, models, metrics, p) for p in protocols}}
+    if len(protocols) == 2:
+        first, second = protocols
+        both = [m for m in models if all(m in summary["protocols"][p]["table"] for p in protocols)]
+        summary["between_protocols"] = {"minuend": second, "subtrahend": first, "models": {
+            model: {metric: paired(seed_averaged(ranks, second, model, metric),
+                                   seed_averaged(ranks, first, model, metric), f"{model} under {second} and {first}")
+                    for metric in PAIRED} for model in both}}  # fmt: skip
+    return summary
+
+
+def pvalue_cell(test: dict) -> str:
+    return f"{100 * test['difference']:+.2f} pp, p = {test['p_value']:.3g}"
+
+
+def protocol_lines(protocols: list[str]) -> list[str]:
+    """The report's account of each protocol: the keys it sets and what it means."""
+    lines = ["What each protocol lets a model know when it scores a test day (each key is set only for the models "
+             "that read it; a `--key=value` wins over it):", ""]  # fmt: skip
+    for protocol in protocols:
+        keys, meaning = PROTOCOLS[protocol]
+        lines.append(f"- **{protocol}** (" + ", ".join(f"`{k}: {v}`" for k, v in keys.items()) + f"): {meaning}.")
+    return [
+        *lines,
+        "",
+        "The table of what each model saw is read from its runs' settings: where it differs from "
+        "the protocol's words, a setting (or a key this version of the package does not implement) decided.",
+        "",
+    ]
+
+
+def protocol_section(summary: dict, metrics: list[str], paper: dict[str, list[float]]) -> list[str]:
+    """One protocol's table of metrics, its paired test, and what each model saw."""
     names = [m for m in metrics if m != "mrr@20"]
-    lines = [f"# {header['name']}: test metrics (%), mean +- std over seeds", "",
-             f"Command: `{header['command']}`  ", f"Package {header['version']}, commit {header['commit']}; "
-             f"equal footing: {header['equal_footing']}", "",
-             "| model | seeds | " + " | ".join(metrics) + (" | paper: " + ", ".join(names) if paper else "") + " |",
+    lines = ["| model | seeds | " + " | ".join(metrics) + (" | paper: " + ", ".join(names) if paper else "") + " |",
              "|---" * (len(metrics) + 2 + bool(paper)) + "|"]  # fmt: skip
-    if header.get("tuning"):  # after the command and the package lines
-        tuning = header["tuning"].items()
-        chosen = [f"- {m}: " + ", ".join(f"{k}={v}" for k, v in t["settings"].items()) for m, t in tuning]
-        lines[5:5] = [f"Equal tuning: {header['tune_trials']} Ray Tune trials per model over its search space, "
-                      "ranked by validation; the settings chosen:", "", *chosen, ""]  # fmt: skip
     for model, row in summary["table"].items():
         cells = [f"{100 * row[m][0]:.2f} +- {100 * row[m][1]:.2f}" for m in metrics]
         figures = paper.get(model)
@@ -236,22 +345,59 @@ def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, l
     if versus:
         lines += ["", f"TASRec minus the best other model ({versus['best_other']}), per test sample, seed-averaged, "
                   "paired t-test:", ""]  # fmt: skip
-        for metric in ("recall@20", "mrr@20"):
-            v = versus[metric]
-            lines.append(f"- {metric}: {100 * v['difference']:+.2f} pp, p = {v['p_value']:.3g} ({v['samples']} tests)")
+        lines += [f"- {m}: {pvalue_cell(versus[m])} ({versus[m]['samples']} tests)" for m in PAIRED]
+    lines += ["", "What each model saw when it scored a test day:", "",
+              "| model | " + " | ".join(PART_TITLES.values()) + " |", "|---" * (len(PARTS) + 1) + "|"]  # fmt: skip
+    for model, seen in summary["information_seen"].items():
+        lines.append(f"| {model} | " + " | ".join(seen.get(part, "-") for part in PARTS) + " |")
+    return lines
+
+
+def markdown(header: dict, summary: dict, metrics: list[str], paper: dict[str, list[float]]) -> str:
+    """The report: the protocols, then for each a row a model, mean +- std (%) over seeds, the paper's figures
+    beside ours, and what each model saw; with two protocols, the paired test between them for every model."""
+    lines = [f"# {header['name']}: test metrics (%), mean +- std over seeds", "",
+             f"Command: `{header['command']}`  ", f"Package {header['version']}, commit {header['commit']}; "
+             f"equal footing: {header['equal_footing']}", ""]  # fmt: skip
+    if header.get("tuning"):
+        chosen = [
+            f"- {m}: " + ", ".join(f"{k}={v}" for k, v in t["settings"].items()) for m, t in header["tuning"].items()
+        ]
+        lines += [f"Equal tuning: {header['tune_trials']} Ray Tune trials per model over its search space, "
+                  "ranked by validation; the settings chosen:", "", *chosen, ""]  # fmt: skip
+    protocols = list(summary["protocols"])
+    lines += protocol_lines(protocols)
+    for protocol, section in summary["protocols"].items():
+        lines += [f"## Protocol {protocol}", "", *protocol_section(section, metrics, paper), ""]
+    between = summary.get("between_protocols")
+    if between:
+        lines += [
+            f"## {between['minuend']} minus {between['subtrahend']}, per test sample, seed-averaged, paired t-test",
+            "",
+            "| model | " + " | ".join(PAIRED) + " |",
+            "|---" * (len(PAIRED) + 1) + "|",
+        ]
+        for model, tests in between["models"].items():
+            lines.append(f"| {model} | " + " | ".join(pvalue_cell(tests[m]) for m in PAIRED) + " |")
+        lines.append("")
     if paper:
-        lines += ["", "Paper figures: Table 1 (and Table 2), on the paper's full data set, not this one."]
-    return "\n".join(lines) + "\n"
+        lines += ["Paper figures: Table 1 (and Table 2), on the paper's full data set, not this one."]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def chart(path: Path, summary: dict, metrics: list[str], title: str) -> None:
-    """Bars of every metric per model, mean with the seeds' std as error bars."""
-    models = list(summary["table"])
+    """Bars of every metric per model (and protocol, when there are several), mean with the seeds' std as error
+    bars."""
+    several = len(summary["protocols"]) > 1
+    sections = summary["protocols"].items()
+    table = {(f"{model}\n{protocol}" if several else model): row
+             for protocol, section in sections for model, row in section["table"].items()}  # fmt: skip
+    models = list(table)
     fig, ax = pyplot().subplots(figsize=(max(6, 1.2 * len(models)), 4))
     width = 0.8 / len(metrics)
     for i, metric in enumerate(metrics):
-        means = [100 * summary["table"][m][metric][0] for m in models]
-        stds = [100 * summary["table"][m][metric][1] for m in models]
+        means = [100 * table[m][metric][0] for m in models]
+        stds = [100 * table[m][metric][1] for m in models]
         ax.bar(np.arange(len(models)) + i * width, means, width, yerr=stds, capsize=2, label=metric)
     ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, rotation=20)
     ax.set_ylabel("% (mean +- std over seeds)")
@@ -281,9 +427,24 @@ def ray_for_tuning(needed: bool, address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
+def load_results(paths: dict[str, Path]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The runs and ranks of an earlier harness: only the runs whose ranks were saved with them."""
+    runs = json.loads(paths["json"].read_text())["runs"]
+    ranks = dict(np.load(paths["ranks"])) if paths["ranks"].exists() else {}
+    runs = [r for r in runs if cell_key(r.get("protocol", DEFAULT_PROTOCOL), r["model"], r["seed"]) in ranks]
+    return runs, ranks
+
+
+def cells_to_run(protocols: list[str], models: list[str], seeds: int, ranks: dict[str, np.ndarray]) -> list[tuple]:
+    """The ``(protocol, model, seed)`` runs whose ranks are not in ``ranks`` yet, protocol by protocol."""
+    cells = [(p, m, s) for p in protocols for m in models for s in range(1, seeds + 1)]
+    return [cell for cell in cells if cell_key(*cell) not in ranks]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    protocols = list(BOTH) if args.protocol == "both" else [args.protocol]
     name = args.name or args.dataset
     paths = {ext: args.output_dir / f"{name}.{ext}" for ext in ("json", "md", "png")}
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
@@ -293,10 +454,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs: list[dict] = []
     ranks: dict[str, np.ndarray] = {}
     if (args.resume or args.report_only) and paths["json"].exists():
-        runs = json.loads(paths["json"].read_text())["runs"]
-        ranks = dict(np.load(paths["ranks"])) if paths["ranks"].exists() else {}
-        runs = [r for r in runs if f"{r['model']}|{r['seed']}" in ranks]
-    header = {"name": name, "dataset": args.dataset, "models": models, "seeds": args.seeds,
+        runs, ranks = load_results(paths)
+    header = {"name": name, "dataset": args.dataset, "models": models, "seeds": args.seeds, "protocols": protocols,
               "command": f"{COMMAND} " + " ".join(argv or sys.argv[1:]),
               "version": __version__, "commit": source_commit(), "overrides": plain(overrides),
               "equal_footing": {**EQUAL_FOOTING, **plain(overrides)}, "tune_trials": args.tune_trials,
@@ -305,28 +464,30 @@ def main(argv: list[str] | None = None) -> dict:
         if not paths["json"].exists():
             raise SystemExit(f"--report-only: no {paths['json']} to report on")
         header = {k: v for k, v in json.loads(paths["json"].read_text()).items() if k not in ("runs", "summary")}
+        protocols = header.setdefault("protocols", [DEFAULT_PROTOCOL])
         models = [m for m in header["models"] if any(r["model"] == m for r in runs)]
     elif args.resume and paths["json"].exists():
         header["tuning"] = json.loads(paths["json"].read_text()).get("tuning", {})
-    todo = [(m, s) for m in models for s in range(1, args.seeds + 1) if f"{m}|{s}" not in ranks]
-    todo = [] if args.report_only else todo
+    todo = [] if args.report_only else cells_to_run(protocols, models, args.seeds, ranks)
     started = time.time()
     with ray_for_tuning(bool(args.tune_trials and todo), args.tune_address):
-        for i, (model, seed) in enumerate(todo, 1):
-            if args.tune_trials and model not in header["tuning"]:
-                folder = (args.tune_dir or Path("runs", "reproduce", name)) / model
-                header["tuning"][model] = tune_model(model, args, overrides, folder)
+        for i, (protocol, model, seed) in enumerate(todo, 1):
+            tuning = tuning_key(protocol, model)
+            if args.tune_trials and tuning not in header["tuning"]:
+                folder = (args.tune_dir or Path("runs", "reproduce", name)) / tuning.replace("|", "-")
+                header["tuning"][tuning] = tune_model(model, args, overrides, folder, protocol)
                 save(paths, runs, ranks, header)
-                print(f"tuned {model}: {header['tuning'][model]['settings']}", flush=True)
-            tuned = header["tuning"].get(model, {}).get("settings")
-            record, sample_ranks = run_one(model, seed, args, overrides, tuned)
+                print(f"tuned {tuning}: {header['tuning'][tuning]['settings']}", flush=True)
+            tuned = header["tuning"].get(tuning, {}).get("settings")
+            record, sample_ranks = run_one(model, seed, args, overrides, tuned, protocol)
             runs.append(record)
-            ranks[f"{model}|{seed}"] = sample_ranks
+            ranks[cell_key(protocol, model, seed)] = sample_ranks
             save(paths, runs, ranks, header)
             left = (time.time() - started) / i * (len(todo) - i)
-            print(f"run {i}/{len(todo)}: {model} seed {seed} test recall@20 {record['test_result']['recall@20']:.4f} "
-                  f"({record['seconds']:.0f} s); about {left / 60:.1f} min left", flush=True)  # fmt: skip
-    summary = summarise(runs, ranks, models, metrics)
+            print(f"run {i}/{len(todo)}: {model} seed {seed} ({protocol}) test recall@20 "
+                  f"{record['test_result']['recall@20']:.4f} ({record['seconds']:.0f} s); about {left / 60:.1f} min "
+                  "left", flush=True)  # fmt: skip
+    summary = summarise(runs, ranks, models, metrics, protocols)
     save(paths, runs, ranks, {**header, "summary": summary})
     write_text(paths["md"], markdown(header, summary, metrics, PAPER.get(paper_key, {})))
     chart(paths["png"], summary, metrics, f"{name}: test metrics over {header['seeds']} seeds")

@@ -7,8 +7,8 @@ default ``benchmarks/results/`` under the current folder) of each schedule:
 ``results/schedules/<D>-paper.json`` and ``<D>-constant.json``, and for the default (``plateau``)
 ``results/schedules/<D>-plateau.json``, or else the harness run with the defaults, ``results/<D>.json``. For each
 model it compares the default with the best of the three: a paired t-test over the test samples of the
-per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files). The default is "within noise" when that
-test does not separate it from the best at p < 0.05.
+per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs of the harness's default protocol,
+``paper``). The default is "within noise" when that test does not separate it from the best at p < 0.05.
 
 Writes ``results/schedules/summary.{md,json,png}``.
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_text
-from recbole_tasrec.harness.reproduce import RESULTS, metrics_from_ranks
+from recbole_tasrec.harness.protocols import DEFAULT_PROTOCOL
+from recbole_tasrec.harness.reproduce import RESULTS, cell_of, metrics_from_ranks, paired
 
 SCHEDULES = ("paper", "constant", "plateau")
 DEFAULT = "plateau"
@@ -43,7 +43,7 @@ def schedule_files(dataset: str, schedule: str, results: Path) -> Path | None:
 def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
     """Seed-averaged per-sample Recall@20 of ``model`` in one harness result, and each seed's Recall@20."""
     ranks = np.load(path.with_name(path.name.removesuffix(".json") + ".ranks.npz"))
-    keys = [k for k in ranks.files if k.split("|")[0] == model]
+    keys = [k for k in ranks.files if cell_of(k)[:2] == (DEFAULT_PROTOCOL, model)]
     if not keys:
         return None
     values = [metrics_from_ranks(ranks[k], [METRIC])[METRIC] for k in keys]
@@ -67,10 +67,9 @@ def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
     for schedule, entry in found.items():
         row[schedule] = {"mean": float(np.mean(entry["seeds"])), "std": float(np.std(entry["seeds"])),
                          "seeds": len(entry["seeds"]), "file": entry["file"]}  # fmt: skip
-    difference = found[DEFAULT]["samples"] - found[best]["samples"]
-    row["default_minus_best"] = float(difference.mean())
-    same = best == DEFAULT or not difference.any()  # identical runs (e.g. no plateau decay happened) give no test
-    row["p_value"] = 1.0 if same else float(stats.ttest_rel(found[DEFAULT]["samples"], found[best]["samples"]).pvalue)
+    # identical runs (the default is the best, or no plateau decay happened) give no test: p = 1
+    test = paired(found[DEFAULT]["samples"], found[best]["samples"], f"{dataset}, {model}: the schedules")
+    row["default_minus_best"], row["p_value"] = test["difference"], test["p_value"]
     row["verdict"] = "best" if best == DEFAULT else ("within noise" if row["p_value"] >= 0.05 else "worse")
     twins = [s for s in found if s != DEFAULT and np.array_equal(found[s]["samples"], found[DEFAULT]["samples"])]
     if twins:  # e.g. constant, when the plateau never decayed

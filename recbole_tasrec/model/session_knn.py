@@ -329,3 +329,12 @@ class SessionKNN(SequentialRecommender):
     def predict(self, interaction: Any) -> Tensor:
         scores = self.full_sort_predict(interaction)
         return scores.gather(1, interaction[self.ITEM_ID].long().unsqueeze(1)).squeeze(1)
+
+    # --- serving without a data set (added for recbole_tasrec.serve.knn) ---------------------------------------
+    @classmethod
+    def scoring_for(cls, config: Any, index: SessionIndex) -> NeighbourScoring:
+        """The scoring pass of this model over ``index`` with ``config``'s keys, without a data set or a built
+        model: what a served (exported, then extended) index is scored with. ``build_scoring`` reads only its
+        arguments, so it runs on a bare instance."""
+        streaming = config["knn_streaming"]
+        return cls.build_scoring(cls.__new__(cls), config, index, True if streaming is None else bool(streaming))

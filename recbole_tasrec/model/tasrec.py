@@ -179,15 +179,32 @@ class TASRec(SequentialRecommender):
         weight, propagation = self.item_embedding.weight, self._propagation(t)
         if torch.is_grad_enabled():
             return self.temporal_gcn(weight, propagation, items)
-        key = (weight.data_ptr(), weight._version, self.temporal_gcn.weight._version)
         tables = self._day_tables
         cached = tables.get(t)
-        if cached is None or cached[0] != key or cached[1] is not propagation:
+        if cached is None or cached[0] is not propagation:
             tables.pop(t, None)
             while len(tables) >= 2:
                 tables.pop(next(iter(tables)))
-            cached = tables[t] = (key, propagation, self.temporal_gcn.full_table(weight, propagation))
-        return cached[2][items]
+            cached = tables[t] = (propagation, self.temporal_gcn.full_table(weight, propagation))
+        return cached[1][items]
+
+    def invalidate_day_tables(self) -> None:
+        """Forget evaluation's per-day tables (:meth:`_temporal_x`). Done whenever the weights may change: a
+        switch of mode (training switches before and after its steps), loading a state, moving or casting the
+        model. Call it after editing the weights in place by hand."""
+        self.__dict__.get("_day_tables", {}).clear()
+
+    def train(self, mode: bool = True) -> TASRec:
+        self.invalidate_day_tables()
+        return super().train(mode)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TASRec:
+        self.invalidate_day_tables()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self.invalidate_day_tables()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _propagation(self, t: int) -> Tensor:
         return self.graph_source.propagation(t, device=self.item_embedding.weight.device)

@@ -3,11 +3,12 @@
 ``POST /recommend`` scores the requests that arrive together in one call (:class:`Batcher`) on a worker
 thread, so ``/health`` stays responsive; a failing request fails alone. ``POST /advance`` and ``/docs`` are off
 unless enabled (``advance_token``, ``docs``); ``/advance`` then needs ``Authorization: Bearer <token>``.
-``POST /advance`` folds a finished day in on a worker thread: the next graph is
-built aside and swapped in by one assignment (:meth:`SessionRecommender.advance_day`), so every request is
-answered from the old graph or the new one, never a half-updated one; one advance runs at a time. After each
-advance the artefact is saved atomically (unless the service was started without a folder to save to), so a
-restart continues from the last finished day.
+``POST /advance`` folds a finished day in on a worker thread, one advance at a time: the next state is built
+aside, written to the artefact folder (fsync, rename), and only then swapped in by one assignment
+(:meth:`~recbole_tasrec.serve.served.ServedModel.advance_and_save`). Every request is answered from the old
+state or the new one, its ``day`` and scores from the same one; a failed save leaves the served model and the
+artefact unchanged and answers 507 (a full disk) or 500 with a one-line reason; a day folded in already gets 409.
+Started without a folder to save to (``--no-save``), an advance is served at once and never saved.
 
 Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1 or above the item
 count, too many sessions or clicks, an item id longer than :data:`MAX_ITEM_ID`; a body over the limit gets 413
@@ -17,6 +18,7 @@ before it is read. Unknown item ids are skipped and reported.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import threading
 from pathlib import Path
@@ -30,9 +32,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recbole_tasrec.safe_write import WriteError
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.ranking import CHUNK, Ranker
-from recbole_tasrec.serve.recommender import SessionRecommender
+from recbole_tasrec.serve.served import DayAlreadyFolded, ServedModel
 
 MAX_ITEM_ID = 1000  # characters in one item id
 MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
@@ -62,9 +65,9 @@ class AdvanceRequest(BaseModel):
 
 
 class Service:
-    """The recommender, the artefact folder it saves to, and the lock that keeps advances one at a time."""
+    """The served model, the artefact folder it saves to, and the lock that keeps advances one at a time."""
 
-    def __init__(self, recommender: SessionRecommender, save_to: str | Path | None = None) -> None:
+    def __init__(self, recommender: ServedModel, save_to: str | Path | None = None) -> None:
         self.recommender = recommender
         self.ranker = Ranker(recommender)
         self.save_to = None if save_to is None else Path(save_to)
@@ -79,12 +82,12 @@ class Service:
         }
 
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, object]]:
-        """Answer requests of at most CHUNK sessions in all with one scoring call (so from one graph)."""
+        """Answer requests of at most CHUNK sessions in all with one scoring call, from one state."""
         sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
         ks = [request.k for request in requests for _ in request.sessions]
         excluding = [request.exclude_seen for request in requests for _ in request.sessions]
-        day = self.recommender.day
         ranked = self.ranker.rank(sessions, ks, excluding)
+        day = ranked.day  # the day of the state that gave the scores, never read apart from them
         results = [
             {"items": items, "scores": scores, "unknown_items": unknown}
             for items, scores, unknown in zip(ranked.items, ranked.scores, ranked.unknown, strict=True)
@@ -99,16 +102,20 @@ class Service:
             raise HTTPException(422, f"a day of {clicks} clicks is over the limit of {MAX_DAY_CLICKS}: split it")
         ids, _, flat = self.ranker.encode(sessions)
         with self._advance_lock:
-            transitions = self.recommender.advance_day(sessions)
-            saved = self.recommender.save(self.save_to) if self.save_to is not None else None
-            day = self.recommender.day
+            try:
+                advance = self.recommender.advance_and_save(sessions, self.save_to)
+            except DayAlreadyFolded as error:
+                raise HTTPException(409, str(error)) from error
+            except WriteError as error:  # nothing changed: the served model and the artefact are the old ones
+                full = getattr(error.__cause__, "errno", None) == errno.ENOSPC or "disk full?" in str(error)
+                raise HTTPException(507 if full else 500, f"{error}; the served model is unchanged") from error
         return {
-            "day": day,
+            "day": advance.state.day,
             "sessions": len(sessions),
             "clicks": clicks,
-            "transitions": transitions,
+            **advance.counts,
             "unknown_items": int(len(set(flat[ids == 0].tolist()))),
-            "saved": None if saved is None else str(saved),
+            "saved": None if self.save_to is None else str(self.save_to),
         }
 
 
@@ -194,7 +201,7 @@ class Batcher:
 
 
 def create_app(
-    recommender: SessionRecommender,
+    recommender: ServedModel,
     save_to: str | Path | None = None,
     *,
     advance_token: str | None = None,

@@ -1,8 +1,10 @@
 """Top-k with scores, seen-item exclusion and unknown-item reports: what the CLI and the HTTP service return.
 
-Built on :meth:`SessionRecommender.scores`. Item ids the model never saw (including items first seen in a day
-folded in later: they have no trained embedding, so they are neither nodes of the graph nor candidates) are
-skipped and reported; a session of unknown items only gets no recommendation.
+Built on :meth:`ServedModel.scores <recbole_tasrec.serve.served.ServedModel.scores>`, with the served state read
+once per call: every session of a call, and the day reported with them, come from one state. Item ids the model
+never saw (including items first seen in a day folded in later: they have no trained embedding, so they are
+neither nodes of the graph nor candidates) are skipped and reported; a session of unknown items only gets no
+recommendation.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-if TYPE_CHECKING:  # the recommender's recommend() is built on this module
-    from recbole_tasrec.serve.recommender import SessionRecommender
+if TYPE_CHECKING:  # the served model's recommend() is built on this module
+    from recbole_tasrec.serve.served import ServedModel
 
 #: sessions scored at once: bounds the (sessions x items) score matrix to ~40 MB at 40,000 items
 CHUNK = 256
@@ -24,17 +26,19 @@ CHUNK = 256
 
 @dataclass
 class Ranked:
-    """``items[s]`` and ``scores[s]``: session ``s``'s recommendations, best first; ``unknown[s]``: skipped ids."""
+    """``items[s]`` and ``scores[s]``: session ``s``'s recommendations, best first; ``unknown[s]``: skipped ids;
+    ``day``: the day of the state that scored them."""
 
     items: list[list[str]]
     scores: list[list[float]]
     unknown: list[list[str]]
+    day: int | None = None
 
 
 class Ranker:
     """Ranks the items of one recommender (its item ids are fixed for its lifetime, so the index is built once)."""
 
-    def __init__(self, recommender: SessionRecommender) -> None:
+    def __init__(self, recommender: ServedModel) -> None:
         self.recommender = recommender
         self.tokens = np.asarray(recommender.item_tokens, dtype=str)
 
@@ -60,11 +64,12 @@ class Ranker:
             raise ValueError("ranking needs at least one session (a list of item ids)")
         ks = np.broadcast_to(np.asarray(self.bounded_k(k), dtype=np.int64), (len(sessions),))
         excluding = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), (len(sessions),))
+        state = self.recommender.state  # read once: the day and every score come from this state
         ids, session_of, flat = self.encode(sessions)
-        ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)))
+        ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)), state.day)
         for start in range(0, len(sessions), CHUNK):
             stop = min(start + CHUNK, len(sessions))
-            scores = self.recommender.scores(sessions[start:stop])
+            scores = self.recommender.scores(sessions[start:stop], state)
             seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
             scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
             top = torch.topk(scores, int(ks[start:stop].max()), dim=1)
