@@ -40,7 +40,7 @@ def measure(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     from recbole_tasrec import continual
     from recbole_tasrec.config import Config
     from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
-    from recbole_tasrec.trainer import TASRecTrainer
+    from recbole_tasrec.trainer import ScheduledTrainer
 
     settings = {
         "run_dir": run_dir,
@@ -54,7 +54,7 @@ def measure(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     config = Config(model=args.model, dataset=args.dataset, config_dict=settings)
     prepared = prepare_data(config)
     train, valid, test = make_dataloaders(config, prepared)
-    trainer = TASRecTrainer(config, build_model(config, prepared.train))
+    trainer = ScheduledTrainer(config, build_model(config, prepared.train))
     fit_s, _ = timed(lambda: trainer.fit_with_callback(train, valid, saved=True))
 
     def from_best(work: Any) -> Any:

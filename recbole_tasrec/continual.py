@@ -35,9 +35,8 @@ import torch
 from recbole.utils import init_seed, set_color
 
 from recbole_tasrec.checkpoint import load_trusted
+from recbole_tasrec.distributed.trainer import ROW_KEYS  # the collector's per-sample rows
 
-#: The per-sample rows of RecBole's collector that a metric reads (one row per scored sample).
-ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
 #: Appended to the best checkpoint's stem for the model after the last day: the best-validation checkpoint stays
 #: what it was (``--resume`` and ``evaluate_checkpoint`` start from it), and it still sorts first.
 CONTINUAL_SUFFIX = "_continual"

@@ -23,7 +23,7 @@ from recbole_tasrec.quick_start import (
     prepare_data,
     run_recbole_tasrec,
 )
-from recbole_tasrec.trainer import TASRecTrainer
+from recbole_tasrec.trainer import ScheduledTrainer
 
 from .conftest import ROOT, small_settings
 from .test_distributed import free_port, run_jobs
@@ -72,7 +72,7 @@ class Trained:
         )
         self.prepared = prepare_data(self.config)
         train, valid, self.test_data = make_dataloaders(self.config, self.prepared)
-        self.trainer = TASRecTrainer(self.config, build_model(self.config, self.prepared.train))
+        self.trainer = ScheduledTrainer(self.config, build_model(self.config, self.prepared.train))
         self.trainer.fit_with_callback(train, valid, saved=True)
         self.day_field = self.prepared.dataset.day_field
 
@@ -249,7 +249,7 @@ def test_two_processes_score_day_by_day_like_one_and_save_a_model_one_process_lo
     for refit, daily in (two_processes[:2], two_processes[2:]):
         config, model, _, _, _, test_data = load_data_and_model(refit["continual_checkpoint"])
         assert config["single_spec"]
-        one_process = TASRecTrainer(config, model).evaluate(test_data, load_best_model=False)
+        one_process = ScheduledTrainer(config, model).evaluate(test_data, load_best_model=False)
         assert {k: float(v) for k, v in one_process.items()} == refit["test_result"]
         assert daily["test_result"] != refit["test_result"]
         assert load_data_and_model(daily["continual_checkpoint"])[0]["single_spec"]
