@@ -4,7 +4,7 @@ The service runs in its own process (``python -m recbole_tasrec.serve http``, 1 
 TASRec of ``--items`` items (random weights are as slow as trained ones) whose temporal graph holds ``--days``
 random days. The client sends requests of 1 and of 100 sessions (random lengths 1..10, popular items more
 often) over one keep-alive connection, one at a time (latency), then from ``--clients`` connections at once
-(throughput). Issue 11's target: one-session requests at p90 < 7 ms and >= 500 requests/s.
+(throughput). The target: one-session requests at p90 < 7 ms and >= 500 requests/s.
 
     uv run python -m benchmarks.bench_serving [--items 40000 --requests 2000 --output serving.json]
 

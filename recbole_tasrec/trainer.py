@@ -1,8 +1,8 @@
 """RecBole's ``Trainer`` with a learning-rate schedule and what sweeps need.
 
 RecBole's Trainer has no scheduler. The paper (3.1) decays Adam's rate "after two epochs", as SR-GNN does
-(x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (measured on the Diginetica
-sample), so the default here decays on a validation plateau instead, which adapts to any data size; the
+(x0.1 every 2 epochs): on a small log that stops learning early (benchmarks/results/schedules/summary.md;
+docs/model.md, Training), so the default here decays on a validation plateau instead, which adapts to any data size; the
 paper's schedule stays selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide
 on RecBole's to-the-second names), hands ``fit``'s callback the full validation result, not only the score,
 writes its tensorboard run into the run folder and loads checkpoints through this package's loader
@@ -30,7 +30,7 @@ SCHEDULE_COUNTERS = ("plateau_count", "optimizer_steps")
 
 def adam_options(model: Any) -> dict[str, Any]:
     """Extra ``torch.optim.Adam`` arguments for ``model``: models with ``fused_adam = True`` (TASRec) get the
-    fused kernel, the same update in one pass over all parameters (a CPU step ~4x cheaper)."""
+    fused kernel, the same update in one pass over all parameters (benchmarks/README.md, change 2)."""
     return {"fused": True} if getattr(model, "fused_adam", False) else {}
 
 

@@ -4,7 +4,7 @@ Reference:
     Huachi Zhou, Qiaoyu Tan, Xiao Huang, Kaixiong Zhou, Xiaoling Wang. "Temporal Augmented Graph Neural
     Networks for Session-Based Recommendations." SIGIR 2021 (short paper).
 
-The model reads top to bottom like the paper (DESIGN.md section 2):
+The model reads top to bottom like the paper (docs/model.md):
 
 * 2.1   intra-session layer: SR-GNN's gated GNN on each session graph -> ``h_1..h_l``;
 * Eq. 1 the temporal graph ``E_t`` of the sample's day, from days before it only (a :class:`GraphSource`);
