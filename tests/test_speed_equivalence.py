@@ -23,7 +23,7 @@ def parts(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def uncut_forward(model: TASRec, seq: torch.Tensor, seq_len: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
-    """TASRec.forward before the packed positions: the views on the whole (B, MAX_ITEM_LIST_LENGTH) grid, dropout over the
+    """TASRec.forward before packing: the views on the whole (B, MAX_ITEM_LIST_LENGTH) grid, dropout over the
     whole grid, the masked readout."""
     real = model.real_positions(seq, seq_len)
     z = model.temporal_states(seq, day.unsqueeze(1).expand_as(seq))
