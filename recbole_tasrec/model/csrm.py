@@ -158,3 +158,7 @@ class CSRM(SequentialRecommender):
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._session_vectors(interaction) @ self.item_embedding.weight.t()
+
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, E)`` with ``full_sort_predict = s E^T``: chunked evaluation scores item blocks."""
+        return self._session_vectors(interaction), self.item_embedding.weight

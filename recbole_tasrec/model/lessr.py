@@ -116,3 +116,7 @@ class LESSR(SequentialRecommender):
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._scores(interaction)
+
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, E)`` with ``full_sort_predict = s E^T``: chunked evaluation scores item blocks."""
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]), self.item_embedding.weight

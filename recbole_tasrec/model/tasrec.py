@@ -243,6 +243,10 @@ class TASRec(SequentialRecommender):
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._logits(interaction)
 
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, X)`` with ``full_sort_predict = s X^T`` (padding aside): chunked evaluation scores item blocks."""
+        return self._session_vectors(interaction), self.item_embedding.weight
+
     # --- a self-contained checkpoint ------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
         """The temporal graph after every known day (what scoring the next day needs) goes into
