@@ -10,9 +10,11 @@ Each measurement runs in its own process, so each peak RSS is its own:
   day (``graph_peak_mib``, the largest) and the process's peak RSS; then the temporal GCN over the whole table
   (Eq. 2-3 for every item, what evaluation and serving compute once a day) with its time and memory.
 * **train**: TASRec training steps on sessions of the last day, full softmax (Eq. 9) against ``loss_type:
-  sampled`` (``--num-negatives``): samples/s of each, ``sampled_speedup``, ``train_peak_rss_mib``.
+  sampled`` (``--num-negatives``): samples/s of each, ``sampled_speedup``, ``train_peak_rss_mib``; and the output
+  layer alone (loss, backward and Adam on the item table from given session vectors: the floor of a step).
 * **serve**: one-session requests: TASRec's session vector, then an exact top-20 over every item by a blocked
-  matrix product with a running top-k (``recbole_tasrec.chunked_eval``): ``serve_p90_ms``.
+  matrix product with a running top-k (``recbole_tasrec.chunked_eval``): ``serve_p90_ms``; and one evaluation
+  batch ranked the same way (``eval_batch_seconds``, at most ``eval_block_mib`` of scores alive).
 
 Targets (issue "shop scale", 2 cores): advance < 10 s, graph < 4 GiB, sampled >= 5x, training < 16 GiB, p90 < 20 ms.
 
@@ -263,6 +265,10 @@ def serve_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
             tick = time.perf_counter()
             running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
             latencies.append(1000 * (time.perf_counter() - tick))
+        batch = _batch(lengths, items, rng.integers(0, len(lengths), args["batch_size"]), args["days"])
+        tick = time.perf_counter()
+        running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
+        eval_batch = time.perf_counter() - tick  # chunked evaluation: B x block scores alive, never B x n_items
     q = np.percentile(latencies, [50, 90, 99])
     return {
         "serve_p50_ms": round(q[0], 2),
@@ -271,6 +277,8 @@ def serve_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
         "serve_first_request_s": round(first, 2),
         "serve_block": args["serve_block"],
         "serve_peak_rss_mib": peak_rss_mib(),
+        "eval_batch_seconds": round(eval_batch, 2),
+        "eval_block_mib": round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1),
     }
 
 
