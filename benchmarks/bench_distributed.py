@@ -7,12 +7,12 @@ DDP gradient all-reduce). One process runs the plain trainer. Samples/s = traini
 On CPUs each process gets ``cpu_count // nproc`` torch threads (``--threads``), so the cores are shared, not
 oversubscribed: on a 2-core machine expect no speed-up from 2 processes (the same cores, plus the all-reduce).
 
-    uv run python benchmarks/bench_distributed.py                     # 1 and 2 processes, the demo set
-    uv run python benchmarks/bench_distributed.py --nproc 1 2 4 --dataset sample --embedding-size 100
+    uv run python -m benchmarks.bench_distributed                     # 1 and 2 processes, the demo set
+    uv run python -m benchmarks.bench_distributed --nproc 1 2 4 --dataset sample --embedding-size 100
     # a smaller generated set (what the recorded run used, on a loaded 2-core machine)
     uv run python -m recbole_tasrec.data.synthetic --output-dir runs/bench_data --name ddp_small \
         --n-items 800 --n-days 14 --sessions-per-day 150
-    uv run python benchmarks/bench_distributed.py --data-path runs/bench_data --dataset ddp_small --embedding-size 32
+    uv run python -m benchmarks.bench_distributed --data-path runs/bench_data --dataset ddp_small --embedding-size 32
 
 Writes ``benchmarks/results/distributed_<date>.json`` (``--output``): machine, load average, settings, and
 per process count the epoch time and samples/s.
@@ -21,10 +21,7 @@ per process count the epoch time and samples/s.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import socket
 import time
 from pathlib import Path
@@ -33,13 +30,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from benchmarks.common import ROOT, result_header, result_path, write_result
 from recbole_tasrec import distributed
 from recbole_tasrec.config import Config, get_model
-from recbole_tasrec.distributed_trainer import distributed_trainer
+from recbole_tasrec.distributed.trainer import distributed_trainer
 from recbole_tasrec.quick_start import make_dataloaders, prepare_data
 from recbole_tasrec.trainer import TASRecTrainer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def time_epoch(config_dict: dict[str, Any], model: str, dataset: str, threads: int) -> dict[str, Any]:
@@ -91,21 +87,7 @@ def measure(nproc: int, args: argparse.Namespace) -> dict[str, Any]:
     return distributed.launch(launch, time_epoch, **kwargs)
 
 
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
-    gpus = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpus": gpus,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average_before": os.getloadavg(),
-    }
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", default="TASRec")
@@ -115,10 +97,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="the global batch (split across processes)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (cpu_count // nproc)")
     parser.add_argument("--output", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     record = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **result_header("bench_distributed", argv, args.threads),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "output"},
         "runs": {},
     }
@@ -129,12 +110,7 @@ def main() -> None:
             f"{result['steps']} steps per rank)",
             flush=True,
         )
-    record["load_average_after"] = os.getloadavg()
-    output = args.output or ROOT / "benchmarks" / "results" / f"distributed_{dt.date.today().isoformat()}.json"
-    partial = output.with_suffix(".part")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(output)
-    print(f"wrote {output}")
+    print(f"wrote {write_result(record, result_path('distributed', args.output, full_scale=True))}")
 
 
 if __name__ == "__main__":

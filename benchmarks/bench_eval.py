@@ -6,11 +6,11 @@ the timed evaluation, as in a user's run. Both models are untrained (the scores'
 work of a full ranking). Each model is evaluated by this package's ``TASRecTrainer.evaluate`` (RecBole's
 full-sort evaluation: ``full_sort_predict`` over every item, then RecBole's metrics).
 
-    uv run python benchmarks/bench_eval.py --repeats 3                     # the recorded run (bench_training's data)
-    uv run python benchmarks/bench_eval.py --items 2000 --sessions-per-day 300   # smoke run, seconds
+    uv run python -m benchmarks.bench_eval --repeats 3                     # the recorded run (bench_training's data)
+    uv run python -m benchmarks.bench_eval --items 2000 --sessions-per-day 300   # smoke run, seconds
 
-It reuses ``bench_training.py``'s generated data set (same flags, same cache). A run at the required scale
-writes ``benchmarks/results/eval_<date>.json``; a smaller one ``runs/bench_results/``.
+It reuses ``bench_training``'s generated data set (:mod:`benchmarks.bench_data`: same flags, same cache). A run at
+the required scale writes ``benchmarks/results/eval_<date>.json``; a smaller one ``runs/bench_results/``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench_training import REQUIRED, ROOT, dataset_name, ensure_data, machine_info, ratio, run_identity, write_result
+from benchmarks.bench_data import REQUIRED, add_data_flags, bench_settings, dataset_name, ensure_data
+from benchmarks.common import ratio, result_header, result_path, write_result
 
 EVAL_TARGET = 1.6  # TASRec sessions/s / SRGNN sessions/s >= this
 
@@ -36,18 +36,7 @@ def evaluate_once(model_name: str, args: argparse.Namespace, run_dir: str) -> di
     from recbole_tasrec.quick_start import make_dataloaders, prepare_data
     from recbole_tasrec.trainer import TASRecTrainer
 
-    settings = {
-        "data_path": str(Path(args.data_dir).resolve()),
-        "run_dir": run_dir,
-        "checkpoint_dir": run_dir,
-        "show_progress": False,
-        "state": "WARNING",
-        "save_dataset": False,
-        "embedding_size": args.embedding_size,
-        "eval_batch_size": args.eval_batch_size,
-        "seed": args.seed,
-        "use_gpu": args.device == "cuda",
-    }
+    settings = {**bench_settings(args, run_dir), "eval_batch_size": args.eval_batch_size}
     config = Config(model=model_name, dataset=dataset_name(args), config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     prepared = prepare_data(config)
@@ -73,26 +62,40 @@ def evaluate_once(model_name: str, args: argparse.Namespace, run_dir: str) -> di
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
+def verdict_of(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """TASRec's best sessions/s over SRGNN's against the target, and the same ratio in each round."""
+    if "TASRec" not in summary or "SRGNN" not in summary:
+        return {}
+    speed = ratio(summary["TASRec"]["sessions_per_s"], summary["SRGNN"]["sessions_per_s"])
+    return {
+        "eval_ratio_tasrec_over_srgnn": speed,
+        "eval_ratio_per_repeat": [
+            ratio(a["sessions_per_s"], b["sessions_per_s"]) for a, b in zip(runs["TASRec"], runs["SRGNN"], strict=True)
+        ],
+        "eval_target": f">= {EVAL_TARGET}",
+        "eval": "PASS" if speed is not None and speed >= EVAL_TARGET else "FAIL",
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=25_000)
-    parser.add_argument("--sessions-per-day", type=int, default=3_400)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    add_data_flags(parser)
     parser.add_argument("--models", default="TASRec,SRGNN")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved (TASRec, SRGNN, TASRec, ...)")
     parser.add_argument("--embedding-size", type=int, default=100)
     parser.add_argument("--eval-batch-size", type=int, default=256, help="sessions per full-ranking batch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--data-dir", default=str(ROOT / "runs" / "bench_data"))
     parser.add_argument("--output", default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()
+    header = result_header("bench_eval", argv, args.threads)
     raw = ensure_data(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
@@ -109,24 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         for m, figs in runs.items()
     }
-    verdict: dict[str, Any] = {}
-    if "TASRec" in summary and "SRGNN" in summary:
-        speed = ratio(summary["TASRec"]["sessions_per_s"], summary["SRGNN"]["sessions_per_s"])
-        verdict = {
-            "eval_ratio_tasrec_over_srgnn": speed,
-            "eval_ratio_per_repeat": [
-                ratio(a["sessions_per_s"], b["sessions_per_s"])
-                for a, b in zip(runs["TASRec"], runs["SRGNN"], strict=True)
-            ],
-            "eval_target": f">= {EVAL_TARGET}",
-            "eval": "PASS" if speed is not None and speed >= EVAL_TARGET else "FAIL",
-        }
+    verdict = verdict_of(runs, summary)
     scale_ok = args.items >= 25_000 and args.sessions_per_day * args.days >= REQUIRED["sessions"]
     result = {
-        **run_identity("bench_eval", argv),
-        "machine": machine_info(args),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        **header,
         "settings": {
             "eval_batch_size": args.eval_batch_size,
             "embedding_size": args.embedding_size,
@@ -137,15 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict,
         "runs": runs,
     }
-    output = write_result(result, "eval", args.output, scale_ok)
+    output = write_result(result, result_path("eval", args.output, scale_ok))
     for model, row in summary.items():
         print(f"{model:<8} {row['sessions_per_s']:>9.1f} sessions/s (best of {row['sessions_per_s_all']})")
     if verdict:
-        print(
-            f"eval TASRec/SRGNN = {verdict['eval_ratio_tasrec_over_srgnn']} "
-            f"(target >= {EVAL_TARGET}): {verdict['eval']}"
-        )
-    print(f"load average {load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end; written to {output}")
+        print(f"eval TASRec/SRGNN = {verdict['eval_ratio_tasrec_over_srgnn']} (>= {EVAL_TARGET}): {verdict['eval']}")
+    load = (result["loadavg_start"][0], result["loadavg_end"][0])
+    print(f"load average {load[0]:.2f} at start, {load[1]:.2f} at end; written to {output}")
     return 0
 
 

@@ -11,25 +11,24 @@ The days come from :func:`recbole_tasrec.data.synthetic.generate` (bench_trainin
 sessions, drifting popularity and item lifetimes), turned into transitions with the package's own
 ``transition_pairs``.
 
-    uv run python benchmarks/bench_graph.py                          # the recorded run (~1 min)
-    uv run python benchmarks/bench_graph.py --days 60 --items 2000   # smoke run
+    uv run python -m benchmarks.bench_graph                          # the recorded run (~1 min)
+    uv run python -m benchmarks.bench_graph --days 60 --items 2000   # smoke run
 
-Writes ``benchmarks/results/graph_<date>.json`` and ``graph_<date>.png`` (``--output-dir``).
+Writes ``benchmarks/results/graph_<date>.json`` and ``graph_<date>.png`` beside it (``--output``); a smaller run
+writes to ``runs/bench_results/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_training import ROOT, machine_info, run_identity
+
+from benchmarks.common import pyplot, result_header, result_path, save_figure, write_result
 
 SPEED_TARGET = 1_000_000  # edges/s
 FLAT_TARGET = 0.10  # the pruned graph's bytes at day 365 within 10 % of day 30's
@@ -105,12 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     days = [r["day"] for r in rows]
     ax.plot(days, [r["keep_every_day_mib"] for r in rows], "o-", label="every day's adjacency kept")
     ax.plot(days, [r["pruned_mib"] for r in rows], "s-", label="running graph, pruned below 2^-16")
@@ -119,11 +113,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("Temporal graph memory (bench_graph.py)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    partial = path.with_name(path.stem + ".part.png")
-    fig.savefig(partial, dpi=100)
-    plt.close(fig)
-    partial.replace(path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,30 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decay", type=float, default=0.5)
     parser.add_argument("--steady-from", type=int, default=30, help="time advance() from this day on")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output-dir", default=None, help="default: benchmarks/results (full run) or runs/")
+    parser.add_argument("--output", default=None, help="the JSON file, the plot beside it (default: see result_path)")
     args = parser.parse_args(argv)
     if args.days < CHECKPOINTS[0] or args.steady_from >= args.days:
         parser.error(f"--days must be >= {CHECKPOINTS[0]} and above --steady-from")
 
-    load_start = os.getloadavg()
-    result = run(args)
-    full = args.days >= CHECKPOINTS[-1] and args.items >= 25_000
-    out = Path(args.output_dir) if args.output_dir else ROOT / ("benchmarks/results" if full else "runs/bench_results")
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"graph_{dt.date.today().isoformat()}"
-    result.update(
-        {
-            **run_identity("bench_graph", argv),
-            "settings": vars(args),
-            "machine": machine_info(args),
-            "loadavg_start": [round(x, 2) for x in load_start],
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        }
-    )
-    plot(result["memory"], out / f"{stem}.png")
-    partial = out / f"{stem}.json.part"
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(out / f"{stem}.json")
+    result = {**result_header("bench_graph", argv, args.threads), "settings": vars(args), **run(args)}
+    output = result_path("graph", args.output, args.days >= CHECKPOINTS[-1] and args.items >= 25_000)
+    plot(result["memory"], output.with_suffix(".png"))
+    write_result(result, output)
     s, v = result["speed"], result["verdict"]
     print(
         f"advance(): {s['edges_per_s_median']:,} edges/s median "
@@ -165,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in result["memory"]:
         print(f"day {r['day']:>3}: pruned {r['pruned_mib']:.2f} MiB, every day kept {r['keep_every_day_mib']:.2f} MiB")
-    print(f"pruned graph within {v['pruned_growth_from_day_30']:.1%} of day 30: {v['flat']}; written to {out}")
+    print(f"pruned graph within {v['pruned_growth_from_day_30']:.1%} of day 30: {v['flat']}; written to {output}")
     return 0
 
 

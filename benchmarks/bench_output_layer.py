@@ -1,6 +1,6 @@
 """The output layer's products and loss at bench_training's shapes (issue 9, change 5 in benchmarks/README.md).
 
-    uv run python benchmarks/bench_output_layer.py [--items 20414] [--batch 128] [--dim 100] [--threads 2]
+    uv run python -m benchmarks.bench_output_layer [--items 20414] [--batch 128] [--dim 100] [--threads 2]
 
 Times, in ms (median of ``--repeats``): the score product both ways round, ``s @ X.T`` (``(B, n)``) and
 ``X @ s.T`` (``(n, B)``), and a forward + backward of Eq. 8-9 as torch's composition (``s @ X.T``,
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_training import run_identity, write_result
 
+from benchmarks.common import result_header, result_path, write_result
 from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    header = result_header("bench_output_layer", argv, args.threads)
     gen = torch.Generator().manual_seed(0)
     session = torch.randn(args.batch, args.dim, generator=gen, requires_grad=True)
     items = torch.randn(args.items, args.dim, generator=gen, requires_grad=True)
@@ -63,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     figures["loss fwd+bwd, torch composition"] = median_ms(composition, args.repeats)
     figures["loss fwd+bwd, full_softmax_cross_entropy"] = median_ms(fused, args.repeats)
     result = {
-        **run_identity("bench_output_layer", argv),
+        **header,
         "settings": {k: str(v) for k, v in vars(args).items()},
         "median_ms": figures,
     }
-    output = write_result(result, "output_layer", args.output, scale_ok=True)
+    output = write_result(result, result_path("output_layer", args.output, full_scale=True))
     for name, ms in figures.items():
         print(f"{name:<42} {ms:8.2f} ms")
     print(f"written to {output}")

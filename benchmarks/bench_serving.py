@@ -6,7 +6,10 @@ random days. The client sends requests of 1 and of 100 sessions (random lengths 
 often) over one keep-alive connection, one at a time (latency), then from ``--clients`` connections at once
 (throughput). Issue 11's target: one-session requests at p90 < 7 ms and >= 500 requests/s.
 
-    uv run python benchmarks/bench_serving.py [--items 40000 --requests 2000 --output results/serving.json]
+    uv run python -m benchmarks.bench_serving [--items 40000 --requests 2000 --output serving.json]
+
+Writes ``benchmarks/results/serving_<date>.json`` at the default 40,000 items, else ``runs/bench_results/``
+(``--output``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,18 +24,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from recbole_tasrec.config import Config
-from recbole_tasrec.data.atomic import write_atomic_text
-from recbole_tasrec.data.clicks import transition_pairs
-from recbole_tasrec.data.temporal_graph import TemporalGraph
+from benchmarks.common import ROOT, result_header, result_path, write_result
+from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve import SessionRecommender
 from recbole_tasrec.serve.ranking import Ranker
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def random_sessions(rng: np.random.Generator, n_items: int, n: int) -> list[list[str]]:
@@ -43,19 +42,6 @@ def random_sessions(rng: np.random.Generator, n_items: int, n: int) -> list[list
     names = np.char.add("item", items.astype(str)).tolist()
     cuts = np.cumsum(lengths)[:-1]
     return [list(chunk) for chunk in np.split(np.array(names, dtype=object), cuts)]
-
-
-def random_recommender(n_items: int, days: int = 0, sessions_per_day: int = 5000, seed: int = 0, **settings):
-    """An untrained TASRec over items ``item1..`` whose graph folded in ``days`` random days (for load tests)."""
-    config = Config("TASRec", "sample", config_dict={"state": "WARNING", **settings})
-    tokens = np.array(["[PAD]", *(f"item{i}" for i in range(1, n_items))])
-    graph = TemporalGraph(n_items, float(config["decay"]), config["edge_weight"], float(config["prune_below"]))
-    rng = np.random.default_rng(seed)
-    for _ in range(days):
-        lengths = rng.integers(2, 11, sessions_per_day)
-        items = rng.integers(1, n_items, lengths.sum())
-        graph.advance(*transition_pairs(np.repeat(np.arange(sessions_per_day), lengths), items))
-    return SessionRecommender.from_state(config, tokens, None, graph=graph)
 
 
 def free_port() -> int:
@@ -146,7 +132,20 @@ def in_process(recommender: SessionRecommender, rng: np.random.Generator, n: int
     }
 
 
-def main() -> None:
+def http_phases(port: int, rng: np.random.Generator, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Requests of 1 and of 100 sessions, each sent one at a time and then from ``--clients`` connections."""
+    measure(port, bodies(rng, args.items, 1, 200, args.k), 1)  # warm-up
+    results = {}
+    for per_request, n in ((1, args.requests), (100, args.batch_requests)):
+        payloads = bodies(rng, args.items, per_request, n, args.k)
+        results[f"{per_request}_session"] = {
+            "sequential": measure(port, payloads, 1),
+            "concurrent": measure(port, payloads, args.clients),
+        }
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=40_000, help="items in the model (default: 40,000)")
     parser.add_argument("--days", type=int, default=5, help="random days in the temporal graph (default: 5)")
@@ -154,44 +153,26 @@ def main() -> None:
     parser.add_argument("--batch-requests", type=int, default=200, help="100-session requests per phase")
     parser.add_argument("--clients", type=int, default=4, help="connections of the throughput phase")
     parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--output", type=Path, default=None, help="the JSON file (default: see the docstring)")
+    args = parser.parse_args(argv)
 
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as scratch:
         recommender = random_recommender(args.items, days=args.days)
         recommender.save(Path(scratch) / "model")
         torch.set_num_threads(1)
-        load_before = os.getloadavg()[0]
-        model_only = in_process(recommender, rng, args.requests, args.k)
+        report = {**result_header("bench_serving", argv, threads=1), "items": args.items, "embedding_size": 100}
+        report.update(k=args.k, in_process_1_session=in_process(recommender, rng, args.requests, args.k))
         port = free_port()
         service = start_service(Path(scratch) / "model", port)
         try:
-            measure(port, bodies(rng, args.items, 1, 200, args.k), 1)  # warm-up
-            results = {}
-            for per_request, n in ((1, args.requests), (100, args.batch_requests)):
-                payloads = bodies(rng, args.items, per_request, n, args.k)
-                results[f"{per_request}_session"] = {
-                    "sequential": measure(port, payloads, 1),
-                    "concurrent": measure(port, payloads, args.clients),
-                }
+            report["results"] = http_phases(port, rng, args)
         finally:
             service.terminate()
             service.wait(timeout=30)
-    report = {
-        "items": args.items,
-        "embedding_size": 100,
-        "k": args.k,
-        "torch_threads": 1,
-        "load_average_1min_before": round(load_before, 2),
-        "load_average_1min_after": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-        "in_process_1_session": model_only,
-        "results": results,
-    }
-    print(json.dumps(report, indent=2))
-    if args.output:
-        write_atomic_text(args.output, json.dumps(report, indent=2) + "\n")
+    output = write_result(report, result_path("serving", args.output, args.items >= 40_000))
+    print(json.dumps({k: report[k] for k in ("in_process_1_session", "results")}, indent=2))
+    print(f"written to {output}")
 
 
 if __name__ == "__main__":

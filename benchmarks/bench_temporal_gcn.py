@@ -3,7 +3,10 @@
 Diginetica-like scale by default: 43,000 items, d = 100, a batch of 128 sessions x 10 items,
 a random symmetric temporal graph with ~120k directed edges, K = 2, 2 torch threads.
 
-    uv run python benchmarks/bench_temporal_gcn.py [--items 43000 --dim 100 ...]
+    uv run python -m benchmarks.bench_temporal_gcn [--items 43000 --dim 100 ...]
+
+Writes ``benchmarks/results/temporal_gcn_<date>.json`` at the default 43,000 items, else ``runs/bench_results/``
+(``--output``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import argparse
 import statistics
 import time
 import warnings
+from typing import Any
 
 import torch
 
+from benchmarks.common import result_header, result_path, write_result
 from recbole_tasrec.model.sparse import csr_row_block
 from recbole_tasrec.model.temporal_gcn import TemporalGCN
 
@@ -56,7 +61,17 @@ def time_steps(
     return times
 
 
-def main() -> None:
+def frontier_sizes(p: torch.Tensor, items: torch.Tensor, layers: int) -> list[int]:
+    """Rows the local path touches per layer, ``|S_K|..|S_0|``: the batch's items, then their neighbours'."""
+    items = torch.unique(items)
+    sizes = [items.numel()]
+    for _ in range(layers):
+        items = torch.unique(torch.cat([items, csr_row_block(p, items)[1]]))
+        sizes.append(items.numel())
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=43_000)
     parser.add_argument("--dim", type=int, default=100)
@@ -67,9 +82,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--output", default=None, help="the JSON file (default: see the docstring)")
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {**result_header("bench_temporal_gcn", argv, args.threads), "settings": vars(args)}
     gen = torch.Generator().manual_seed(0)
     p = random_propagation(args.items, args.edges, gen)
     x = torch.randn(args.items, args.dim, generator=gen).requires_grad_(True)
@@ -84,21 +101,17 @@ def main() -> None:
     assert torch.allclose(local, full, rtol=1e-4, atol=1e-5), (local - full).abs().max()
 
     gcn(x, p, batches[0], mode="auto")
-    auto_choice = gcn.last_mode
-    items = torch.unique(batches[0])
-    frontier = [items.numel()]
-    for _ in range(args.layers):
-        rows = torch.unique(torch.cat([items, csr_row_block(p, items)[1]]))
-        frontier.append(rows.numel())
-        items = rows
+    result.update(nnz_p=p.values().numel(), auto_mode=gcn.last_mode)
+    result["rows_per_layer"] = frontier = frontier_sizes(p, batches[0], args.layers)
 
     print(
         f"items={args.items} d={args.dim} nnz(P)={p.values().numel()} (directed edges + self loops) "
         f"batch={args.batch}x{args.length} K={args.layers} threads={torch.get_num_threads()}"
     )
-    print(f"rows per layer |S_K|..|S_0| = {frontier}; auto mode picks '{auto_choice}'")
+    print(f"rows per layer |S_K|..|S_0| = {frontier}; auto mode picks '{result['auto_mode']}'")
     for mode in ("local", "full"):
         ms = sorted(time_steps(gcn, x, p, batches, mode, args.warmup))
+        result[f"{mode}_ms_per_step"] = {"median": round(statistics.median(ms), 2), "min": ms[0], "max": ms[-1]}
         print(
             f"{mode:>5}: median {statistics.median(ms):7.1f} ms per step (forward + backward), "
             f"min {ms[0]:.1f}, max {ms[-1]:.1f}"
@@ -107,7 +120,9 @@ def main() -> None:
         start = time.perf_counter()
         for _ in range(5):
             gcn.full_table(x, p)
-        print(f"whole table, no grad (evaluation, once per day): {1000 * (time.perf_counter() - start) / 5:.1f} ms")
+        result["whole_table_no_grad_ms"] = round(1000 * (time.perf_counter() - start) / 5, 2)
+    print(f"whole table, no grad (evaluation, once per day): {result['whole_table_no_grad_ms']:.1f} ms")
+    print(f"written to {write_result(result, result_path('temporal_gcn', args.output, args.items >= 43_000))}")
 
 
 if __name__ == "__main__":

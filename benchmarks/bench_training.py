@@ -8,8 +8,8 @@ the same Adam at the same shapes (``step_profile.py``, which also splits TASRec'
 
 What it does:
 
-1. Generates the synthetic data set once (:mod:`recbole_tasrec.data.synthetic`) and caches it under
-   ``--data-dir`` (default ``runs/bench_data/``, git-ignored); a later run with the same scale reuses it.
+1. Generates the synthetic data set once (:mod:`benchmarks.bench_data`) and caches it under ``--data-dir``
+   (default ``runs/bench_data/``, git-ignored); a later run with the same scale reuses it.
 2. Runs every model in its own Python subprocess (so ``ru_maxrss`` is that model's peak), each through this
    package's pipeline as a user gets it: ``prepare_data`` + ``make_dataloaders`` (TASRec: the day-grouped
    training loader; the others: RecBole's loader) + the model + ``torch.optim.Adam`` with the model's
@@ -22,8 +22,8 @@ What it does:
 4. Writes ``benchmarks/results/training_<date>.json`` (machine, load average, data set, per-model figures,
    the TASRec/SRGNN ratios) and prints a table with PASS/FAIL for the two targets.
 
-    uv run python benchmarks/bench_training.py                       # the issue's scale (a few minutes)
-    uv run python benchmarks/bench_training.py --items 2000 --sessions-per-day 300 --steps 20   # smoke run
+    uv run python -m benchmarks.bench_training                       # the issue's scale (a few minutes)
+    uv run python -m benchmarks.bench_training --items 2000 --sessions-per-day 300 --steps 20   # smoke run
 
 A run below the required scale writes its JSON under ``runs/bench_results/`` unless ``--output`` says
 otherwise, so a smoke run never replaces a committed result.
@@ -32,31 +32,24 @@ otherwise, so a smoke run never replaces a committed result.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.bench_data import REQUIRED, add_data_flags, bench_settings, data_flags, dataset_name, ensure_data
+from benchmarks.common import ROOT, ratio, result_header, result_path, write_result
 
-# The scale of issue 3 and the targets of issue 9 (issue 3 asked for speed >= 1.0 and memory <= 1.5).
-REQUIRED = {"items": 20_000, "sessions": 100_000, "days": 30}
 SPEED_TARGET = 1.6  # TASRec samples/s / SRGNN samples/s >= this
 MEMORY_TARGET = 1.0  # TASRec peak RSS / SRGNN peak RSS <= this
 FLOOR_TARGET = 1.5  # TASRec ms/step / the floor step's ms (same shapes, same batches) <= this (an aim)
 
 
-# --------------------------------------------------------------------------------------------------
-# helpers (both processes)
-# --------------------------------------------------------------------------------------------------
 def rss_mib() -> float | None:
     """The current resident set size in MiB (Linux ``/proc``), ``None`` elsewhere."""
     try:
@@ -75,15 +68,12 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def dataset_name(args: argparse.Namespace) -> str:
-    return f"bench_i{args.items}_s{args.sessions_per_day}_d{args.days}_seed{args.seed}"
-
-
 # --------------------------------------------------------------------------------------------------
 # the worker: one model, one process
 # --------------------------------------------------------------------------------------------------
-def worker(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
+def build(args: argparse.Namespace, figures: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """The data, the loader, the model and its optimiser as a user's run builds them; records their figures.
+    Returns ``(prepared, train_data, model, optimizer, device)``."""
     import torch
     from recbole.utils import init_seed
 
@@ -91,35 +81,18 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
     from recbole_tasrec.trainer import adam_options
 
-    torch.set_num_threads(args.threads)
-    model_name = args.worker
-    run_dir = tempfile.mkdtemp(prefix="bench_training_")
-    settings: dict[str, Any] = {
-        "data_path": str(Path(args.data_dir).resolve()),
-        "run_dir": run_dir,
-        "checkpoint_dir": run_dir,
-        "show_progress": False,
-        "state": "WARNING",
-        "save_dataset": False,
-        "train_batch_size": args.batch_size,
-        "embedding_size": args.embedding_size,
-        "seed": args.seed,
-        "use_gpu": args.device == "cuda",
-    }
-    if model_name == "GRU4Rec":
+    settings = {**bench_settings(args, tempfile.mkdtemp(prefix="bench_training_")), "train_batch_size": args.batch_size}
+    if args.worker == "GRU4Rec":
         settings["hidden_size"] = args.embedding_size
-    figures: dict[str, Any] = {"model": model_name}
     start = time.perf_counter()
-    config = Config(model=model_name, dataset=dataset_name(args), config_dict=settings)
+    config = Config(model=args.worker, dataset=dataset_name(args), config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
-    rss_before = rss_mib()
+    figures["rss_after_imports_mib"] = rss_mib()
     prepared = prepare_data(config)
     train_data, _, _ = make_dataloaders(config, prepared)
     figures["prepare_s"] = round(time.perf_counter() - start, 2)
-    figures["rss_after_imports_mib"] = rss_before
     figures["rss_after_data_mib"] = rss_mib()
     figures["peak_rss_after_data_mib"] = peak_rss_mib()
-
     dataset = prepared.dataset
     figures["data"] = {
         "items_after_filter": int(dataset.item_num) - 1,  # id 0 is padding
@@ -144,21 +117,27 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, **options)
     figures["optimizer"] = f"torch.optim.Adam {options or '(per-tensor, as RecBole builds it)'}"
     figures["parameters"] = sum(p.numel() for p in model.parameters())
-    figures["learning_rate"] = float(config["learning_rate"])
+    figures["learning_rate"] = lr
     figures["weight_decay"] = weight_decay
     figures["rss_after_model_mib"] = rss_mib()
-    # day-grouped batches: count how often a batch starts a new day (each start builds that day's graph)
-    day_field = getattr(dataset, "day_field", None) if getattr(model, "day_grouped_batches", False) else None
+    return prepared, train_data, model, optimizer, device
 
-    model.train()
-    step_ms: list[float] = []
-    batch_sizes: list[int] = []
-    fetch_ms: list[float] = []
-    days_seen: list[int] = []
+
+def timed_steps(
+    args: argparse.Namespace, train_data: Any, model: Any, optimizer: Any, device: Any, day_field: str | None
+) -> dict[str, Any]:
+    """Train ``--warmup`` then ``--steps`` steps (or the rest of an epoch); each timed step's ms, batch fetch ms,
+    batch size and (``day_field`` given) day, the last loss and the load before and after."""
+    import numpy as np
+    import torch
+
+    timed: dict[str, Any] = {"step_ms": [], "fetch_ms": [], "batch_sizes": [], "days": []}
     total = None if args.epoch else args.warmup + args.steps
-    load_before = os.getloadavg()
+    model.train()
+    timed["load_before"] = os.getloadavg()
     iterator = iter(train_data)
     step = 0
+    loss_value = float("nan")
     while total is None or step < total:
         tick = time.perf_counter()
         try:
@@ -178,58 +157,72 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         done = time.perf_counter()
         if not np.isfinite(loss_value):
-            raise RuntimeError(f"{model_name}: loss is {loss_value} at step {step}")
+            raise RuntimeError(f"{args.worker}: loss is {loss_value} at step {step}")
         if step >= args.warmup:
-            step_ms.append(1000 * (done - tick))
-            fetch_ms.append(1000 * (fetched - tick))
-            batch_sizes.append(len(interaction))
+            timed["step_ms"].append(1000 * (done - tick))
+            timed["fetch_ms"].append(1000 * (fetched - tick))
+            timed["batch_sizes"].append(len(interaction))
             if day_field is not None and day_field in interaction:
-                days_seen.append(int(interaction[day_field][0]))
+                timed["days"].append(int(interaction[day_field][0]))
         step += 1
-    load_after = os.getloadavg()
-    if not step_ms:
-        raise RuntimeError(f"{model_name}: no timed step (the epoch is shorter than --warmup)")
+    timed["load_after"] = os.getloadavg()
+    timed["final_loss"] = loss_value
+    if not timed["step_ms"]:
+        raise RuntimeError(f"{args.worker}: no timed step (the epoch is shorter than --warmup)")
+    return timed
 
+
+def step_figures(timed: dict[str, Any]) -> dict[str, Any]:
+    """Speed, step-time percentiles and memory from :func:`timed_steps`' record."""
+    import torch
+
+    step_ms, sizes, days = timed["step_ms"], timed["batch_sizes"], timed["days"]
     seconds = sum(step_ms) / 1000
     ordered = sorted(step_ms)
-    figures.update(
-        {
-            "timed_steps": len(step_ms),
-            "timed_samples": sum(batch_sizes),
-            "mean_batch": round(sum(batch_sizes) / len(batch_sizes), 1),
-            "timed_s": round(seconds, 3),
-            "samples_per_s": round(sum(batch_sizes) / seconds, 1),
-            # less sensitive to other processes' bursts on a shared machine: mean batch / median step
-            "samples_per_s_from_median_step": round(
-                statistics.fmean(batch_sizes) / statistics.median(step_ms) * 1000, 1
-            ),
-            "ms_per_step_mean": round(statistics.fmean(step_ms), 2),
-            "ms_per_step_median": round(statistics.median(step_ms), 2),
-            "ms_per_step_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
-            "ms_per_step_max": round(ordered[-1], 2),
-            "ms_fetch_batch_mean": round(statistics.fmean(fetch_ms), 2),
-            "day_switches_in_timed_steps": sum(a != b for a, b in zip(days_seen, days_seen[1:], strict=False))
-            if days_seen
-            else None,
-            "final_loss": round(loss_value, 4),
-            "rss_end_mib": rss_mib(),
-            "peak_rss_mib": peak_rss_mib(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in load_after],
-            "torch_threads": torch.get_num_threads(),
-        }
-    )
+    return {
+        "timed_steps": len(step_ms),
+        "timed_samples": sum(sizes),
+        "mean_batch": round(sum(sizes) / len(sizes), 1),
+        "timed_s": round(seconds, 3),
+        "samples_per_s": round(sum(sizes) / seconds, 1),
+        # less sensitive to other processes' bursts on a shared machine: mean batch / median step
+        "samples_per_s_from_median_step": round(statistics.fmean(sizes) / statistics.median(step_ms) * 1000, 1),
+        "ms_per_step_mean": round(statistics.fmean(step_ms), 2),
+        "ms_per_step_median": round(statistics.median(step_ms), 2),
+        "ms_per_step_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
+        "ms_per_step_max": round(ordered[-1], 2),
+        "ms_fetch_batch_mean": round(statistics.fmean(timed["fetch_ms"]), 2),
+        "day_switches_in_timed_steps": sum(a != b for a, b in zip(days, days[1:], strict=False)) if days else None,
+        "final_loss": round(timed["final_loss"], 4),
+        "rss_end_mib": rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
+        "loadavg_before": [round(x, 2) for x in timed["load_before"]],
+        "loadavg_after": [round(x, 2) for x in timed["load_after"]],
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One model (``--worker``): build it, time its steps, then (TASRec) profile its step and time the floor."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    figures: dict[str, Any] = {"model": args.worker}
+    prepared, train_data, model, optimizer, device = build(args, figures)
+    # day-grouped batches: count how often a batch starts a new day (each start builds that day's graph)
+    grouped = getattr(model, "day_grouped_batches", False)
+    day_field = getattr(prepared.dataset, "day_field", None) if grouped else None
+    figures.update(step_figures(timed_steps(args, train_data, model, optimizer, device, day_field)))
     if device.type == "cuda":
         figures["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    if model_name == "TASRec" and args.profile_steps:  # after the figures above, so it changes none of them
+    if args.worker == "TASRec" and args.profile_steps:  # after the figures above, so it changes none of them
         figures["profile"], figures["floor"] = profile_and_floor(args, model, optimizer, train_data, device)
     return figures
 
 
 def profile_and_floor(args: argparse.Namespace, model: Any, optimizer: Any, train_data: Any, device: Any):
     """The profile of TASRec's step by part, and the floor step at the same shapes on the same batches."""
-    from step_profile import endless, floor_steps, profile_tasrec
-
+    from benchmarks.step_profile import endless, floor_steps, profile_tasrec
     from recbole_tasrec.trainer import adam_options
 
     batches = endless(train_data)
@@ -243,83 +236,12 @@ def profile_and_floor(args: argparse.Namespace, model: Any, optimizer: Any, trai
 # --------------------------------------------------------------------------------------------------
 # the driver
 # --------------------------------------------------------------------------------------------------
-def ensure_data(args: argparse.Namespace) -> dict[str, Any]:
-    """Write the data set unless it is cached; return its raw statistics (before any filter)."""
-    import numpy as np
-    import pandas as pd
-
-    from recbole_tasrec.data.synthetic import SyntheticConfig, write
-
-    cfg = SyntheticConfig(n_items=args.items, sessions_per_day=args.sessions_per_day, n_days=args.days, seed=args.seed)
-    name = dataset_name(args)
-    path = Path(args.data_dir) / name / f"{name}.inter"
-    generated = False
-    if not path.exists():
-        start = time.perf_counter()
-        write(cfg, args.data_dir, name)
-        generated = True
-        print(f"generated {path} in {time.perf_counter() - start:.1f} s")
-    df = pd.read_csv(path, sep="\t", header=0, names=["session", "item", "timestamp"])
-    clicks_per_item = df.groupby("item").size()
-    days = (df["timestamp"] // 86_400).nunique()
-    return {
-        "file": str(path),
-        "generated_now": generated,
-        "synthetic_config": {
-            "n_items": cfg.n_items,
-            "sessions_per_day": cfg.sessions_per_day,
-            "n_days": cfg.n_days,
-            "seed": cfg.seed,
-            "other_knobs": "SyntheticConfig defaults",
-        },
-        "clicks": len(df),
-        "sessions": int(df["session"].nunique()),
-        "items_clicked": int(clicks_per_item.size),
-        "items_with_5_clicks": int(np.count_nonzero(clicks_per_item.to_numpy() >= 5)),
-        "calendar_days": int(days),
-    }
-
-
-def machine_info(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy
-    import recbole
-    import scipy
-    import torch
-
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "recbole_tasrec"], cwd=ROOT, capture_output=True, text=True
-    )
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "recbole": recbole.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "torch_threads": args.threads,
-        "git_commit": commit.stdout.strip() or None,
-        "package_code_modified": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None,
-    }
-
-
 def run_worker(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """One model in a fresh interpreter; its figures come back as the last line of stdout."""
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", model,
-        "--items", str(args.items), "--sessions-per-day", str(args.sessions_per_day), "--days", str(args.days),
-        "--seed", str(args.seed), "--data-dir", str(args.data_dir), "--threads", str(args.threads),
-        "--batch-size", str(args.batch_size), "--embedding-size", str(args.embedding_size),
-        "--steps", str(args.steps), "--warmup", str(args.warmup),
+        sys.executable, "-m", "benchmarks.bench_training", "--worker", model, *data_flags(args),
+        "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+        "--embedding-size", str(args.embedding_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
         "--profile-steps", str(args.profile_steps), "--device", args.device,
     ]  # fmt: skip
     if args.epoch:
@@ -334,78 +256,8 @@ def run_worker(args: argparse.Namespace, model: str) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_identity(benchmark: str, argv: list[str] | None) -> dict[str, str]:
-    """The first keys of every benchmark result: which script, when (UTC), and the command that reruns it."""
-    args = sys.argv[1:] if argv is None else argv
-    return {
-        "benchmark": benchmark,
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": f"uv run python benchmarks/{benchmark}.py {' '.join(args)}".strip(),
-    }
-
-
-def write_result(result: dict[str, Any], kind: str, output: str | None, scale_ok: bool) -> Path:
-    """Write a benchmark's JSON atomically: to ``output``, else ``benchmarks/results/<kind>_<date>.json`` for a run
-    at the required scale, or ``runs/bench_results/`` for a smaller one (never replacing a recorded result)."""
-    from recbole_tasrec.data.atomic import write_atomic_text
-
-    today = dt.date.today().isoformat()
-    if output:
-        path = Path(output)
-    elif scale_ok:
-        path = ROOT / "benchmarks" / "results" / f"{kind}_{today}.json"
-    else:
-        path = ROOT / "runs" / "bench_results" / f"{kind}_{today}_small.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic_text(path, json.dumps(result, indent=2) + "\n")
-    return path
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument(
-        "--items",
-        type=int,
-        default=25_000,
-        help="SyntheticConfig.n_items (25,000 leaves > 20,000 items after the 5-click filter)",
-    )
-    parser.add_argument("--sessions-per-day", type=int, default=3_400)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--models", default="TASRec,SRGNN,GRU4Rec", help="comma-separated; the ratios need TASRec and SRGNN"
-    )
-    parser.add_argument("--steps", type=int, default=200, help="timed training steps per model")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
-    parser.add_argument("--epoch", action="store_true", help="time the rest of one whole epoch instead of --steps")
-    parser.add_argument("--repeats", type=int, default=1, help="run every model this many times (interleaved)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--embedding-size", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data-dir", default=str(ROOT / "runs" / "bench_data"))
-    parser.add_argument(
-        "--profile-steps", type=int, default=60, help="TASRec's steps profiled by part, and floor steps (0: none)"
-    )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="RecBole's use_gpu")
-    parser.add_argument("--output", default=None, help="the JSON file (default: see the module docstring)")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.worker:
-        figures = worker(args)
-        print(json.dumps(figures))
-        return 0
-
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    load_start = os.getloadavg()
-    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
-    raw = ensure_data(args)
+def run_rounds(args: argparse.Namespace, models: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every model ``--repeats`` times, interleaved (TASRec, SRGNN, ..., TASRec, ...): each model's figures."""
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     for repeat in range(args.repeats):
         for model in models:
@@ -417,16 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak RSS {figures['peak_rss_mib']:.0f} MiB (load {figures['loadavg_before'][0]:.2f})",
                 flush=True,
             )
+    return runs
 
-    first = next(iter(runs.values()))[0]
-    data = {"raw": raw, "processed": first["data"]}
-    scale_ok = (
-        data["processed"]["items_after_filter"] >= REQUIRED["items"]
-        and data["processed"]["sessions_after_filter"] >= REQUIRED["sessions"]
-        and raw["calendar_days"] >= REQUIRED["days"]
-    )
 
-    # Per model: the best repeat for speed (least disturbed by other load), the largest peak for memory.
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per model: the best repeat for speed (least disturbed by other load), the largest peak for memory."""
     summary: dict[str, dict[str, Any]] = {}
     for model, figs in runs.items():
         best = max(figs, key=lambda f: f["samples_per_s"])
@@ -441,28 +288,37 @@ def main(argv: list[str] | None = None) -> int:
             "rss_after_data_mib": round(max(f["rss_after_data_mib"] for f in figs), 1),
             "rss_end_mib": round(max(f["rss_end_mib"] or 0 for f in figs), 1),
         }
-
-    floor_summary: dict[str, Any] | None = None
     if "TASRec" in runs and "profile" in runs["TASRec"][0]:
         best = max(runs["TASRec"], key=lambda f: f["samples_per_s"])
-        floor = min(runs["TASRec"], key=lambda f: f["floor"]["ms_per_step_mean"])["floor"]
         summary["TASRec"]["profile_ms_median"] = best["profile"]["ms_median"]
         summary["TASRec"]["profile_all_repeats"] = [f["profile"]["ms_median"] for f in runs["TASRec"]]
-        floor_summary = {
-            "ms_per_step_mean": floor["ms_per_step_mean"],
-            "ms_per_step_mean_all": [f["floor"]["ms_per_step_mean"] for f in runs["TASRec"]],
-            "ms_per_step_median": floor["ms_per_step_median"],
-            "optimizer": floor["optimizer"],
-        }
+    return summary
 
+
+def floor_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The fastest floor step over TASRec's repeats (``None`` without a profiled TASRec)."""
+    if "TASRec" not in runs or "floor" not in runs["TASRec"][0]:
+        return None
+    floors = [f["floor"] for f in runs["TASRec"]]
+    floor = min(floors, key=lambda f: f["ms_per_step_mean"])
+    return {
+        "ms_per_step_mean": floor["ms_per_step_mean"],
+        "ms_per_step_mean_all": [f["ms_per_step_mean"] for f in floors],
+        "ms_per_step_median": floor["ms_per_step_median"],
+        "optimizer": floor["optimizer"],
+    }
+
+
+def verdicts(runs: dict, summary: dict, floor: dict | None, scale_ok: bool) -> dict[str, Any]:
+    """The targets against the figures: TASRec's step over the floor, its speed and memory over SRGNN's."""
     verdict: dict[str, Any] = {"scale_meets_requirement": scale_ok}
-    if floor_summary:
-        over = ratio(summary["TASRec"]["ms_per_step_mean"], floor_summary["ms_per_step_mean"])
+    if floor:
+        over = ratio(summary["TASRec"]["ms_per_step_mean"], floor["ms_per_step_mean"])
         verdict.update(
             {
                 "tasrec_step_over_floor": over,
                 "tasrec_step_over_floor_from_medians": ratio(
-                    summary["TASRec"]["ms_per_step_median"], floor_summary["ms_per_step_median"]
+                    summary["TASRec"]["ms_per_step_median"], floor["ms_per_step_median"]
                 ),
                 "floor_aim": f"<= {FLOOR_TARGET}",
                 "floor": "MET" if over is not None and over <= FLOOR_TARGET else "MISSED",
@@ -471,15 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     if "TASRec" in summary and "SRGNN" in summary:
         t, s = summary["TASRec"], summary["SRGNN"]
         speed = ratio(t["samples_per_s"], s["samples_per_s"])
-        # the same ratio from each repeat (TASRec and SRGNN of one round ran back to back)
-        per_round = [
-            ratio(a["samples_per_s"], b["samples_per_s"]) for a, b in zip(runs["TASRec"], runs["SRGNN"], strict=True)
-        ]
         memory = ratio(t["peak_rss_mib"], s["peak_rss_mib"])
         verdict.update(
             {
                 "speed_ratio_tasrec_over_srgnn": speed,
-                "speed_ratio_per_repeat": per_round,
+                # the same ratio from each repeat (TASRec and SRGNN of one round ran back to back)
+                "speed_ratio_per_repeat": [
+                    ratio(a["samples_per_s"], b["samples_per_s"])
+                    for a, b in zip(runs["TASRec"], runs["SRGNN"], strict=True)
+                ],
                 "speed_ratio_from_median_steps": ratio(
                     max(t["samples_per_s_from_median_step_all"]), max(s["samples_per_s_from_median_step_all"])
                 ),
@@ -494,35 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                 },
             }
         )
+    return verdict
 
-    load_end = os.getloadavg()
-    result = {
-        **run_identity("bench_training", argv),
-        "machine": machine_info(args),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in load_end],
-        "settings": {
-            "train_batch_size": args.batch_size,
-            "embedding_size": args.embedding_size,
-            "threads": args.threads,
-            "warmup_steps": args.warmup,
-            "timed": "rest of one epoch" if args.epoch else f"{args.steps} steps",
-            "repeats": args.repeats,
-            "optimizer": "torch.optim.Adam (the model's learning_rate and weight_decay); fused for TASRec as "
-            "TASRecTrainer builds it, per-tensor for the others as RecBole builds it",
-            "device": args.device,
-            "profile_steps": args.profile_steps,
-        },
-        "data": data,
-        "summary": summary,
-        "floor": floor_summary,
-        "verdict": verdict,
-        "runs": runs,
-    }
 
-    output = write_result(result, "training", args.output, scale_ok)
-
-    p = data["processed"]
+def print_report(result: dict[str, Any], output: Any) -> None:
+    raw, p = result["data"]["raw"], result["data"]["processed"]
+    summary, verdict, floor = result["summary"], result["verdict"], result["floor"]
     print()
     print(
         f"data: {raw['clicks']:,} clicks, {raw['sessions']:,} sessions, {raw['items_clicked']:,} items clicked "
@@ -535,25 +368,89 @@ def main(argv: list[str] | None = None) -> int:
             f"{model:<9} {row['samples_per_s']:>10.1f} {row['ms_per_step_mean']:>8.1f} "
             f"{row['rss_after_data_mib']:>11.0f} MiB {row['peak_rss_mib']:>5.0f} MiB  {row['samples_per_s_all']}"
         )
-    if not scale_ok:
+    if not verdict["scale_meets_requirement"]:
         print(f"NOTE: below the required scale {REQUIRED}: the verdicts below do not answer issues 3 and 9")
-    if floor_summary:
+    if floor:
         profile = summary["TASRec"]["profile_ms_median"]
         print("TASRec step by part (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in profile.items()))
         print(
-            f"floor step {floor_summary['ms_per_step_mean']:.1f} ms; TASRec/floor = "
+            f"floor step {floor['ms_per_step_mean']:.1f} ms; TASRec/floor = "
             f"{verdict['tasrec_step_over_floor']} (aim <= {FLOOR_TARGET}): {verdict['floor']}"
         )
     if "speed" in verdict:
         print(
-            f"speed  TASRec/SRGNN = {verdict['speed_ratio_tasrec_over_srgnn']} (target >= {SPEED_TARGET}): "
-            f"{verdict['speed']}"
+            f"speed  TASRec/SRGNN = {verdict['speed_ratio_tasrec_over_srgnn']} (>= {SPEED_TARGET}): {verdict['speed']}"
         )
         print(
-            f"memory TASRec/SRGNN = {verdict['memory_ratio_tasrec_over_srgnn']} (target <= {MEMORY_TARGET}): "
+            f"memory TASRec/SRGNN = {verdict['memory_ratio_tasrec_over_srgnn']} (<= {MEMORY_TARGET}): "
             f"{verdict['memory']}"
         )
-    print(f"load average at end: {load_end[0]:.2f}; written to {output}")
+    print(f"load average at end: {result['loadavg_end'][0]:.2f}; written to {output}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add_data_flags(parser)
+    parser.add_argument(
+        "--models", default="TASRec,SRGNN,GRU4Rec", help="comma-separated; the ratios need TASRec and SRGNN"
+    )
+    parser.add_argument("--steps", type=int, default=200, help="timed training steps per model")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
+    parser.add_argument("--epoch", action="store_true", help="time the rest of one whole epoch instead of --steps")
+    parser.add_argument("--repeats", type=int, default=1, help="run every model this many times (interleaved)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--embedding-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--profile-steps", type=int, default=60, help="TASRec's steps profiled by part, and floor steps (0: none)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="RecBole's use_gpu")
+    parser.add_argument("--output", default=None, help="the JSON file (default: see the module docstring)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    header = result_header("bench_training", argv, args.threads)
+    print("load average at start: " + " ".join(f"{x:.2f}" for x in header["loadavg_start"]))
+    raw = ensure_data(args)
+    runs = run_rounds(args, [m.strip() for m in args.models.split(",") if m.strip()])
+    processed = next(iter(runs.values()))[0]["data"]
+    scale_ok = (
+        processed["items_after_filter"] >= REQUIRED["items"]
+        and processed["sessions_after_filter"] >= REQUIRED["sessions"]
+        and raw["calendar_days"] >= REQUIRED["days"]
+    )
+    summary, floor = summarise(runs), floor_summary(runs)
+    result = {
+        **header,
+        "settings": {
+            "train_batch_size": args.batch_size,
+            "embedding_size": args.embedding_size,
+            "threads": args.threads,
+            "warmup_steps": args.warmup,
+            "timed": "rest of one epoch" if args.epoch else f"{args.steps} steps",
+            "repeats": args.repeats,
+            "optimizer": "torch.optim.Adam (the model's learning_rate and weight_decay); fused for TASRec as "
+            "TASRecTrainer builds it, per-tensor for the others as RecBole builds it",
+            "device": args.device,
+            "profile_steps": args.profile_steps,
+        },
+        "data": {"raw": raw, "processed": processed},
+        "summary": summary,
+        "floor": floor,
+        "verdict": verdicts(runs, summary, floor, scale_ok),
+        "runs": runs,
+    }
+    output = write_result(result, result_path("training", args.output, scale_ok))
+    print_report(result, output)
     return 0
 
 

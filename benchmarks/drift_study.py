@@ -1,6 +1,6 @@
 """When does the temporal graph help? TASRec minus TASRec-base test Recall@20 on generated drifting logs.
 
-    uv run python benchmarks/drift_study.py [--seeds 2] [--periods 2,3,16] [--p-follow 0.5,0.7] [--resume]
+    uv run python -m benchmarks.drift_study [--seeds 2] [--periods 2,3,16] [--p-follow 0.5,0.7] [--resume]
 
 One generated log per ``transition_period`` (days an item's successors hold before they are redrawn: small =
 fast drift; at least the log's length = no drift), and at the graph-variants period one per ``--p-follow``
@@ -10,28 +10,26 @@ period 3 of tests/test_learning.py) also TASRec with each graph setting changed 
 ``neighbor_threshold: 0.25``, ``temporal_window: 2`` and ``decay`` 0.25 and 0.75 (default 0.5).
 Beside each log: the share of its test target transitions that the day's graph holds
 (``recbole_tasrec.data.stats``), the number to check on a real log.
-Writes ``benchmarks/results/drift_study.{json,md,png}``.
+Writes ``benchmarks/results/drift_study.{json,md,png}`` (``--output``: the json, the others beside it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import RESULTS, ROOT, pyplot, result_header, save_figure, write_result, write_text
 from recbole_tasrec import run_recbole_tasrec
 from recbole_tasrec.config import Config
 from recbole_tasrec.data.dataset import TASRecDataset
 from recbole_tasrec.data.stats import day_statistics
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
 
-ROOT = Path(__file__).resolve().parents[1]
 #: small logs (~5k training samples) so that the whole study runs in minutes on 2 cores
 LOG = {"n_items": 300, "sessions_per_day": 120, "n_days": 16, "p_follow": 0.9, "seed": 11}
 #: a short budget, and the package's default schedule and early stopping
@@ -73,23 +71,12 @@ def runs_for(period: int, p_follow: float, graph_variants_at: int) -> list[str]:
     return list(VARIANTS) if every else ["TASRec-base", "TASRec"]
 
 
-def save_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def report(data: dict, out: Path) -> None:
     """The table (mean and std over seeds) and the chart: the gain against each drift knob, one line per
     graph setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lines = ["| transition_period | p_follow | test targets held (%) | variant | seeds | Recall@20 (%) "
              "| minus TASRec-base (pp) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
     entries = sorted(data["logs"].values(), key=lambda e: (e["p_follow"], e["transition_period"]))
     for variant in VARIANTS:
         curves: dict[str, tuple[list, list]] = {"transition_period": ([], []), "p_follow": ([], [])}
@@ -120,14 +107,8 @@ def report(data: dict, out: Path) -> None:
     axes[0].set_xscale("log", base=2)
     axes[0].set_title(f"p_follow {data['log']['p_follow']:g}, mean over seeds")
     axes[1].set_title(f"transition_period {data['graph_variants_at']}, mean over seeds")
-    fig.tight_layout()
-    tmp = out.with_name("drift_study.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out.with_suffix(".png"))
-    md = out.with_suffix(".md")
-    md.with_name("drift_study.md.tmp").write_text("\n".join([f"Command: `{data['command']}`", "", *lines]) + "\n")
-    os.replace(md.with_name("drift_study.md.tmp"), md)
+    save_figure(fig, out.with_suffix(".png"))
+    write_text(out.with_suffix(".md"), "\n".join([f"Command: `{data['command']}`", "", *lines]) + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -139,11 +120,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/recbole_tasrec_drift"))
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "drift_study")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS / "drift_study.json")
     args = parser.parse_args(argv)
-    out = ROOT / "benchmarks" / "results" / "drift_study.json"
+    out = args.output
     data = json.loads(out.read_text()) if args.resume and out.exists() else {"logs": {}}
-    command = " ".join(sys.argv[1:] if argv is None else argv)
-    data.update({"command": f"uv run python benchmarks/drift_study.py {command}", "seeds": args.seeds,
+    data.update({**result_header("drift_study", argv, threads=None), "seeds": args.seeds,
                  "log": LOG, "training": TRAINING, "variants": VARIANTS,
                  "graph_variants_at": args.graph_variants_at})  # fmt: skip
     for period, p_follow in logs_for(args):
@@ -159,10 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
                 config = {**settings, **VARIANTS[variant], "seed": seed}
                 result = run_recbole_tasrec("TASRec", name, config_dict=config, saved=False)
                 done.append(result["test_result"]["recall@20"])
-                save_json(out, data)
+                write_result(data, out)
                 seconds = time.time() - start
                 print(f"{name} {variant} seed {seed}: {done[-1]:.4f} ({seconds:.0f} s)", flush=True)
-    save_json(out, data)
+    write_result(data, out)
     report(data, out)
     print(out.with_suffix(".md").read_text())
     return data

@@ -2,13 +2,13 @@
 
 1. ``pytest tests/test_gpu.py``: scores equal to the CPU's, the temporal graph's ``P`` on the device and
    cached (no per-step copy), a fused-Adam training step on the GPU, an end-to-end run and serving.
-2. ``bench_training.py --device cuda`` for TASRec and SRGNN: samples/s and peak GPU memory of each.
+2. ``benchmarks.bench_training --device cuda`` for TASRec and SRGNN: samples/s and peak GPU memory of each.
 
 Writes ``benchmarks/results/gpu_<date>.json`` (the GPU, the test outcome, the figures) and the training
 benchmark's own JSON beside it. Without a GPU it stops with a message and writes nothing.
 
-    uv run python benchmarks/gpu_check.py                # ~3 min on a GPU machine
-    uv run python benchmarks/gpu_check.py --steps 50     # quicker
+    uv run python -m benchmarks.gpu_check                # ~3 min on a GPU machine
+    uv run python -m benchmarks.gpu_check --steps 50     # quicker
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import RESULTS, ROOT, result_header, write_result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="timed training steps per model")
     parser.add_argument("--items", type=int, default=25_000, help="bench_training's data scale")
-    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--output-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
 
     import torch
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU here: nothing to check (run this on a machine with one)", file=sys.stderr)
         return 2
+    header = result_header("gpu_check", argv, threads=None)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stamp = dt.date.today().isoformat()
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "tests/test_gpu.py", "-p", "no:cacheprovider"],
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     training_json = out / f"gpu_training_{stamp}.json"
     bench = subprocess.run(
         [
-            sys.executable, str(ROOT / "benchmarks" / "bench_training.py"), "--device", "cuda",
+            sys.executable, "-m", "benchmarks.bench_training", "--device", "cuda",
             "--models", "TASRec,SRGNN", "--steps", str(args.steps), "--items", str(args.items),
             "--output", str(training_json),
         ],
@@ -62,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             for run in runs[:1]
         }
     result = {
-        "benchmark": "gpu_check",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "uv run python benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        **header,
         "gpu": torch.cuda.get_device_name(0),
-        "torch": torch.__version__,
         "tests": {"exit_code": tests.returncode, "summary": tests.stdout.strip().splitlines()[-1:]},
         "training": {"exit_code": bench.returncode, "figures": figures, "json": str(training_json)},
     }
@@ -74,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         result["training"]["error_tail"] = (bench.stdout + bench.stderr)[-3000:]
     if tests.returncode != 0:
         result["tests"]["output_tail"] = tests.stdout[-3000:]
-    partial = out / f"gpu_{stamp}.json.part"
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(out / f"gpu_{stamp}.json")
+    write_result(result, out / f"gpu_{stamp}.json")
     print(json.dumps({k: result[k] for k in ("gpu", "tests", "training")}, indent=2))
     return 0 if tests.returncode == 0 and bench.returncode == 0 else 1
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from recbole.utils.argument_list import dataset_arguments
 
-from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec.data.dataset import DATA_SET_KEYS
+from recbole_tasrec.safe_write import save_torch
 
 PathLike = str | os.PathLike[str]
 
@@ -30,33 +30,40 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint belongs to another model, data set or item mapping; the message says which."""
 
 
-def save_atomically(obj: Any, path: PathLike) -> None:
-    """``torch.save`` to a temporary name, then renamed (:func:`~recbole_tasrec.data.atomic.atomic_path`): an
-    interruption never leaves a truncated checkpoint under the final name. Every checkpoint writer uses it (the
-    trainer, rank 0 of a distributed run, the resume state)."""
-    with atomic_path(path) as partial:
-        torch.save(obj, partial, pickle_protocol=4)
+#: The checkpoint writer of the trainer, rank 0 of a distributed run and the resume state: ``torch.save`` through
+#: the crash-safe writer (an interruption never leaves a truncated checkpoint, a full disk is one line).
+save_atomically = save_torch
 
 
-def load_trusted(path: PathLike, required: tuple[str, ...] = ("state_dict",)) -> dict[str, Any]:
-    """Load a checkpoint written by this package, holding at least the ``required`` keys. It unpickles (the
-    config, random states): only load files you trust (serving artefacts, ``python -m recbole_tasrec.serve
-    export``, are the safe format)."""
+def load_trusted(
+    path: PathLike, required: tuple[str, ...] = ("state_dict",), *, expected: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint written by this package, holding at least the ``required`` keys; with ``expected`` (a
+    :func:`run_identity`), refuse one of another run (:class:`CheckpointMismatchError`). The one loader of the
+    package's checkpoints and resume files. It unpickles (the config, random states): only load files you trust
+    (serving artefacts, ``python -m recbole_tasrec.serve export``, are the safe format)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: give the .pth file a run wrote (under checkpoint_dir)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated, not a torch file, written by an incompatible version
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {reason})") from err
     missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint of the kind expected here: it lacks {missing}")
+    if expected is not None:
+        check_identity(expected, checkpoint_identity(checkpoint), path)
     return checkpoint
 
 
 def item_digest(dataset: Any) -> str:
-    """SHA-256 of the item tokens in id order: equal digests mean the same item mapping."""
-    tokens = dataset.field2id_token[dataset.iid_field]
+    """SHA-256 of the data set's item tokens in id order: equal digests mean the same item mapping."""
+    return tokens_digest(dataset.field2id_token[dataset.iid_field])
+
+
+def tokens_digest(tokens: Any) -> str:
+    """SHA-256 of item tokens in id order (what :func:`item_digest` stores)."""
     return hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
 
 
@@ -65,7 +72,7 @@ def run_identity(config: Any, dataset: Any | None = None) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "model": config["model"],
         "dataset": config["dataset"],
-        "dataset_config": {key: config[key] for key in dataset_arguments if key in config},
+        "dataset_config": {key: config[key] for key in DATA_SET_KEYS if key in config},
     }
     if dataset is not None:
         identity.update(n_items=int(dataset.item_num), item_digest=item_digest(dataset))

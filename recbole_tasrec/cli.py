@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="run a Ray Tune hyperparameter sweep instead; the other arguments go to it "
-        "(see python -m recbole_tasrec.tune --help)",
+        help="an alias of python -m recbole_tasrec.tune: run a Ray Tune sweep instead, with every other argument "
+        "(see --tune --help)",
     )
     return parser
 
@@ -57,14 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--tune" in argv:
         from recbole_tasrec.tune import main as tune_main
 
-        return tune_main([arg for arg in argv if arg != "--tune"])
+        return tune_main([arg for arg in argv if arg != "--tune"], prog=f"{build_parser().prog} --tune")
     args, overrides = build_parser().parse_known_args(argv)
     from recbole_tasrec.checkpoint import CheckpointError
     from recbole_tasrec.config import Config, parse_overrides
-    from recbole_tasrec.data.atomic import AtomicFileError, write_atomic_text
+    from recbole_tasrec.data.atomic import AtomicFileError
     from recbole_tasrec.data.dataset import DataSplitError
     from recbole_tasrec.quick_start import dataset_class, run_recbole_tasrec
     from recbole_tasrec.resume import find_resume_file
+    from recbole_tasrec.safe_write import WriteError, write_json
 
     config_files = args.config_files.split() if args.config_files else None
     try:
@@ -80,12 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         resume = {"resume": args.resume} if args.resume is not None else {}
         result = run_recbole_tasrec(config["model"], config["dataset"], config_files, settings, **resume)
-    except (CheckpointError, AtomicFileError, DataSplitError) as err:  # a wrong --resume; data found wanting
+    except (CheckpointError, AtomicFileError, DataSplitError, WriteError) as err:  # wrong --resume; bad data; full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)
         return 0
     print(f"test  : {json.dumps(result['test_result'])}")
     if args.result_json:
-        write_atomic_text(args.result_json, json.dumps(result, indent=2) + "\n")
+        try:
+            write_json(args.result_json, result)
+        except WriteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0

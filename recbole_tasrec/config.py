@@ -7,6 +7,11 @@ As in RecBole, a data set's file beats a model's, so a small data set can carry 
 
 Unlike RecBole's ``Config``, this one never reads ``sys.argv`` by itself: pytest and Ray workers carry
 their own ``--flags`` there. The command line reaches it explicitly through ``cmd_args``.
+
+Nothing a user writes reaches ``eval``: string values (``--key=value``, ``config_dict``) are read as Python literals
+(:func:`recbole_tasrec.settings.parse_value`, where RecBole calls ``eval``) and yaml files with yaml's safe loader
+(RecBole's ``FullLoader`` builds Python objects from ``!!python/...`` tags). Every setting of
+:mod:`recbole_tasrec.settings` is checked once, when the configuration is built, before any data is read.
 """
 
 from __future__ import annotations
@@ -22,10 +27,9 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_tasrec.data.dataloader import DAY_ORDERS
-from recbole_tasrec.data.dataset import TASRecDataset, check_settings, check_whole_number
-from recbole_tasrec.data.temporal_graph import EDGE_WEIGHTS
-from recbole_tasrec.model.tasrec import TEMPORAL_EVAL_MODES
+from recbole_tasrec import run_folder
+from recbole_tasrec import settings as table
+from recbole_tasrec.distributed.device import join_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL, DEFAULT_DATASET = "TASRec", "sample"
@@ -74,7 +78,7 @@ def get_model(name: str) -> type:
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, str]:
-    """``['--epochs=3', ...]`` -> ``{'epochs': '3'}``; RecBole's ``Config`` converts the values' types."""
+    """``['--epochs=3', ...]`` -> ``{'epochs': '3'}``; :class:`Config` reads the values' types."""
     overrides: dict[str, str] = {}
     for arg in args:
         key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
@@ -86,23 +90,13 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-#: Settings with a fixed set of values, checked when a config is built (else a run fails once the model is built).
-CHOICES = {"edge_weight": EDGE_WEIGHTS, "temporal_eval": TEMPORAL_EVAL_MODES, "train_day_order": DAY_ORDERS}
-#: Sizes that must be whole numbers >= 1 (0 or a negative one fails deep in torch or in RecBole's sampler).
-SIZES = ("embedding_size", "hidden_size", "n_layers", "step", "epochs", "train_batch_size", "eval_batch_size")
-
-
 def check_types(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """Refuse a user setting that cannot work, naming the key (RecBole would take it and fail later, deep in torch):
-    text or a flag where the default is a number, anything but True/False for a flag, a value outside
-    :data:`CHOICES`, a size of :data:`SIZES` below 1. ``None`` passes the type checks (``lr_decay_epochs: ~``)."""
+    """Refuse a user setting of RecBole's that :mod:`recbole_tasrec.settings` does not list, when its type differs
+    from its default's (RecBole would take it and fail later, deep in torch): text or a flag where the default is a
+    number, anything but True/False for a flag. ``None`` passes."""
     for key, value in settings.items():
         default = defaults.get(key)
-        if key in CHOICES and value not in CHOICES[key]:
-            raise ValueError(f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}")
-        if key in SIZES:
-            check_whole_number(key, value, 1)
-        if value is None or default is None:
+        if key in table.BY_KEY or value is None or default is None:
             continue
         flag = isinstance(value, bool | np.bool_)
         if isinstance(default, bool) and not flag:
@@ -153,9 +147,26 @@ class Config(RecBoleConfig):
             raise ValueError(
                 f"{err}; check the settings' names (RecBole's own metric names: Recall, NDCG, MRR, ...)"
             ) from None
-        check_types(self.external_config_dict, self.internal_config_dict)
-        check_settings(self)
         check_valid_metric(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """An unpickled configuration (a checkpoint's, for ``load_data_and_model``) is checked like a new one."""
+        self.__dict__.update(state)
+        table.check(self.final_config_dict)
+
+    def _build_yaml_loader(self) -> type[yaml.SafeLoader]:
+        return table.YamlLoader
+
+    def _convert_config_dict(self, config_dict: dict[str, Any]) -> dict[str, Any]:
+        """RecBole's reading of string values, without its ``eval``: :func:`recbole_tasrec.settings.parse_value`."""
+        return {key: table.parse_value(key, v) if isinstance(v, str) else v for key, v in config_dict.items()}
+
+    def _get_final_config_dict(self) -> dict[str, Any]:
+        """RecBole's merge, checked before RecBole derives anything from it (devices, paths, evaluation)."""
+        final = super()._get_final_config_dict()
+        check_types(self.external_config_dict, self.internal_config_dict)
+        table.check(final)
+        return final
 
     def _load_config_files(self, file_list: list[str] | None) -> dict[str, Any]:
         """RecBole's reader, one file at a time, so that a missing or malformed file is named in one line."""
@@ -194,5 +205,16 @@ class Config(RecBoleConfig):
             if path.is_file():
                 self._update_internal_config_dict(str(path))
         self.internal_config_dict["data_path"] = str(default_data_path(self.internal_config_dict.get("data_path")))
+        # a new list: RecBole's own (recbole.utils.argument_list.dataset_arguments) stays as it is
         dataset_keys = self.parameters["Dataset"]
-        dataset_keys += [key for key in TASRecDataset.CONFIG_KEYS if key not in dataset_keys]
+        self.parameters["Dataset"] = [*dataset_keys, *(k for k in table.DATASET_KEYS if k not in dataset_keys)]
+
+    # --- RecBole extended, not patched (docs/recbole-fixes.md) ---------------------------------------------
+    def _set_default_parameters(self) -> None:
+        super()._set_default_parameters()
+        settings = self.final_config_dict
+        settings["checkpoint_dir"] = run_folder.checkpoint_dir(settings, self.external_config_dict)
+
+    def _init_device(self) -> None:
+        if not join_process_group(self):
+            super()._init_device()

@@ -1,8 +1,10 @@
 """One entry point for every run: the CLI, the tests, Ray Tune and the benchmarks all call
 :func:`run_recbole_tasrec`.
 
-Every sequential model (TASRec and RecBole's own) gets the same dataset class for a data set, so all
-models see one day-based split and their numbers compare.
+Every sequential model (TASRec and RecBole's own) gets the same dataset class for a data set
+(:class:`~recbole_tasrec.data.dataset.DaySplitDataset`) and the same trainer
+(:class:`~recbole_tasrec.trainer.ScheduledTrainer`), so all models see one day-based split and their numbers
+compare.
 """
 
 from __future__ import annotations
@@ -17,17 +19,17 @@ from typing import Any
 
 import torch
 from recbole.data.utils import create_samplers, get_dataloader
-from recbole.utils import ModelType, init_logger, init_seed, set_color
-from recbole.utils.argument_list import dataset_arguments
+from recbole.utils import ModelType, init_seed, set_color
 
 from recbole_tasrec import distributed
 from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, run_identity
 from recbole_tasrec.config import Config, get_model
-from recbole_tasrec.data.dataloader import eval_loader_class  # sharded when several processes (issue 12)
-from recbole_tasrec.data.dataset import check_topk
-from recbole_tasrec.distributed_trainer import distributed_trainer
+from recbole_tasrec.data.dataset import DATA_SET_KEYS, check_topk
+from recbole_tasrec.distributed.sharding import eval_loader_class
+from recbole_tasrec.distributed.trainer import distributed_trainer
 from recbole_tasrec.resume import find_resume_file
-from recbole_tasrec.trainer import EpochCallback, TASRecTrainer
+from recbole_tasrec.run_folder import init_logger
+from recbole_tasrec.trainer import EpochCallback, ScheduledTrainer
 
 
 @dataclass
@@ -48,24 +50,33 @@ def dataset_class(config: Config) -> type:
     if own is not None:
         return own
     if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
-        return module.TASRecDataset
+        return module.DaySplitDataset
     raise ValueError(
         f"{config['model']} is not a sequential model: recbole-tasrec runs session-based (sequential) models; "
         "use RecBole's own run_recbole for other model types"
     )
 
 
+def saved_dataset_file(config: Config, cls: type) -> str | None:
+    """The processed data set's pickle this run may read: ``dataset_save_path``, or with ``save_dataset`` on,
+    RecBole's ``<checkpoint_dir>/<dataset>-<Class>.pth``; ``None`` when the user asked for neither. A pickle
+    runs code when read: a file someone left in a shared run folder is never read unasked."""
+    if config["dataset_save_path"]:
+        return str(config["dataset_save_path"])
+    if config["save_dataset"]:
+        return os.path.join(config["checkpoint_dir"], f"{config['dataset']}-{cls.__name__}.pth")
+    return None
+
+
 def create_dataset(config: Config) -> Any:
-    """Build the processed data set, or load RecBole's saved copy when every data set key still matches
-    (``dataset_arguments`` includes this package's keys, see :mod:`recbole_tasrec.compat`)."""
+    """Build the processed data set, or load the saved copy the user enabled (:func:`saved_dataset_file`)
+    when every setting that shapes it (:data:`~recbole_tasrec.data.dataset.DATA_SET_KEYS`) still matches."""
     cls = dataset_class(config)
-    saved = config["dataset_save_path"] or os.path.join(
-        config["checkpoint_dir"], f"{config['dataset']}-{cls.__name__}.pth"
-    )
-    if os.path.exists(saved):
+    saved = saved_dataset_file(config, cls)
+    if saved is not None and os.path.exists(saved):
         with open(saved, "rb") as f:
             dataset = pickle.load(f)
-        if all(config[key] == dataset.config[key] for key in [*dataset_arguments, "seed", "repeatable"]):
+        if all(config[key] == dataset.config[key] for key in [*DATA_SET_KEYS, "seed", "repeatable"]):
             getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{saved}]")
             return dataset
     dataset = cls(config)
@@ -99,7 +110,7 @@ def make_dataloaders(config: Config, prepared: PreparedData) -> tuple[Any, Any, 
 
 
 def _check_prepared_matches(config: Config, prepared: PreparedData) -> None:
-    stale = [key for key in dataset_arguments if config[key] != prepared.dataset.config[key]]
+    stale = [key for key in DATA_SET_KEYS if config[key] != prepared.dataset.config[key]]
     if stale:
         raise ValueError(
             f"the prepared data set was built with other values of {stale}; these keys shape the data set and "
@@ -135,7 +146,7 @@ def evaluate_checkpoint(
     )
     init_logger(config)
     _, _, test_data = make_dataloaders(config, prepared)
-    trainer = TASRecTrainer(config, build_model(config, prepared.train, model_class))
+    trainer = ScheduledTrainer(config, build_model(config, prepared.train, model_class))
     try:
         result = trainer.evaluate(test_data, load_best_model=True, model_file=str(checkpoint), show_progress=False)
     finally:
@@ -175,7 +186,7 @@ def run_recbole_tasrec(
     launch = distributed.launch_settings(config)
     if launch is not None and resume is not None:
         raise ValueError("--resume continues one-process runs only: leave out --nproc / --world_size")
-    if launch is not None:  # --nproc / --world_size / torchrun: run on every process (issue 12)
+    if launch is not None:  # --nproc / --world_size / torchrun: run on every process
         kwargs = {"config_file_list": config_file_list, "config_dict": config_dict, "saved": saved}
         return distributed.launch(
             launch,
@@ -198,7 +209,7 @@ def run_recbole_tasrec(
 
     net = build_model(config, prepared.train)
     logger.info(net)
-    trainer_class = TASRecTrainer if config["single_spec"] else distributed_trainer(TASRecTrainer)  # issue 12
+    trainer_class = ScheduledTrainer if config["single_spec"] else distributed_trainer(ScheduledTrainer)
     trainer = trainer_class(config, net)
     if resume is not None:
         trainer.resume(train_data, find_resume_file(resume))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recbole_tasrec.checkpoint import PathLike, check_identity, load_trusted, save_atomically
+from recbole_tasrec.checkpoint import PathLike, load_trusted, save_atomically
 
 #: Appended to a checkpoint's name for its resume state (not ``.pth``: sweeps find checkpoints by ``*.pth``).
 RESUME_SUFFIX = ".resume"
@@ -90,8 +90,8 @@ def restore(trainer: Any, train_data: Any, path: PathLike) -> dict[str, Any]:
     Refuses (:class:`~recbole_tasrec.checkpoint.CheckpointMismatchError`) a state of another model, data set
     or item mapping. The trainer's best-model checkpoint becomes the one next to ``path``.
     """
-    state = load_trusted(path, required=("identity", "epoch", "rng"))  # a best-model checkpoint lacks "rng"
-    check_identity(trainer.identity, state["identity"], path)
+    # a best-model checkpoint lacks "rng"
+    state = load_trusted(path, required=("identity", "epoch", "rng"), expected=trainer.identity)
     trainer.model.load_state_dict(state["state_dict"])
     trainer.model.load_other_parameter(state["other_parameter"])
     trainer.optimizer.load_state_dict(state["optimizer"])

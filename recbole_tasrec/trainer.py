@@ -1,10 +1,12 @@
 """RecBole's ``Trainer`` with a learning-rate schedule and what sweeps need.
 
 RecBole's Trainer has no scheduler. The paper (3.1) decays Adam's rate "after two epochs", as SR-GNN does
-(x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (DESIGN.md 2.9), so the default
-here decays on a validation plateau instead, which adapts to any data size; the paper's schedule stays
-selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide on RecBole's
-to-the-second names) and hands ``fit``'s callback the full validation result, not only the score.
+(x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (measured on the Diginetica
+sample), so the default here decays on a validation plateau instead, which adapts to any data size; the
+paper's schedule stays selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide
+on RecBole's to-the-second names), hands ``fit``'s callback the full validation result, not only the score,
+writes its tensorboard run into the run folder and loads checkpoints through this package's loader
+(``docs/recbole-fixes.md``).
 """
 
 from __future__ import annotations
@@ -18,46 +20,22 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
-from recbole_tasrec import resume
-from recbole_tasrec.checkpoint import run_identity, save_atomically
+from recbole_tasrec import resume, run_folder
+from recbole_tasrec.checkpoint import load_trusted, run_identity, save_atomically
 from recbole_tasrec.chunked_eval import chunked_full_sort, uses_chunks
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 #: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
 SCHEDULE_COUNTERS = ("plateau_count", "optimizer_steps")
 
-LR_SCHEDULERS = ("plateau", "paper", "constant")
-
-
-def check_schedule(config: Any) -> str:
-    """Validate the schedule keys against each other; returns the scheduler's name."""
-    name = str(config["lr_scheduler"]).lower()
-    if name not in LR_SCHEDULERS:
-        raise ValueError(f"lr_scheduler={config['lr_scheduler']!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
-    gamma = float(config["lr_decay_gamma"])
-    if name != "constant" and not 0.0 < gamma < 1.0:
-        raise ValueError(f"lr_decay_gamma={gamma} must lie in (0, 1): the rate is multiplied by it at each decay")
-    if name == "paper" and int(config["lr_decay_epochs"] or 0) < 1:
-        raise ValueError("lr_scheduler=paper needs lr_decay_epochs >= 1 (the paper's 2); or use lr_scheduler=constant")
-    if name == "plateau":
-        patience, stopping = int(config["lr_patience"]), int(config["stopping_step"])
-        if patience < 1:
-            raise ValueError(f"lr_patience={patience} must be >= 1 (evaluations without improvement before a decay)")
-        if patience >= stopping:
-            raise ValueError(
-                f"lr_patience={patience} must be smaller than stopping_step={stopping}, or training stops before "
-                "the lower rate gets a chance; raise stopping_step or lower lr_patience"
-            )
-    return name
-
 
 def adam_options(model: Any) -> dict[str, Any]:
     """Extra ``torch.optim.Adam`` arguments for ``model``: models with ``fused_adam = True`` (TASRec) get the
-    fused kernel, the same update in one pass over all parameters (a CPU step ~4x cheaper; issue 9)."""
+    fused kernel, the same update in one pass over all parameters (a CPU step ~4x cheaper)."""
     return {"fused": True} if getattr(model, "fused_adam", False) else {}
 
 
-class TASRecTrainer(Trainer):
+class ScheduledTrainer(Trainer):
     """``Trainer`` + a learning-rate schedule (``lr_scheduler``) + per-epoch validation callback.
 
     Used by :func:`recbole_tasrec.run_recbole_tasrec` for every model, so baselines get the same schedule.
@@ -73,9 +51,13 @@ class TASRecTrainer(Trainer):
     """
 
     def __init__(self, config: Any, model: Any) -> None:
-        super().__init__(config, model)
+        # made here, exist_ok: RecBole's check-then-create (utils/utils.py:44) races when several processes start
+        Path(config["checkpoint_dir"]).mkdir(parents=True, exist_ok=True)
+        with run_folder.inside(config):  # RecBole's get_tensorboard makes a relative log_tensorboard/<run>
+            super().__init__(config, model)
+            self.tensorboard = run_folder.absolute_writer(self.tensorboard)
         if getattr(model, "trains", True):
-            self.lr_scheduler = check_schedule(config)
+            self.lr_scheduler = config["lr_scheduler"]  # checked with the other settings (recbole_tasrec.settings)
         else:
             self.lr_scheduler, self.epochs = "constant", 1
         self.lr_decay_gamma = float(config["lr_decay_gamma"])
@@ -172,6 +154,19 @@ class TASRecTrainer(Trainer):
         lr, decay = kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay)
         return torch.optim.Adam(params, lr=lr, weight_decay=decay, **adam_options(self.model))
 
+    def evaluate(
+        self, eval_data: Any, load_best_model: bool = True, model_file: str | None = None, show_progress: bool = False
+    ) -> Any:
+        """RecBole's ``evaluate``, the best model loaded by :func:`~recbole_tasrec.checkpoint.load_trusted`
+        (RecBole's ``torch.load`` fails on torch >= 2.6: trainer/trainer.py:583)."""
+        if load_best_model and eval_data:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = load_trusted(checkpoint_file)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
     def _train_epoch(self, train_data: Any, epoch_idx: int, loss_func: Any = None, show_progress: bool = False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.optimizer_steps += len(train_data)
@@ -210,7 +205,7 @@ class TASRecTrainer(Trainer):
     ) -> tuple[float, dict[str, float]]:
         """``fit`` whose callback receives each evaluation's full validation result; the resume state is
         written after every epoch (before the callback, so a callback that raises leaves it behind)."""
-        # one-process runs that save resume (issue 12's runs over several processes do not)
+        # one-process runs that save resume (runs over several processes do not)
         self._train_data = train_data if saved and self.config["single_spec"] else None
         self.identity = run_identity(self.config, train_data._dataset)
         self._evaluated = self.eval_step > 0 and bool(valid_data)
@@ -229,3 +224,7 @@ class TASRecTrainer(Trainer):
             show_progress=self.config["show_progress"],
             callback_fn=callback,
         )
+
+
+#: The name this trainer had when only TASRec used it.
+TASRecTrainer = ScheduledTrainer

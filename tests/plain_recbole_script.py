@@ -1,7 +1,8 @@
 """A user's own plain RecBole script training TASRec, run by ``tests/test_plain_recbole.py`` in a subprocess.
 
 It uses only RecBole's public API (``Config``, ``data_preparation``, ``Trainer``) plus this package's dataset and
-model classes, the way RecBole's documentation shows for a custom model. Run it as
+model classes, the way RecBole's documentation shows for a custom model; RecBole writes its log, tensorboard run
+and checkpoint where it documents (``./log``, ``./log_tensorboard``, ``./saved``). Run it as
 
     python tests/plain_recbole_script.py --data_path=DIR --run_dir=DIR [--key=value ...]
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import recbole_tasrec  # noqa: F401  (first: it applies the RecBole 1.2.1 fixes)
+import recbole_tasrec  # noqa: F401  (its module-level RecBole fixes apply as RecBole's modules load)
 
 # isort: split
 import torch
@@ -25,7 +26,7 @@ from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed
 
-from recbole_tasrec.data import TASRecDataset
+from recbole_tasrec.data import DaySplitDataset
 from recbole_tasrec.model import TASRec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def main() -> None:
     )
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    dataset = TASRecDataset(config)
+    dataset = DaySplitDataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)  # RecBole's loader: batches mix days
     init_seed(config["seed"], config["reproducibility"])
     model = TASRec(config, train_data._dataset).to(config["device"])

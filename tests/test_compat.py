@@ -1,83 +1,151 @@
-"""Each RecBole 1.2.1 fix of recbole_tasrec.compat works, and the upstream code fails without it."""
+"""Each RecBole 1.2.1 fix works, and the upstream code fails without it: the four module-level fixes of
+recbole_tasrec.compat and the overrides in this package's Config, data set and trainer."""
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType
 
 from recbole_tasrec import compat, run_recbole_tasrec
 from recbole_tasrec.config import Config
-from recbole_tasrec.data.dataset import TASRecDataset
-from recbole_tasrec.quick_start import create_dataset
+from recbole_tasrec.data.dataset import DATA_SET_KEYS, DaySplitDataset, _SequenceFrame
+from recbole_tasrec.quick_start import create_dataset, dataset_class
 from tests.conftest import small_settings
 
 
+def upstream(module: str, attribute: str) -> object:
+    return compat.UPSTREAM[f"{module}:{attribute}"]
+
+
+# --- module-level fixes ---------------------------------------------------------------------------------
 def test_config_builds_on_numpy_2(data_dir: Path, tmp_path: Path) -> None:
+    from recbole.config import Config as RecBoleConfig
+
+    plain = {"data_path": str(data_dir), "train_neg_sample_args": None}
+    assert RecBoleConfig("SRGNN", "tiny", config_dict=plain)["embedding_size"] == 64  # RecBole's own, too
     config = Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))
     assert config["embedding_size"] == 16
     assert np.float is np.float64 and np.int is np.int_  # the aliases RecBole's code still uses
     with pytest.raises(AttributeError, match="float_"):  # what upstream's compatibility_settings touches
-        compat.UPSTREAM["Config.compatibility_settings"](config)
+        upstream("recbole.config.configurator", "Config.compatibility_settings")(config)
+
+
+def test_recboles_trainer_loads_its_own_checkpoints_on_torch_2_6(tmp_path: Path) -> None:
+    import recbole.trainer.trainer as trainer_module
+    from recbole.utils import ModelType
+
+    path = tmp_path / "recbole.pth"
+    torch.save({"config": ModelType.SEQUENTIAL, "state_dict": {}}, path)  # RecBole pickles its Config's enums
+    assert trainer_module.torch.load(path)["config"] is ModelType.SEQUENTIAL  # trainer.py:323, 583
+    assert trainer_module.torch.zeros(1).shape == (1,)  # every other name is torch's
+    with pytest.raises(Exception, match="weights_only"):
+        upstream("recbole.trainer.trainer", "torch").load(path)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note while refusing the file
 @pytest.mark.slow  # trains
 def test_evaluate_loads_the_best_checkpoint_on_torch_2_6(data_dir: Path, tmp_path: Path) -> None:
     result = run_recbole_tasrec("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path), saved=True)
-    assert "recall@20" in result["test_result"]  # trainer.py:583 loaded the checkpoint
+    assert "recall@20" in result["test_result"]  # ScheduledTrainer.evaluate loaded the checkpoint
     with pytest.raises(Exception, match="weights_only"):
         torch.load(result["checkpoint"])  # torch's default, which trainer.py:583 used
 
 
-def test_quick_start_module_loads_checkpoints_too() -> None:
-    import recbole.quick_start.quick_start as upstream
-
-    assert isinstance(upstream.torch, compat._TorchTrustedLoad)
-
-
-def test_trainer_amp_is_built_without_torchs_deprecation_warning() -> None:
-    import warnings
-
+def test_recboles_amp_lines_do_not_warn_but_others_still_do() -> None:
     import recbole.trainer.trainer as trainer_module
 
+    line = "amp.GradScaler(enabled=False)"  # trainer.py:235, 1440
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        trainer_module.amp.GradScaler(enabled=False)  # trainer.py:235, 1440
-        with trainer_module.amp.autocast(enabled=False):  # trainer.py:1453
-            pass
-    upstream = compat.UPSTREAM["trainer.amp"]  # torch.cuda.amp, as trainer.py:30 imports it
-    with pytest.warns(FutureWarning, match="deprecated"):
-        upstream.GradScaler(enabled=False)
-    with pytest.warns(FutureWarning, match="deprecated"), upstream.autocast(enabled=False):
-        pass
+        warnings.simplefilter("error", FutureWarning)
+        compat.filter_amp_warnings()  # as on import (pytest resets the filters per test); added last, it wins
+        eval(line, vars(trainer_module))  # noqa: S307  (a fixed line, run as trainer.py's own)
+        with pytest.raises(FutureWarning, match="deprecated"):
+            eval(line, {**vars(trainer_module), "__name__": "elsewhere"})  # noqa: S307
+
+
+def test_an_empty_sequence_value_reads_as_an_empty_sequence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recbole.data.dataset.dataset as dataset_module
+
+    write_item_file(tmp_path, "seq", ["1\ta b c", "2\t", "3\tc d", "4\ta"], "item_id:token\ttags:token_seq")
+    config = item_dataset(tmp_path, tmp_path, "seq", ["item_id", "tags"])
+    dataset = create_dataset(config)
+    tags = dataset.item_feat["tags"]
+    lengths = {dataset.id2token(dataset.iid_field, i): int((tags[i] > 0).sum()) for i in range(1, 5)}
+    assert lengths == {"1": 3, "2": 0, "3": 2, "4": 1}  # item 2's missing tags: an empty sequence
+    monkeypatch.setattr(dataset_module, "pd", upstream("recbole.data.dataset.dataset", "pd"))
+    with pytest.raises(AttributeError, match="split"):  # dataset.py:501's fillna does nothing under pandas 3
+        create_dataset(config)
+
+
+def test_importing_recboles_models_leaves_anomaly_detection_off() -> None:
+    import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py, which switches it on)
+
+    assert not torch.is_anomaly_enabled()
+
+
+def test_fixes_apply_to_recbole_modules_imported_after_the_package() -> None:
+    """In a fresh process, RecBole imported after ``recbole_tasrec``: the import hooks apply each fix."""
+    code = (
+        "import recbole_tasrec, sys; assert 'recbole' not in sys.modules; "
+        "import recbole.trainer.trainer as t, recbole.config.configurator as c; "
+        "print(type(t.torch).__name__, c.Config.compatibility_settings.__name__)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["TrustedTorchLoad", "numpy_aliases"]
+
+
+def test_install_is_idempotent() -> None:
+    import recbole.trainer.trainer as trainer_module
+
+    before = trainer_module.torch
+    compat.install()
+    assert trainer_module.torch is before
+
+
+def test_the_package_refuses_the_models_that_needed_scipys_dok_update(data_dir: Path, tmp_path: Path) -> None:
+    """scipy 1.13 removed ``dok_matrix._update``, which LightGCN, NGCF, NCL, GCMC and SpectralCF call: the
+    package runs sequential models only, so it leaves scipy alone."""
+    import scipy.sparse as sp
+
+    assert not hasattr(sp.dok_matrix, "_update")
+    with pytest.raises(ValueError, match="not a sequential model"):
+        dataset_class(Config("LightGCN", "tiny", config_dict=small_settings(data_dir, tmp_path)))
+
+
+# --- overrides in DaySplitDataset -------------------------------------------------------------------------
+def bare_dataset(**attributes: object) -> DaySplitDataset:
+    dataset = object.__new__(DaySplitDataset)
+    dataset.__dict__.update(attributes)
+    return dataset
 
 
 def test_dataframe_columns_become_tensors_without_a_read_only_warning() -> None:
-    import warnings
-
     frame = pd.DataFrame({"item_id": np.array([3, 1, 2]), "timestamp": np.array([1.5, 2.5, 3.5])})
     assert not frame["item_id"].values.flags.writeable  # pandas 3 copy-on-write
-    stub = SimpleNamespace(
-        field2type={"item_id": FeatureType.TOKEN, "timestamp": FeatureType.FLOAT},
-        config={"numerical_features": []},
-    )
+    fields = {"field2type": {"item_id": FeatureType.TOKEN, "timestamp": FeatureType.FLOAT}}
+    dataset = bare_dataset(**fields, config={"numerical_features": []})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        interaction = Dataset._dataframe_to_interaction(stub, frame)
+        interaction = dataset._dataframe_to_interaction(frame)
     assert interaction["item_id"].tolist() == [3, 1, 2] and interaction["timestamp"].tolist() == [1.5, 2.5, 3.5]
     interaction["item_id"][0] = 9  # the tensor owns its memory: the frame stays as it was
     assert frame["item_id"].tolist() == [3, 1, 2]
     with pytest.warns(UserWarning, match="not writable"):
-        compat.UPSTREAM["Dataset._dataframe_to_interaction"](stub, frame)
+        Dataset._dataframe_to_interaction(SimpleNamespace(**fields, config={"numerical_features": []}), frame)
 
 
 def write_item_file(root: Path, name: str, rows: list[str], header: str) -> None:
@@ -114,28 +182,20 @@ def test_nan_in_an_item_feature_is_filled_under_pandas_3(tmp_path: Path) -> None
         feat_name_list=["feat"], field2type={"price": FeatureType.FLOAT}, feat=frame, logger=logging.getLogger()
     )
     with pytest.warns(Warning, match="inplace|chained"):  # pandas says so, too
-        compat.UPSTREAM["Dataset._fill_nan"](stub)
+        Dataset._fill_nan(stub)
     assert frame["price"].isna().any()
 
 
-def test_token_seq_feature_keeps_each_rows_length_under_pandas_3(tmp_path: Path) -> None:
-    write_item_file(tmp_path, "seq", ["1\ta b c", "2\t", "3\tc d", "4\ta"], "item_id:token\ttags:token_seq")
-    config = item_dataset(tmp_path, tmp_path, "seq", ["item_id", "tags"])
-    dataset = create_dataset(config)
-    tags = dataset.item_feat["tags"]
-    lengths = {dataset.id2token(dataset.iid_field, i): int((tags[i] > 0).sum()) for i in range(1, 5)}
-    assert lengths == {"1": 3, "2": 0, "3": 2, "4": 1}  # item 2's missing tags: an empty sequence
-    series = pd.Series([np.array([1, 2]), np.array([3])])
-    assert series.agg(len) == 2  # pandas 3 outside the patch: the Series' length, not each row's
+def test_sequence_columns_keep_each_rows_length_under_pandas_3() -> None:
+    rows = [np.array([1, 2]), np.array([3]), np.array([], dtype=np.int64)]
+    assert pd.Series(rows).agg(len) == 3  # pandas 3: the Series' length, which dataset.py:1217 split by
+    frame = _SequenceFrame({"tags": rows, "price": [1.0, 2.0, 3.0]})
+    assert frame["tags"].agg(len).tolist() == [2, 1, 0]
+    assert frame[frame["price"] > 1.0]["tags"].agg(len).tolist() == [1, 0]  # filtered frames keep the fix
+    assert frame["tags"].agg(np.concatenate).tolist() == [1, 2, 3]
 
 
-def test_dok_update_is_back_for_recboles_graph_models() -> None:
-    matrix = sp.dok_matrix((3, 3), dtype=np.float32)
-    matrix._update({(0, 1): 1.0, (2, 0): 2.0})
-    assert matrix.toarray().tolist() == [[0, 1, 0], [0, 0, 0], [2, 0, 0]]
-    assert compat._dok_update.__name__ in repr(sp.dok_matrix._update)
-
-
+# --- overrides in Config and the run folder ----------------------------------------------------------------
 @pytest.mark.slow  # trains
 def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -145,18 +205,19 @@ def test_logs_and_tensorboard_land_in_run_dir_one_file_per_run(
     for run_dir in (first, second):
         settings = small_settings(data_dir, run_dir, state="INFO")
         run_recbole_tasrec("GRU4Rec", "tiny", config_dict=settings, saved=False)
-    assert not (tmp_path / "log").exists() and not (tmp_path / "log_tensorboard").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second"]
     for run_dir in (first, second):
         logs = list((run_dir / "log").rglob("*.log"))
         assert len(logs) == 1 and "GRU4Rec" in logs[0].read_text()
-        assert any((run_dir / "log_tensorboard").rglob("events.out.tfevents.*"))
+        events = (run_dir / "log_tensorboard").rglob("events.out.tfevents.*")
+        assert {e.relative_to(run_dir / "log_tensorboard").parts[0] for e in events} == {logs[0].stem}
     assert len([h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]) == 1
 
 
 def test_building_a_config_creates_nothing_until_a_run_starts(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from recbole.utils import init_logger
+    from recbole_tasrec.run_folder import init_logger
 
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "later"
@@ -168,26 +229,39 @@ def test_building_a_config_creates_nothing_until_a_run_starts(
     assert len(list((run_dir / "log" / "TASRec").glob("*.log"))) == 1
 
 
-def test_dataset_cache_notices_this_packages_keys(data_dir: Path, tmp_path: Path) -> None:
+# --- the saved data set ----------------------------------------------------------------------------------
+def test_the_saved_data_set_notices_this_packages_keys(data_dir: Path, tmp_path: Path) -> None:
     from recbole.utils.argument_list import dataset_arguments
 
-    assert set(TASRecDataset.CONFIG_KEYS) <= set(dataset_arguments)
+    assert not set(DaySplitDataset.CONFIG_KEYS) - {"MAX_ITEM_LIST_LENGTH"} & set(dataset_arguments)  # untouched
+    assert set(DaySplitDataset.CONFIG_KEYS) <= set(DATA_SET_KEYS)
     settings = small_settings(data_dir, tmp_path, save_dataset=True)
     first = create_dataset(Config("TASRec", "tiny", config_dict=settings))
-    assert (tmp_path / "saved" / "tiny-TASRecDataset.pth").is_file()
+    assert (tmp_path / "saved" / "tiny-DaySplitDataset.pth").is_file()
     cached = create_dataset(Config("TASRec", "tiny", config_dict=settings))
     assert cached.n_days == first.n_days == 14
     changed = create_dataset(Config("TASRec", "tiny", config_dict={**settings, "day_span": 2}))
     assert changed.n_days == 7
 
 
-def test_apply_is_idempotent() -> None:
-    before = Dataset._fill_nan
-    compat.apply()
-    assert Dataset._fill_nan is before
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.mkdir, (str(self.marker),))
 
 
-def test_importing_recboles_models_leaves_anomaly_detection_off() -> None:
-    import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py, which switches it on)
-
-    assert not torch.is_anomaly_enabled()
+def test_a_planted_saved_data_set_is_not_read_unless_asked_for(data_dir: Path, tmp_path: Path) -> None:
+    """RecBole's ``<checkpoint_dir>/<dataset>-<Class>.pth`` is a pickle: read only with ``save_dataset`` or
+    ``dataset_save_path`` set, never because a file of that name lies in a shared run folder."""
+    settings = small_settings(data_dir, tmp_path)
+    assert not Config("TASRec", "tiny", config_dict=settings)["save_dataset"]
+    planted, marker = tmp_path / "saved" / "tiny-DaySplitDataset.pth", tmp_path / "code-ran"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(marker)))
+    assert create_dataset(Config("TASRec", "tiny", config_dict=settings)).n_days == 14
+    assert not marker.exists()
+    with pytest.raises(AttributeError):  # asked for: read (and the planted object is no data set)
+        create_dataset(Config("TASRec", "tiny", config_dict={**settings, "dataset_save_path": str(planted)}))
+    assert marker.exists()

@@ -1,5 +1,6 @@
-"""Hostile command lines, tried on purpose: settings of the wrong type or range, unknown models and metrics, config
-files that are missing or not YAML, data that cannot be split. Each exits with status 2 and one ``error:`` line that
+"""Hostile command lines, tried on purpose: settings of the wrong type or range, code in a setting (command line,
+``config_dict``, yaml, search space: never run), unknown models and metrics, config files that are missing or not
+YAML, data that cannot be split. Each exits with status 2 and one ``error:`` line that
 names the setting or the file, with no traceback and nothing trained; the converters' command line likewise."""
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from hypothesis import strategies as st
 
 import recbole_tasrec.quick_start
 from recbole_tasrec import cli
+from recbole_tasrec.config import Config
 from recbole_tasrec.data import convert
 from recbole_tasrec.data.atomic import INTER_HEADER
-from tests.conftest import ROOT
+from recbole_tasrec.tune.space import load_search_space
+from recbole_tasrec.tune.spec import SweepError, build_spec
+from tests.conftest import ROOT, small_settings
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -25,7 +29,12 @@ FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthChe
 def no_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Replaces the training: a bad command line must be refused before any of it."""
     calls: list[tuple] = []
-    monkeypatch.setattr(recbole_tasrec.quick_start, "run_recbole_tasrec", lambda *a: calls.append(a) or {})
+
+    def run(*args: object) -> dict:
+        calls.append(args)
+        return {"test_result": {}}
+
+    monkeypatch.setattr(recbole_tasrec.quick_start, "run_recbole_tasrec", run)
     return calls
 
 
@@ -46,20 +55,20 @@ def base(data_dir: Path, tmp_path: Path) -> list[str]:
     [
         ("--epochs=many", "epochs must be a whole number >= 1, got 'many'"),
         ("--epochs=2.5", "epochs must be a whole number >= 1, got 2.5"),
-        ("--learning_rate=fast", "learning_rate must be a number like its default"),
+        ("--learning_rate=fast", "learning_rate must be a number > 0, got 'fast'"),
         ("--embedding_size=True", "embedding_size must be a whole number >= 1, got True"),
         ("--embedding_size=-8", "embedding_size must be a whole number >= 1"),
         ("--train_batch_size=0", "train_batch_size must be a whole number >= 1"),
         ("--n_layers=[2]", "n_layers must be a whole number >= 1, got [2]"),
-        ("--decay=half", "decay must be a number like its default 0.5"),
+        ("--decay=half", "decay must be a number > 0 and <= 1, got 'half'"),
         ("--day_span=0", "day_span must be a whole number >= 1, got 0"),
         ("--day_span=1.5", "day_span must be a whole number >= 1, got 1.5"),
-        ("--day_span=three", "day_span must be a number"),
+        ("--day_span=three", "day_span must be a whole number >= 1, got 'three'"),
         ("--day_span=None", "day_span must be a whole number >= 1, got None"),
-        ("--test_day_ratio=1", "test_day_ratio must be a number between 0 and 1"),
-        ("--test_day_ratio=-0.2", "test_day_ratio must be a number between 0 and 1"),
-        ("--valid_session_ratio=0", "valid_session_ratio must be a number between 0 and 1"),
-        ("--valid_session_ratio=lots", "valid_session_ratio must be a number"),
+        ("--test_day_ratio=1", "test_day_ratio must be a number > 0 and < 1, got 1"),
+        ("--test_day_ratio=-0.2", "test_day_ratio must be a number > 0 and < 1"),
+        ("--valid_session_ratio=0", "valid_session_ratio must be a number > 0 and < 1"),
+        ("--valid_session_ratio=lots", "valid_session_ratio must be a number > 0 and < 1, got 'lots'"),
         ("--MAX_ITEM_LIST_LENGTH=0", "MAX_ITEM_LIST_LENGTH must be a whole number >= 1"),
         ("--min_item_clicks=-1", "min_item_clicks must be a whole number >= 0"),
         ("--drop_unseen_targets=maybe", "drop_unseen_targets must be True or False"),
@@ -67,6 +76,12 @@ def base(data_dir: Path, tmp_path: Path) -> list[str]:
         ("--edge_weight=sometimes", "edge_weight must be one of binary, count"),
         ("--temporal_eval=later", "temporal_eval must be one of streaming, frozen"),
         ("--train_day_order=random", "train_day_order must be one of shuffle, chronological"),
+        ("--lr_scheduler=cosine", "lr_scheduler must be one of plateau, paper, constant, got 'cosine'"),
+        ("--lr_decay_gamma=1.5", "lr_decay_gamma must be a number > 0 and < 1, got 1.5"),
+        ("--lr_patience=5", "lr_patience=5 must be smaller than stopping_step=5"),
+        ("--learning_rate=1e999", "learning_rate must be a number > 0, got inf"),
+        ("--port=70000", "port must be a whole number >= 1 and <= 65535, got 70000"),
+        ("--DAY_FIELD=", "DAY_FIELD must be non-empty text, got ''"),
         ("--metrics=['Foo']", "There is no metric named 'Foo'"),
         ("--valid_metric=Recall@7", "unknown metric 'Recall@7'"),
         ("--valid_metric=Hit@20", "unknown metric 'Hit@20'"),
@@ -139,6 +154,72 @@ def test_any_text_for_a_number_exits_2(
     assert no_run == []
 
 
+# --- no setting reaches eval (RecBole's Config evals every string value) --------------------------------------------
+def payload(marker: Path) -> str:
+    """Python that creates ``marker`` if anything evaluates it."""
+    return f"__import__('pathlib').Path({str(marker)!r}).touch()"
+
+
+def test_code_on_the_command_line_is_never_run(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, no_run: list
+) -> None:
+    marker = tmp_path / "ran"
+    err = refused([*base(data_dir, tmp_path), f"--epochs={payload(marker)}"], capsys)
+    assert err.startswith("error: epochs must be a whole number >= 1, got ") and not marker.exists()
+    assert no_run == []
+
+
+def test_code_in_config_dict_is_never_run(data_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(ValueError, match="^learning_rate must be a number > 0, got "):
+        Config("TASRec", "tiny", config_dict={**small_settings(data_dir, tmp_path), "learning_rate": payload(marker)})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("epochs: !!python/name:os.system\n", "python/name:os.system"),  # yaml's FullLoader gives the function
+        ("run_dir: !!python/object:argparse.Namespace {}\n", "python/object:argparse.Namespace"),  # any object
+        ('epochs: "PAYLOAD"\n', "epochs must be a whole number >= 1"),  # a string stays a string
+    ],
+)
+def test_a_yaml_file_builds_no_python_object(
+    content: str, message: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, no_run: list
+) -> None:
+    marker, path = tmp_path / "ran", tmp_path / "settings.yaml"
+    path.write_text(content.replace("PAYLOAD", payload(marker)))
+    err = refused([*base(data_dir, tmp_path), "--config_files", str(path)], capsys)
+    assert message in err and not marker.exists()
+    assert no_run == []
+
+
+def test_code_in_a_search_space_is_never_run(data_dir: Path, tmp_path: Path) -> None:
+    """A fixed value of a search-space yaml reaches every trial's Config (as ``_trial`` builds it), and a tune
+    command-line setting reaches the driver's."""
+    marker = tmp_path / "ran"
+    space = tmp_path / "space.yaml"
+    space.write_text(f"n_layers: {{choice: [1, 2]}}\nlearning_rate: {payload(marker)!r}\n")
+    params = {name: param.args[0] for name, param in load_search_space(space).items()}
+    spec, _ = build_spec("TASRec", "tiny", load_search_space(space), (), {"data_path": str(data_dir)}, 1)
+    with pytest.raises(ValueError, match="^learning_rate must be a number > 0, got "):
+        Config(spec.model, spec.dataset, None, spec.trial_settings(params, tmp_path / "trial"))
+    with pytest.raises(SweepError, match="^learning_rate must be a number > 0, got "):
+        build_spec("TASRec", "tiny", {}, (), {"data_path": str(data_dir), "learning_rate": payload(marker)}, 1)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("path", ["2024/12", "1/0", "2024", "True", "[1]"])
+def test_a_path_stays_text(path: str, data_dir: Path, tmp_path: Path, capsys, no_run: list) -> None:
+    """RecBole's eval made ``--run_dir=2024/12`` 168.67 and ``1/0`` a ZeroDivisionError; paths are text."""
+    argv = ["--dataset", "tiny", f"--data_path={data_dir}", f"--run_dir={path}", "--state=ERROR"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    config = Config("TASRec", "tiny", cmd_args=argv[2:])
+    assert config["run_dir"] == path and config["checkpoint_dir"] == str(Path(path).resolve() / "saved")
+    assert Config("TASRec", "tiny", config_dict={"data_path": str(data_dir), "run_dir": path})["run_dir"] == path
+    assert len(no_run) == 1
+
+
 # --- the converters' command line ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("argv", "text", "message"),
@@ -182,4 +263,4 @@ def test_runner_script_bad_setting_has_no_traceback(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == ["error: day_span must be a number like its default 1, got 'two'"]
+    assert run.stderr.strip().splitlines() == ["error: day_span must be a whole number >= 1, got 'two'"]

@@ -343,9 +343,8 @@ def test_a_resumed_sweep_continues_its_trial_after_the_last_reported_epoch(
 
 def test_the_schedule_state_round_trips(data_dir: Path, tmp_path: Path) -> None:
     """Whichever schedule the trainer has (a torch scheduler, or the plateau schedule's counters)."""
-    from recbole.utils import init_logger
-
     from recbole_tasrec.quick_start import build_model
+    from recbole_tasrec.run_folder import init_logger
     from recbole_tasrec.trainer import SCHEDULE_COUNTERS, TASRecTrainer
 
     config = Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path, lr_decay_epochs=2))

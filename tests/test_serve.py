@@ -49,7 +49,7 @@ def test_advance_day_folds_in_one_day(trained) -> None:
     ids = np.array([1, 2, 3, 4, 5, 6])
     expected.advance(*transition_pairs(np.array([0, 0, 0, 1, 1, 2]), ids))
     before = recommender.scores([[tokens[1]]])
-    assert recommender.advance_day(day) == 3  # 1->2, 2->3, 4->5 (the unknown item is skipped)
+    assert recommender.advance_day(day).counts == {"transitions": 3}  # 1->2, 2->3, 4->5 (the unknown item is skipped)
     assert recommender.day == dataset.n_days + 1
     assert (recommender.graph.weights() != expected.weights()).nnz == 0
     assert not torch.allclose(before, recommender.scores([[tokens[1]]]))
@@ -69,5 +69,5 @@ def test_bad_requests_are_named(trained) -> None:
 
 def test_the_recommender_needs_a_model_on_the_serving_graph(trained) -> None:
     _, (_, model, _, _, _, _) = trained
-    with pytest.raises(TypeError, match="LatestGraph"):
+    with pytest.raises(TypeError, match="ServingGraphs"):
         SessionRecommender(model)  # a training model scores each day with its own graph

@@ -116,7 +116,7 @@ def test_bad_inputs_stop_with_one_line_and_no_output(model_dir: Path, checkpoint
             "no serving artefact",
         ),  # fmt: skip
         (["recommend", "--model", str(model_dir), "--input", str(bad), "--k", "0", "--output", str(out)], "--k"),
-        (["export", "--checkpoint", str(bad), "--output", str(tmp_path / "x")], "not a TASRec checkpoint"),
+        (["export", "--checkpoint", str(bad), "--output", str(tmp_path / "x")], "is not a readable checkpoint"),
         (["export", "--checkpoint", checkpoint, "--output", str(bad)], "choose a new folder"),
     ]
     for argv, message in cases:

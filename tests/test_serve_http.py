@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_serving import random_recommender
 from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve import SessionRecommender
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.http import MAX_ITEM_ID, create_app
@@ -20,6 +20,7 @@ from recbole_tasrec.serve.ranking import Ranker
 from tests.conftest import served
 
 SMALL = {"embedding_size": 16, "n_layers": 1}
+TOKEN = "test-token-0123456789abcdef"
 
 
 @pytest.fixture()
@@ -27,14 +28,17 @@ def service(tmp_path: Path) -> Iterator[tuple[int, SessionRecommender, Path]]:
     """A served untrained model of 60 items whose graph holds 3 random days, saving to ``model/``."""
     recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
     model_dir = recommender.save(tmp_path / "model")
-    with served(create_app(recommender, model_dir)) as port:
+    with served(create_app(recommender, model_dir, advance_token=TOKEN)) as port:
         yield port, recommender, model_dir
 
 
-def call(port: int, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
+def call(
+    port: int, method: str, path: str, body: object = None, raw: bytes | None = None, token: str = TOKEN
+) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    connection.request(method, path, payload, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    connection.request(method, path, payload, headers)
     response = connection.getresponse()
     status, text = response.status, response.read().decode()
     connection.close()
@@ -61,9 +65,7 @@ def test_recommend_answers_like_the_recommender(service) -> None:
     top = recommender.scores([["item3", "item7"]])[0].topk(5)
     assert answer["results"][0]["scores"] == pytest.approx(top.values.tolist(), abs=1e-5)
 
-    status, answer = call(
-        port, "POST", "/recommend", {"sessions": [["item3", "item7"]], "k": 500, "exclude_seen": True}
-    )
+    status, answer = call(port, "POST", "/recommend", {"sessions": [["item3", "item7"]], "k": 59, "exclude_seen": True})
     items = answer["results"][0]["items"]
     assert status == 200 and len(items) == 57 and not {"item3", "item7"} & set(items)  # 59 items less 2 seen
 
@@ -80,6 +82,8 @@ def test_recommend_answers_like_the_recommender(service) -> None:
         ({"sessions": [["x" * (MAX_ITEM_ID + 1)]]}, f"at most {MAX_ITEM_ID} characters"),
         ({"sessions": [[1.5]]}, "valid string"),
         ({}, "Field required"),
+        ({"sessions": [["item1"]], "k": 60}, "k=60 is more than the 59 items"),
+        ({"sessions": [["item1"]], "k": 2**64}, f"k={2**64} is more than the 59 items"),
     ],
 )
 def test_bad_requests_get_422_with_the_reason(service, body, reason) -> None:
@@ -133,6 +137,15 @@ def test_requests_during_an_advance_see_the_old_graph_or_the_new_one(service, mo
     assert call(port, "POST", "/advance", {"sessions": []})[1]["day"] == 5  # an empty day only decays
 
 
+def test_advance_needs_the_token(service) -> None:
+    port, recommender, _ = service
+    for token in ("", "wrong-token-0123456789abcdef", TOKEN[:-1]):
+        status, answer = call(port, "POST", "/advance", {"sessions": []}, token=token)
+        assert status == 401 and "Authorization: Bearer" in answer["detail"]
+    assert recommender.day == 3  # nothing folded in
+    assert call(port, "POST", "/advance", {"sessions": []})[0] == 200
+
+
 def test_concurrent_requests_scored_together_get_their_own_answers(service) -> None:
     port, recommender, _ = service
     ranker = Ranker(recommender)
@@ -158,3 +171,84 @@ def test_concurrent_requests_scored_together_get_their_own_answers(service) -> N
     for request, (status, answer) in zip(requests, answers, strict=True):
         expected = ranker.rank(request["sessions"], request["k"], request["exclude_seen"])
         assert status == 200 and [r["items"] for r in answer["results"]] == expected.items
+
+
+def test_an_answers_day_and_scores_come_from_one_state(monkeypatch) -> None:
+    from recbole_tasrec.serve.http import AdvanceRequest, RecommendRequest, Service
+
+    recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
+    service = Service(recommender)
+    probe = [["item1", "item4"], ["item9"]]
+    states = {recommender.day: recommender.state}
+
+    def advance(n: int) -> None:
+        service.advance(AdvanceRequest(sessions=[[f"item{1 + n}", f"item{2 + 2 * n}", "item7"]]))
+        states[recommender.day] = recommender.state
+
+    def expected(day: int) -> list[list[str]]:
+        scores = recommender.scores(probe, states[day])
+        return [[f"item{i}" for i in row.topk(10).indices.tolist()] for row in scores]
+
+    encode, landed = type(recommender).encode, threading.Event()
+
+    def encode_while_advancing(self, sessions):  # an advance lands while the request is read
+        if not landed.is_set():
+            landed.set()
+            worker = threading.Thread(target=advance, args=(0,))
+            worker.start()
+            worker.join()
+        return encode(self, sessions)
+
+    monkeypatch.setattr(type(recommender), "encode", encode_while_advancing)
+    answer = service.recommend([RecommendRequest(sessions=probe, k=10)])[0]
+    assert landed.is_set() and recommender.day == 4
+    assert answer["day"] == 3 and [r["items"] for r in answer["results"]] == expected(3)
+    assert expected(3) != expected(4)
+    monkeypatch.setattr(type(recommender), "encode", encode)
+
+    answers = []
+    advancing = threading.Thread(target=lambda: [advance(n) for n in range(1, 6)])
+    advancing.start()
+    while advancing.is_alive() or len(answers) < 3:
+        answers.append(service.recommend([RecommendRequest(sessions=probe, k=10)])[0])
+    advancing.join()
+    assert {a["day"] for a in answers} <= set(states)
+    for answer in answers:
+        assert [r["items"] for r in answer["results"]] == expected(answer["day"])
+
+
+def test_a_failed_save_leaves_the_served_model_and_the_artefact_unchanged(service, monkeypatch) -> None:
+    import errno
+
+    import torch
+
+    port, recommender, model_dir = service
+    before = (model_dir / "meta.json").read_bytes()
+    probe = {"sessions": [["item1", "item4"]], "k": 10}
+    served = call(port, "POST", "/recommend", probe)[1]["results"]
+    day = {"sessions": [["item1", "item2", "item3"], ["item4", "item5"]]}
+    save = torch.save
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", lambda *args, **kwargs: (_ for _ in ()).throw(full))
+    status, answer = call(port, "POST", "/advance", day)
+    assert status == 507 and "No space left on device" in answer["detail"] and "\n" not in answer["detail"]
+    assert "unchanged" in answer["detail"]
+    assert call(port, "GET", "/health")[1]["day"] == 3 and recommender.day == 3
+    assert call(port, "POST", "/recommend", probe)[1]["results"] == served
+    assert (model_dir / "meta.json").read_bytes() == before
+    monkeypatch.setattr(torch, "save", save)
+    status, answer = call(port, "POST", "/advance", day)  # the retry folds the day in once
+    assert status == 200 and answer["day"] == 4
+    status, answer = call(port, "POST", "/advance", day)  # and only once
+    assert status == 409 and "folded in already" in answer["detail"]
+    assert recommender.day == 4 and SessionRecommender.from_artifact(model_dir).day == 4
+
+
+def test_without_a_folder_an_advance_is_served_and_not_saved(tmp_path: Path) -> None:
+    recommender = random_recommender(60, days=3, sessions_per_day=40, **SMALL)
+    model_dir = recommender.save(tmp_path / "model")
+    before = (model_dir / "meta.json").read_bytes()
+    with served(create_app(recommender, None, advance_token=TOKEN)) as port:
+        status, answer = call(port, "POST", "/advance", {"sessions": [["item1", "item2"]]})
+    assert status == 200 and answer["day"] == 4 and answer["saved"] is None and recommender.day == 4
+    assert (model_dir / "meta.json").read_bytes() == before

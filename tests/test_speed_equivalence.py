@@ -136,10 +136,17 @@ def test_evaluation_reuses_a_days_gcn_table_and_drops_it_when_weights_or_graph_c
     assert model._day_tables, "evaluation should have cached a day's table"
     assert torch.allclose(cached, local, atol=1e-5)
     with torch.no_grad():
-        model.temporal_gcn.weight.mul_(1.5)  # an optimiser step: in place, the table must be rebuilt
+        model.temporal_gcn.weight.mul_(1.5)  # as an optimiser step does, in place
+    model.train().eval()  # as training does around its steps: the tables are dropped
+    assert not model._day_tables
     moved, local = scores_both_ways()
     assert not torch.allclose(moved, cached, atol=1e-5)
     assert torch.allclose(moved, local, atol=1e-5)
+    with torch.no_grad():
+        model.item_embedding.weight.mul_(0.5)  # by hand: the caller says so
+    model.invalidate_day_tables()
+    edited, local = scores_both_ways()
+    assert not torch.allclose(edited, moved, atol=1e-5) and torch.allclose(edited, local, atol=1e-5)
 
 
 @pytest.mark.parametrize("masked", [0, 3])

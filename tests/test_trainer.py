@@ -84,11 +84,11 @@ def test_constant_schedule_never_decays(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"lr_scheduler": "cosine"}, "use one of plateau, paper, constant"),
+        ({"lr_scheduler": "cosine"}, "must be one of plateau, paper, constant"),
         ({"lr_patience": 3, "stopping_step": 3}, "must be smaller than stopping_step"),
-        ({"lr_patience": 0}, "must be >= 1"),
-        ({"lr_decay_gamma": 1.5}, "must lie in"),
-        ({"lr_scheduler": "paper", "lr_decay_epochs": 0}, "needs lr_decay_epochs >= 1"),
+        ({"lr_patience": 0}, "must be a whole number >= 1"),
+        ({"lr_decay_gamma": 1.5}, "must be a number > 0 and < 1"),
+        ({"lr_scheduler": "paper", "lr_decay_epochs": 0}, "lr_decay_epochs must be a whole number >= 1"),
     ],
 )
 def test_bad_schedule_settings_say_what_to_do(tmp_path, settings: dict, message: str) -> None:
@@ -100,8 +100,7 @@ def test_a_model_that_does_not_train_gets_one_epoch_and_no_schedule(tmp_path) ->
     class NearestNeighbours(torch.nn.Linear):
         trains = False
 
-    config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "epochs": 5, "stopping_step": 1})
-    with pytest.raises(ValueError, match="must be smaller than stopping_step"):
-        TASRecTrainer(config, torch.nn.Linear(2, 1))  # a trained model's schedule is checked
+    config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "epochs": 5, "lr_scheduler": "paper"})
+    assert TASRecTrainer(config, torch.nn.Linear(2, 1)).lr_scheduler == "paper"  # a trained model's schedule
     trainer = TASRecTrainer(config, NearestNeighbours(2, 1))
     assert trainer.epochs == 1 and trainer.lr_scheduler == "constant"

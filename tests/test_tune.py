@@ -417,6 +417,22 @@ def test_tune_flag_of_the_main_command_reaches_the_sweep(data_dir: Path, capsys:
     assert "unknown model 'NoSuchModel'" in capsys.readouterr().err
 
 
+def test_the_runners_tune_flag_is_an_alias_of_the_sweep_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from recbole_tasrec.cli import main as cli_main
+    from recbole_tasrec.tune import main as tune_main
+
+    helps = []
+    for command in (lambda: tune_main(["--help"]), lambda: cli_main(["--tune", "--help"])):
+        with pytest.raises(SystemExit):
+            command()
+        helps.append(" ".join(capsys.readouterr().out.split()))  # the usage lines wrap at other places
+    assert helps[0].split("examples:")[1] == helps[1].split("examples:")[1]  # the examples name the one command
+    helps = [text.split("examples:")[0] for text in helps]
+    # one parser: the same help, under the name it was called by
+    assert helps[1] == helps[0].replace("python -m recbole_tasrec.tune", "run_recbole_tasrec.py --tune")
+    assert "usage: run_recbole_tasrec.py --tune [-h]" in helps[1]
+
+
 @pytest.mark.slow  # a fresh interpreter (about 10 s: torch and RecBole)
 def test_help_and_usage_errors_do_not_import_ray() -> None:
     script = (

@@ -1,16 +1,28 @@
-"""Data: converters, the synthetic generator, the temporal graph and the day-indexed RecBole data set."""
+"""Data: converters, the synthetic generator, the temporal graph and the day-split RecBole data set.
 
-from recbole_tasrec.data.clicks import DayClicks, transition_pairs
-from recbole_tasrec.data.daily_graphs import DailyGraphs
-from recbole_tasrec.data.temporal_graph import TemporalGraph
+Names load on first use: the converters (:mod:`.convert`, :mod:`.raw_log`) and the temporal graph import
+neither torch nor RecBole.
+"""
 
-__all__ = ["DailyGraphs", "DayClicks", "TASRecDataset", "TemporalGraph", "transition_pairs"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the module of this package that defines it.
+_HOMES = {
+    "DailyGraphs": "daily_graphs",
+    "DayClicks": "clicks",
+    "DaySplitDataset": "dataset",
+    "TASRecDataset": "dataset",
+    "TemporalGraph": "temporal_graph",
+    "transition_pairs": "clicks",
+}
+
+__all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):
-    # RecBole-dependent pieces load on first use, so that converters and the graph stay light to import
-    if name == "TASRecDataset":
-        from recbole_tasrec.data.dataset import TASRecDataset
-
-        return TASRecDataset
-    raise AttributeError(f"module 'recbole_tasrec.data' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

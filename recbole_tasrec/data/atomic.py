@@ -6,18 +6,18 @@ seconds, UTC), tab-separated, sessions ordered by their first click.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recbole_tasrec import safe_write
 
 INTER_HEADER = "session_id:token\titem_id:token\ttimestamp:float"
 #: Seconds in a calendar day: the unit of the atomic files' timestamps against the day grid.
@@ -27,6 +27,10 @@ SECONDS_PER_DAY = 86_400
 #: year 50,000) or corrupt values; the converters and the data set refuse it instead of failing deep in pandas.
 MIN_SECONDS, MAX_SECONDS = 0, int(pd.Timestamp.max.timestamp())
 PathLike = str | os.PathLike[str]
+# The crash-safe writer lives in safe_write; its old names here stay importable for existing callers.
+atomic_path = safe_write.atomic_path
+write_atomic_bytes = safe_write.write_bytes
+write_atomic_text = safe_write.write_text
 
 
 class ConversionError(ValueError):
@@ -61,42 +65,8 @@ def check_name(name: str) -> None:
         raise ConversionError(f"invalid dataset name {name!r}; --name must be a plain folder name like 'diginetica'")
 
 
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder for the caller to write; renamed onto ``path`` (``os.replace``) when
-    the block ends without an error, else removed with any folder created for it. So a failure never leaves a
-    partial file (nor a new, empty folder) behind, and a reader never sees one: the one temp-then-rename of the
-    package's data and report files. The temporary name keeps ``path``'s suffix (writers that pick a format by
-    the extension, like ``savefig``, still work)."""
-    path = Path(path)
-    new_dirs = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name that the writer creates itself, so the file gets the usual permissions (mkstemp's are 0600)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        for directory in new_dirs:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-
-
-def write_atomic_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_atomic_text(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
-    write_atomic_bytes(path, text.encode("utf-8"))
-
-
 def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as a tab-separated atomic file, atomically (see :func:`atomic_path`)."""
+    """Write ``frame`` as a tab-separated atomic file, crash-safely (:func:`~recbole_tasrec.safe_write.atomic_path`)."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
 

@@ -1,5 +1,5 @@
 """Training batches that each belong to one day, so a forward pass uses one temporal graph; and, over
-several processes, each day batch split between the ranks and each evaluation batch scored by one rank.
+several processes, each day batch split between the ranks (evaluation: :mod:`recbole_tasrec.distributed.sharding`).
 
 Within a day the samples are shuffled; the days come in random order each epoch
 (``train_day_order: shuffle``) or in calendar order (``chronological``).
@@ -18,16 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from recbole.data.dataloader import FullSortEvalDataLoader, TrainDataLoader
-from recbole.data.utils import get_dataloader
+from recbole.data.dataloader import TrainDataLoader
 
-
-def world_of(config: Any) -> tuple[int, int]:
-    """``(rank, world_size)`` of this process: ``(0, 1)`` in a one-process run."""
-    if config["single_spec"]:
-        return 0, 1
-    return int(config["local_rank"]) + int(config["offset"] or 0), int(config["world_size"])
-
+from recbole_tasrec.distributed.sharding import world_of
 
 #: ``train_day_order``'s values.
 DAY_ORDERS = ("shuffle", "chronological")
@@ -118,50 +111,3 @@ class DayGroupedTrainDataLoader(TrainDataLoader):
     def _index_sampler(self) -> DayBatchSampler:
         # torch's DataLoader draws its batches of indices from ``_index_sampler``; this is its one seam
         return self._day_sampler
-
-
-class EvalShardSampler:
-    """This rank's run of the one-process evaluation batches: the same batches (so the same scores), cut into
-    ``world_size`` contiguous runs. Ranks may hold unequal numbers of batches: evaluation has no collective
-    step until the results are gathered (:mod:`recbole_tasrec.distributed_trainer`)."""
-
-    def __init__(self, n_samples: int, batch_size: int, rank: int, world_size: int) -> None:
-        n_batches = -(-n_samples // batch_size)
-        first, last = n_batches * rank // world_size, n_batches * (rank + 1) // world_size
-        self.ranges = [range(k * batch_size, min((k + 1) * batch_size, n_samples)) for k in range(first, last)]
-
-    def __len__(self) -> int:
-        return len(self.ranges)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return (list(r) for r in self.ranges)
-
-
-class ShardedFullSortEvalDataLoader(FullSortEvalDataLoader):
-    """RecBole's full-ranking loader of a sequential model, scoring only this rank's batches."""
-
-    def __init__(self, config: Any, dataset: Any, sampler: Any, shuffle: bool = False) -> None:
-        super().__init__(config, dataset, sampler, shuffle=shuffle)
-        self._init_batch_size_and_step()  # undo RecBole's division of the step by world_size
-        self._shard = EvalShardSampler(self.sample_size, self.step, *world_of(config))
-
-    @property
-    def _index_sampler(self) -> EvalShardSampler:
-        return self._shard
-
-    def __bool__(self) -> bool:
-        # RecBole's evaluate returns at once for an empty loader; a rank without batches must still gather
-        return self.sample_size > 0
-
-
-def eval_loader_class(config: Any, phase: str) -> type:
-    """RecBole's evaluation loader for ``phase``, or its sharded twin when several processes evaluate."""
-    loader_class = get_dataloader(config, phase)
-    if config["single_spec"]:
-        return loader_class
-    if loader_class is not FullSortEvalDataLoader or not config["MODEL_TYPE"].name == "SEQUENTIAL":
-        raise ValueError(
-            "evaluation over several processes needs full ranking of a sequential model "
-            "(eval_args mode: full); run sampled evaluation (uni100, pop100) with one process"
-        )
-    return ShardedFullSortEvalDataLoader

@@ -3,9 +3,10 @@
 One processed data set serves TASRec and every RecBole sequential model, so all see the same samples:
 
 1. filters in SR-GNN's order, one pass: short sessions, rare items, short sessions again;
-2. each session's day: the ``day_span``-calendar-day block (UTC) of its first click, day 0 starting at
-   midnight UTC before the first click of the raw file (before the filters, so that filter settings never
-   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors;
+2. each session's day: the ``day_span``-calendar-day block of its first click, day 0 starting at the
+   midnight before the first click of the raw file (before the filters, so that filter settings never
+   shift a day boundary); derived from the float64 timestamps, before RecBole makes them float32 tensors.
+   Midnight is ``day_start`` hours after midnight UTC, or local midnight in the time zone ``day_start``;
 3. split by day: the last ``max(1, floor(D * test_day_ratio + 1/2))`` days test (halves round up), the last
    ``valid_session_ratio`` of the training sessions (by start time) validate; a session is never cut;
 4. prefix samples ``([i_1..i_{k-1}], i_k)`` (RecBole's augmentation, vectorised), each carrying its day;
@@ -18,9 +19,11 @@ so one processed data set serves a whole sweep over those settings.
 
 from __future__ import annotations
 
+import logging
 import math
-import numbers
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -28,6 +31,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
+from recbole.utils.argument_list import dataset_arguments
 
 from recbole_tasrec.data.atomic import (
     MAX_SECONDS,
@@ -40,6 +44,7 @@ from recbole_tasrec.data.atomic import (
 )
 from recbole_tasrec.data.clicks import DayClicks
 from recbole_tasrec.data.daily_graphs import DailyGraphs
+from recbole_tasrec.settings import DATASET_KEYS
 
 TRAIN, VALID, TEST = 0, 1, 2
 
@@ -57,52 +62,102 @@ def n_test_days(n_days: int, ratio: float) -> int:
     return max(1, math.floor(n_days * ratio + 0.5 + 1e-9))
 
 
-#: The data set's whole-number settings and their least value.
-_WHOLE_SETTINGS = {"day_span": 1, "min_session_length": 1, "min_item_clicks": 0, "MAX_ITEM_LIST_LENGTH": 1}
+#: A split with fewer samples than this, or under this share of all samples, is warned about: its metrics are chance.
+SMALL_SPLIT_SAMPLES, SMALL_SPLIT_SHARE = 100, 0.05
 
 
-def check_whole_number(key: str, value: object, least: int) -> None:
-    """Refuse a setting that is not a whole number ``>= least`` (``True`` and ``2.0`` included), naming it."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < least:
-        raise ValueError(f"{key} must be a whole number >= {least}, got {value!r}")
+def wall_clock(seconds: np.ndarray, day_start: float | str) -> np.ndarray:
+    """Unix seconds as read on the clock whose midnight begins a day (``day_start``): shifted back ``day_start``
+    hours, or the local time of the time zone ``day_start`` (its UTC offset at each instant, from :mod:`zoneinfo`,
+    so a daylight-saving day lasts 23 or 25 hours). Days are whole multiples of 86,400 on it. Vectorised."""
+    if isinstance(day_start, str):
+        utc = pd.to_datetime(np.floor(seconds).astype(np.int64), unit="s", utc=True)
+        local = utc.tz_convert(ZoneInfo(day_start)).tz_localize(None)
+        return seconds + (local.as_unit("s").asi8 - utc.as_unit("s").asi8)  # offsets change on whole seconds
+    return seconds - 3600.0 * day_start
 
 
-def check_settings(config) -> None:
-    """Refuse a data set setting of the wrong type or range when the config is built, naming the key: later it
-    would fail deep in pandas or torch (``int('two')``, ``clamp(max='x')``) or silently round (``day_span: 1.5``)."""
-    for key, least in _WHOLE_SETTINGS.items():
-        check_whole_number(key, config[key], least)
-    for key in ("test_day_ratio", "valid_session_ratio"):
-        value = config[key]
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-            raise ValueError(f"{key} must be a number between 0 and 1 (both excluded), got {value!r}")
-    if not isinstance(config["drop_unseen_targets"], bool | np.bool_):
-        raise ValueError(f"drop_unseen_targets must be True or False, got {config['drop_unseen_targets']!r}")
+def midnight_before(seconds: float, day_start: float | str) -> float:
+    """Unix seconds of the midnight (of :func:`wall_clock`) at or before ``seconds``. A local midnight that
+    daylight saving skips becomes the first instant after it; one it repeats, the first of the two."""
+    midnight = np.floor(wall_clock(np.array([seconds]), day_start) / SECONDS_PER_DAY) * SECONDS_PER_DAY
+    if isinstance(day_start, str):
+        naive = pd.to_datetime(midnight.astype(np.int64), unit="s")
+        local = naive.tz_localize(ZoneInfo(day_start), ambiguous=np.array([True]), nonexistent="shift_forward")
+        return float(local.as_unit("s").asi8[0])
+    return float(midnight[0] + 3600.0 * day_start)
 
 
-class TASRecDataset(SequentialDataset):
-    """Day-indexed ``SequentialDataset``; see the module docstring for the protocol.
+def warn_small_splits(logger: logging.Logger, sizes: dict[str, int]) -> None:
+    """One warning per split with fewer than ``SMALL_SPLIT_SAMPLES`` samples or under ``SMALL_SPLIT_SHARE`` of
+    all: a test split of 4 samples scores Recall@20 1.0 or 0.0 by chance, and no metric says so."""
+    total = max(sum(sizes.values()), 1)
+    for name, size in sizes.items():
+        if size < SMALL_SPLIT_SAMPLES or size < SMALL_SPLIT_SHARE * total:
+            logger.warning(
+                f"the {name} split has only {size:,} sample{'s' * (size != 1)} ({100 * size / total:.1f} % of "
+                f"{total:,}): its metrics are mostly chance; change test_day_ratio, valid_session_ratio, day_span or "
+                "day_start to enlarge it"
+            )
+
+
+class _SequenceColumn(pd.Series):
+    """A column of a frame with sequence fields, whose ``agg(len)`` is one length per row again.
+
+    pandas 3 applies a function given to ``Series.agg`` to the whole Series first, so ``agg(len)`` returns the
+    Series' length; RecBole relies on the old meaning in ``_normalize``, ``_discretization`` and ``_remap``
+    (recbole/data/dataset/dataset.py:712, 792, 809, 1217). Only this data set's frames use it.
+    """
+
+    @property
+    def _constructor(self) -> type:
+        return _SequenceColumn
+
+    @property
+    def _constructor_expanddim(self) -> type:
+        return _SequenceFrame
+
+    def agg(self, func: Any = None, axis: Any = 0, *args: Any, **kwargs: Any) -> Any:
+        if func is len:
+            return self.map(len)
+        return super().agg(func, axis, *args, **kwargs)
+
+
+class _SequenceFrame(pd.DataFrame):
+    """A DataFrame whose columns are :class:`_SequenceColumn`: what ``_load_feat`` returns for sequence fields."""
+
+    @property
+    def _constructor(self) -> type:
+        return _SequenceFrame
+
+    @property
+    def _constructor_sliced(self) -> type:
+        return _SequenceColumn
+
+
+class _Column:
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+class DaySplitDataset(SequentialDataset):
+    """Day-indexed ``SequentialDataset`` for every sequential model; see the module docstring for the protocol.
+
+    It also carries RecBole 1.2.1's data fixes for pandas 3 as overrides (``docs/recbole-fixes.md``).
 
     Attributes set after loading (shared by the split copies that ``build`` returns):
         day_field: the samples' day field (``DAY_FIELD``).
-        day_origin: Unix seconds of midnight UTC before the first raw click (the start of day 0).
+        day_origin: Unix seconds of the midnight (``day_start``) before the first raw click (the start of day 0).
         n_days: days in the data; n_train_days: the first test day (days ``< n_train_days`` train).
         session_day, session_split: per remapped session id, its day and split (0 train, 1 valid, 2 test).
         day_clicks: :class:`DayClicks`, the clicks of every day for the temporal graph.
     """
 
     #: Settings of this package that shape the processed data set: RecBole's saved-dataset cache and sweeps
-    #: treat them like RecBole's own ``dataset_arguments`` (see :mod:`recbole_tasrec.compat`).
-    CONFIG_KEYS = (
-        "day_span",
-        "min_session_length",
-        "min_item_clicks",
-        "test_day_ratio",
-        "valid_session_ratio",
-        "drop_unseen_targets",
-        "DAY_FIELD",
-        "MAX_ITEM_LIST_LENGTH",
-    )
+    #: treat them like RecBole's own ``dataset_arguments`` (:data:`DATA_SET_KEYS`).
+    CONFIG_KEYS = DATASET_KEYS
 
     def __init__(self, config) -> None:
         self.day_field = config["DAY_FIELD"] or "day"
@@ -110,8 +165,15 @@ class TASRecDataset(SequentialDataset):
 
     # --- 0. reading the atomic file ------------------------------------------------------------------
     def _load_feat(self, filepath: str, source: FeatureSource | str) -> pd.DataFrame | None:
-        """RecBole's reader, behind a check of the ``.inter`` header, its errors turned into one that names the file
-        and line (RecBole's are ``too many values to unpack`` or pandas' ``Unable to convert column``)."""
+        """RecBole's reader (its frames with sequence fields as :class:`_SequenceFrame`), behind a check of the
+        ``.inter`` header, its errors turned into one that names the file and line (RecBole's are ``too many
+        values to unpack`` or pandas' ``Unable to convert column``)."""
+        frame = self._read_feat(filepath, source)
+        if frame is not None and any(self.field2type[field].value.endswith("seq") for field in frame):
+            return _SequenceFrame(frame)
+        return frame
+
+    def _read_feat(self, filepath: str, source: FeatureSource | str) -> pd.DataFrame | None:
         if source != FeatureSource.INTERACTION:
             return super()._load_feat(filepath, source)
         path, sep, encoding = Path(filepath), self.config["field_separator"], self.config["encoding"] or "utf-8"
@@ -126,6 +188,30 @@ class TASRecDataset(SequentialDataset):
             where = describe_read_error(path, floats, sep, encoding) or str(exc)
             raise AtomicFileError(f"{path}, {where}; fix the file (the converters write valid ones)") from None
 
+    def _fill_nan(self) -> None:
+        """RecBole's filling rules (recbole/data/dataset/dataset.py:648-655), assigned back: upstream's
+        ``feat[field].fillna(..., inplace=True)`` fills a copy under pandas 3 copy-on-write, so the NaN stayed
+        and later became a garbage id."""
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for field in feat:
+                ftype = self.field2type[field]
+                if ftype == FeatureType.TOKEN:
+                    feat[field] = feat[field].fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[field] = feat[field].fillna(value=feat[field].mean())
+                else:
+                    dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                    feat[field] = feat[field].apply(lambda x, d=dtype: np.array([], d) if isinstance(x, float) else x)
+
+    def _dataframe_to_interaction(self, data: Any) -> Interaction:
+        """RecBole's conversion (recbole/data/dataset/dataset.py:2202) from private, writable copies of the
+        columns: under pandas 3 copy-on-write ``Series.values`` is read-only, and ``torch.LongTensor(values)``
+        shared memory that must not be written (with a warning)."""
+        if isinstance(data, pd.DataFrame):
+            data = {name: _Column(np.array(data[name].to_numpy(), copy=True)) for name in data.columns}
+        return super()._dataframe_to_interaction(data)
+
     # --- 1. filters ---------------------------------------------------------------------------------
     def _data_filtering(self) -> None:
         self.day_origin = self._midnight_before_first_click()
@@ -133,12 +219,12 @@ class TASRecDataset(SequentialDataset):
         self._filter_like_srgnn()
 
     def _midnight_before_first_click(self) -> float:
-        """Midnight UTC of the first click in the file, before any filter: the day grid's origin, so that
-        filter settings (``min_item_clicks``, ...) never move a day boundary."""
+        """The midnight (``day_start``) before the first click in the file, before any filter: the day grid's
+        origin, so that filter settings (``min_item_clicks``, ...) never move a day boundary."""
         time = self.time_field
         if time is None or time not in self.inter_feat:
             raise ValueError(
-                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): TASRecDataset needs it "
+                f"{self.dataset_name} has no time field {time!r} (TIME_FIELD; Unix seconds): DaySplitDataset needs it "
                 "to assign days; check TIME_FIELD and load_col"
             )
         times = self.inter_feat[time].to_numpy(np.float64)
@@ -154,7 +240,7 @@ class TASRecDataset(SequentialDataset):
                 f"{path}, line {row + 2}: {time} is {value}{more}; a click time is in Unix seconds, between "
                 "1970-01-01 and 2262-04-11 UTC: fix or drop those clicks"
             )
-        return float(np.floor(times.min() / SECONDS_PER_DAY) * SECONDS_PER_DAY)
+        return midnight_before(float(times.min()), self.config["day_start"])
 
     def _filter_like_srgnn(self) -> None:
         """Short sessions, then rare items, then short sessions again: one pass, as SR-GNN (not k-core)."""
@@ -182,7 +268,7 @@ class TASRecDataset(SequentialDataset):
         self._refuse_time_rescaling()
         super()._data_processing()
         if self.benchmark_filename_list is not None:
-            raise ValueError("TASRecDataset splits by day itself; benchmark_filename is not supported")
+            raise ValueError("DaySplitDataset splits by day itself; benchmark_filename is not supported")
         self._assign_days_and_split()
 
     def _refuse_time_rescaling(self) -> None:
@@ -194,7 +280,7 @@ class TASRecDataset(SequentialDataset):
             touched.insert(0, "normalize_all")
         if touched:
             raise ValueError(
-                f"{' and '.join(touched)} would rescale the time field {time!r}, from which TASRecDataset derives "
+                f"{' and '.join(touched)} would rescale the time field {time!r}, from which DaySplitDataset derives "
                 f"each session's day (Unix seconds): set normalize_all: False and leave {time!r} out of "
                 "normalize_field and discretization (list the other fields to rescale in normalize_field)"
             )
@@ -206,7 +292,9 @@ class TASRecDataset(SequentialDataset):
         if span < 1:
             raise ValueError(f"day_span must be a positive number of calendar days, got {span}")
         start = df.groupby(uid, sort=False)[time].transform("min").to_numpy(np.float64)
-        day = ((start - self.day_origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
+        day_start = self.config["day_start"]
+        origin = np.floor(wall_clock(np.array([self.day_origin]), day_start) / SECONDS_PER_DAY) * SECONDS_PER_DAY
+        day = ((wall_clock(start, day_start) - origin) // (SECONDS_PER_DAY * span)).astype(np.int64)
         # canonical row order: by session start, session, then time (float64, so no float32 ties)
         order = np.lexsort((df[time].to_numpy(np.float64), df[uid].to_numpy(), start))
         df = df.iloc[order].reset_index(drop=True)
@@ -220,6 +308,10 @@ class TASRecDataset(SequentialDataset):
         self.session_day = np.full(n_sessions, -1, dtype=np.int64)
         self.session_day[sid] = sessions[self.day_field].to_numpy(np.int64)
         self.n_days = int(self.session_day.max()) + 1
+        # each session's last click (float64 Unix seconds): the session kNN models' recency and STAN's decay
+        last_click = df.groupby(uid, sort=False)[time].max()
+        self.session_last_time = np.full(n_sessions, np.nan)
+        self.session_last_time[last_click.index.to_numpy()] = last_click.to_numpy(np.float64)
         n_test = n_test_days(self.n_days, self.config["test_day_ratio"])
         self.n_train_days = self.n_days - n_test
         if self.n_train_days < 1:
@@ -324,7 +416,14 @@ class TASRecDataset(SequentialDataset):
             f"{len(parts[1]):,}, test {len(parts[2]):,}"
             + (f" (dropped unseen targets: valid {dropped[0]:,}, test {dropped[1]:,})" if dropped else "")
         )
+        warn_small_splits(self.logger, dict(zip(("train", "valid", "test"), map(len, parts), strict=True)))
         return [self.copy(self.inter_feat[index]) for index in parts]
+
+
+#: The name this data set had when only TASRec used it.
+TASRecDataset = DaySplitDataset
+#: Every setting that shapes a processed data set: RecBole's ``dataset_arguments`` and this package's.
+DATA_SET_KEYS = (*dataset_arguments, *(key for key in DaySplitDataset.CONFIG_KEYS if key not in dataset_arguments))
 
 
 def check_topk(dataset: SequentialDataset) -> None:

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+if TYPE_CHECKING:  # torch loads only when a propagation matrix is built: the converters stay light
+    import torch
 
 from recbole_tasrec.data.clicks import as_int_array
 
@@ -343,6 +345,8 @@ class TemporalGraph:
 
 
 def _propagation_from(masked: sp.csr_matrix, device: torch.device | str | None) -> torch.Tensor:
+    import torch
+
     n = masked.shape[0]
     with_self = (masked + sp.identity(n, dtype=np.float64, format="csr")).tocsr()
     with_self.sum_duplicates()

@@ -1,14 +1,18 @@
 """Models of this package (looked up by name before RecBole's: ``recbole_tasrec.config.get_model``).
 
 TASRec, and the baselines RecBole lacks: the paper's LESSR and CSRM, and the nearest-neighbour methods SKNN,
-V-SKNN and STAN.
+V-SKNN and STAN. Each loads on first use (``recbole_tasrec.model.TASRec`` imports only TASRec's modules).
 """
 
-from recbole_tasrec.model.csrm import CSRM
-from recbole_tasrec.model.lessr import LESSR
-from recbole_tasrec.model.sknn import SKNN
-from recbole_tasrec.model.stan import STAN
-from recbole_tasrec.model.tasrec import TASRec
-from recbole_tasrec.model.vsknn import VSKNN
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["CSRM", "LESSR", "SKNN", "STAN", "TASRec", "VSKNN"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module(f"{__name__}.{name.lower()}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

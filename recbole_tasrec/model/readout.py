@@ -2,10 +2,10 @@ r"""TASRec's soft-attention session readout (Eq. 6, 7), SR-GNN's readout. torch 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from recbole_tasrec.model.init import uniform_init_
 
 __all__ = ["AttentionReadout"]
 
@@ -40,9 +40,7 @@ class AttentionReadout(nn.Module):
 
     def reset_parameters(self) -> None:
         """SR-GNN's initialisation: every weight ``~ U(-1/sqrt(d), 1/sqrt(d))``."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        uniform_init_(self.parameters(), self.hidden_size)
 
     def forward(self, z: Tensor, mask: Tensor, last: Tensor) -> Tensor:
         """``z``: ``(B, L, d)``, ``mask``: ``(B, L)`` bool, ``last``: ``(B, d)`` -> ``s``: ``(B, d)``."""

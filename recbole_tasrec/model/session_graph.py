@@ -7,12 +7,13 @@ sequences are right-padded with ``0``. Depends on torch only.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from recbole_tasrec.model.init import uniform_init_
 
 __all__ = ["SessionGGNN", "SessionGraphs", "build_session_graphs", "gather_positions"]
 
@@ -169,9 +170,7 @@ class SessionGGNN(nn.Module):
 
     def reset_parameters(self) -> None:
         """SR-GNN's initialisation: every weight ``~ U(-1/sqrt(d), 1/sqrt(d))``."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        uniform_init_(self.parameters(), self.hidden_size)
 
     def cell(self, a_in: Tensor, a_out: Tensor, hidden: Tensor) -> Tensor:
         """One gated propagation step (SR-GNN Eq. 1-5) on every node, ``(B, N, d)``."""

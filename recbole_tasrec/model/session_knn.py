@@ -7,7 +7,8 @@ The index is a sparse session x item matrix of every kept session (all splits), 
 1. candidates: the sessions sharing an item with the current session, and the dot product of the current
    session's weighted item vector with their binary vectors, in one sparse product ``Q M^T``;
 2. only sessions the sample may know (``knn_streaming``: every session of a day before the sample's day; else the
-   training split), and of those the ``sample_size`` most recent (session-rec's ``sampling='recent'``);
+   training split), and of those the ``sample_size`` most recent by their last click (session-rec's
+   ``sampling='recent'`` on its ``session_time``; ties: the later start);
 3. the model's similarity, and the ``k`` most similar per sample;
 4. each kept neighbour expanded to its items (the rows of ``M``), weighted by the model;
 5. one scatter-add into the ``(batch, n_items)`` score matrix.
@@ -38,6 +39,13 @@ def _last_per_key(key: np.ndarray, position: np.ndarray) -> np.ndarray:
     last = np.ones(len(order), dtype=bool)
     last[:-1] = key[order][1:] != key[order][:-1]
     return order[last]
+
+
+def check_choice(key: str, value: str, choices: dict[str, Any]) -> str:
+    """``value`` if it names one of ``choices``, else a ``ValueError`` naming ``key``."""
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def rank_in_row(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -72,13 +80,21 @@ class SessionIndex:
     split: np.ndarray  # (n_sessions,) 0 train, 1 valid, 2 test (-1: no such session id)
     start_rank: np.ndarray  # (n_sessions,) order of the session's first click in the data: larger is more recent
     size: np.ndarray  # (n_sessions,) distinct items of the session
+    last_time: np.ndarray  # (n_sessions,) Unix seconds of the session's last click (session-rec's session_time)
+    train_clicks: np.ndarray  # (n_items,) clicks on each item in the training split (session-rec's IDF counts)
 
     @classmethod
     def from_clicks(
-        cls, clicks: DayClicks, session_day: np.ndarray, session_split: np.ndarray, n_items: int
+        cls,
+        clicks: DayClicks,
+        session_day: np.ndarray,
+        session_split: np.ndarray,
+        session_last_time: np.ndarray,
+        n_items: int,
     ) -> SessionIndex:
         """Build from a data set's clicks (grouped by session, in time order within each session)."""
         session, item = clicks.session, clicks.item
+        split = np.asarray(session_split)
         n_sessions = len(session_day)
         row = np.arange(len(session))
         is_first = np.ones(len(session), dtype=bool)
@@ -92,7 +108,9 @@ class SessionIndex:
         start_rank = np.full(n_sessions, -1, dtype=np.int64)
         start_rank[session[is_first]] = row[is_first]
         size = np.diff(positions.indptr)
-        return cls(positions, np.asarray(session_day, np.int64), np.asarray(session_split), start_rank, size)
+        train_clicks = np.bincount(item[split[session] == TRAIN], minlength=n_items)
+        last_time = np.asarray(session_last_time, np.float64)
+        return cls(positions, np.asarray(session_day, np.int64), split, start_rank, size, last_time, train_clicks)
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> SessionIndex:
@@ -102,8 +120,15 @@ class SessionIndex:
                 "session kNN models need the day-indexed data set recbole_tasrec.data.TASRecDataset (build it with "
                 "TASRecDataset(config), or run through recbole_tasrec.run_recbole_tasrec)"
             )
+        if not hasattr(dataset, "session_last_time"):
+            raise TypeError(
+                "this data set was saved by an older version without each session's last click time: delete the "
+                "saved data set (dataset_save_path, or <checkpoint_dir>/<dataset>-TASRecDataset.pth) to rebuild it"
+            )
         n_items = dataset.num(dataset.iid_field)
-        return cls.from_clicks(dataset.day_clicks, dataset.session_day, dataset.session_split, n_items)
+        return cls.from_clicks(
+            dataset.day_clicks, dataset.session_day, dataset.session_split, dataset.session_last_time, n_items
+        )
 
 
 @dataclass(frozen=True)
@@ -115,10 +140,15 @@ class CurrentSessions:
     position: np.ndarray
     length: np.ndarray  # (B,) clicks in the session (the prefix the model sees)
     size: np.ndarray  # (B,) distinct items
+    day: np.ndarray  # (B,) the sample's day
+    time: np.ndarray  # (B,) Unix seconds of the session's last click so far
 
     @classmethod
-    def from_batch(cls, item_seq: np.ndarray, lengths: np.ndarray, n_items: int) -> CurrentSessions:
-        """From RecBole's left-aligned, zero-padded ``item_seq`` ``(B, L)`` and ``item_seq_len`` ``(B,)``."""
+    def from_batch(
+        cls, item_seq: np.ndarray, lengths: np.ndarray, n_items: int, day: np.ndarray, time: np.ndarray
+    ) -> CurrentSessions:
+        """From RecBole's left-aligned, zero-padded ``item_seq`` ``(B, L)`` and ``item_seq_len`` ``(B,)``, with
+        each sample's day and the time of its last click."""
         batch, width = item_seq.shape
         position = np.broadcast_to(np.arange(1, width + 1), (batch, width))
         valid = position <= lengths[:, None]
@@ -126,7 +156,7 @@ class CurrentSessions:
         item, position = item_seq[valid], position[valid]
         keep = _last_per_key(row * n_items + item, position)
         size = np.bincount(row[keep], minlength=batch)
-        return cls(row[keep], item[keep], position[keep], lengths.astype(np.int64), size)
+        return cls(row[keep], item[keep], position[keep], lengths.astype(np.int64), size, day, time)
 
 
 @dataclass(frozen=True)
@@ -148,19 +178,28 @@ class NeighbourItems:
     position: np.ndarray
     query_position: np.ndarray
 
+    def per_pair_max(self, values: np.ndarray, n_pairs: int) -> np.ndarray:
+        """The largest of ``values`` (one per neighbour item, ``>= 0``) over each pair's items."""
+        best = np.zeros(n_pairs, dtype=np.float64)
+        if len(self.pair):  # pairs are contiguous runs (one per neighbour): one reduceat
+            starts = np.flatnonzero(np.r_[True, self.pair[1:] != self.pair[:-1]])
+            best[self.pair[starts]] = np.maximum.reduceat(np.asarray(values, np.float64), starts)
+        return best
+
+    def latest_shared_query_position(self, n_pairs: int) -> np.ndarray:
+        """Per pair, the last position in the current session of an item the neighbour holds."""
+        return self.per_pair_max(self.query_position, n_pairs)
+
+    def last_shared_position(self, n_pairs: int) -> np.ndarray:
+        """Per pair, the last position in the neighbour of an item the current session holds."""
+        return self.per_pair_max(np.where(self.query_position > 0, self.position, 0), n_pairs)
+
     def reference_position(self, n_pairs: int) -> np.ndarray:
-        """Per pair, the position in the neighbour of the most recent current-session item it shares (STAN's
-        ``p(inn(s, n), n)``)."""
-        reference = np.zeros(n_pairs, dtype=np.float64)
-        if len(self.pair) == 0:
-            return reference
-        starts = np.flatnonzero(np.r_[True, self.pair[1:] != self.pair[:-1]])
-        best = np.maximum.reduceat(self.query_position, starts)
-        is_ref = (self.query_position == np.repeat(best, np.diff(np.r_[starts, len(self.pair)]))) & (
-            self.query_position > 0
-        )
-        reference[self.pair[is_ref]] = self.position[is_ref]
-        return reference
+        """Per pair, the position in the neighbour of the most recent current-session item it shares (the STAN
+        paper's ``p(inn(s, n), n)``)."""
+        latest = self.latest_shared_query_position(n_pairs)[self.pair]
+        is_ref = (self.query_position == latest) & (self.query_position > 0)
+        return self.per_pair_max(np.where(is_ref, self.position, 0), n_pairs)
 
 
 class NeighbourScoring:
@@ -172,8 +211,9 @@ class NeighbourScoring:
                 raise ValueError(f"{name} must be a positive integer (a number of sessions), got {value!r}")
         self.index, self.k, self.sample_size, self.streaming = index, int(k), int(sample_size), bool(streaming)
         self.n_items = index.positions.shape[1]
-        # columns from the most recent session to the oldest, so each row of a product is in recency order
-        self.by_recency = np.argsort(-index.start_rank, kind="stable")
+        # columns from the most recently ended session to the oldest (ties: the later start), so each row of a
+        # product is in recency order; sessions that do not exist (no clicks, NaN time) go last
+        self.by_recency = np.lexsort((-index.start_rank, -index.last_time))
         members = (index.positions[self.by_recency] > 0).astype(np.float64)
         self.members_t = members.T.tocsr()  # (n_items, n_sessions), binary
 
@@ -183,23 +223,25 @@ class NeighbourScoring:
         return np.ones(len(current.item))
 
     def similarity(
-        self, current: CurrentSessions, rows: np.ndarray, sessions: np.ndarray, dot: np.ndarray, day: np.ndarray
+        self, current: CurrentSessions, rows: np.ndarray, sessions: np.ndarray, dot: np.ndarray
     ) -> np.ndarray:
         """Similarity of each candidate pair from the weighted dot product (default: cosine)."""
         return dot / np.sqrt(current.size[rows] * self.index.size[sessions])
 
-    def item_weights(self, neighbours: Neighbours, items: NeighbourItems, day: np.ndarray) -> np.ndarray | None:
+    def item_weights(
+        self, current: CurrentSessions, neighbours: Neighbours, items: NeighbourItems
+    ) -> np.ndarray | None:
         """Per neighbour item, a factor on the neighbour's similarity (default: none)."""
         return None
 
     # --- the pass ------------------------------------------------------------------------------------------
-    def known(self, rows: np.ndarray, sessions: np.ndarray, day: np.ndarray) -> np.ndarray:
+    def known(self, current: CurrentSessions, rows: np.ndarray, sessions: np.ndarray) -> np.ndarray:
         """Mask of the pairs whose session the sample may know: a finished day (streaming), else training."""
         if self.streaming:
-            return self.index.day[sessions] < day[rows]
+            return self.index.day[sessions] < current.day[rows]
         return self.index.split[sessions] == TRAIN
 
-    def neighbours(self, current: CurrentSessions, day: np.ndarray) -> Neighbours:
+    def neighbours(self, current: CurrentSessions) -> Neighbours:
         """Steps 1-3: candidates, the recent sample of the known ones, the ``k`` most similar."""
         batch = len(current.length)
         query = sp.csr_matrix((self.query_weights(current), (current.row, current.item)), shape=(batch, self.n_items))
@@ -207,12 +249,12 @@ class NeighbourScoring:
         product.sort_indices()  # each row: most recent first
         rows = np.repeat(np.arange(batch), np.diff(product.indptr))
         sessions, dot = self.by_recency[product.indices], product.data
-        keep = self.known(rows, sessions, day)
+        keep = self.known(current, rows, sessions)
         rows, sessions, dot = rows[keep], sessions[keep], dot[keep]
         rank = rank_in_row(rows, batch)
         keep = rank < self.sample_size  # session-rec's 'recent' sampling
         rows, sessions, dot, rank = rows[keep], sessions[keep], dot[keep], rank[keep]
-        similarity = self.similarity(current, rows, sessions, dot, day)
+        similarity = self.similarity(current, rows, sessions, dot)
         keep = np.sort(top_per_row(rows, rank, similarity, batch, self.k))  # ties: the more recent session
         return Neighbours(rows[keep], sessions[keep], similarity[keep])
 
@@ -230,17 +272,18 @@ class NeighbourScoring:
         query_position = np.where(query_keys[loc] == keys, current.position[loc], 0)
         return NeighbourItems(pair, item, self.index.positions.data[at], query_position)
 
-    def scores(self, item_seq: Tensor, lengths: Tensor, day: Tensor) -> Tensor:
-        """``(B, n_items)`` scores of a batch: ``sum_n sim(s, n) * weight(i | s, n) * 1_n(i)`` (step 5)."""
+    def scores(self, item_seq: Tensor, lengths: Tensor, day: Tensor, time: Tensor) -> Tensor:
+        """``(B, n_items)`` scores of a batch: ``sum_n sim(s, n) * weight(i | s, n) * 1_n(i)`` (step 5); ``day``
+        is each sample's day, ``time`` the Unix seconds of its session's last click so far."""
         seq, length = item_seq.cpu().numpy().astype(np.int64), lengths.cpu().numpy().astype(np.int64)
         if len(length) and (length.min() < 1 or length.max() > seq.shape[1]):
             raise ValueError(f"item_seq_len must lie in 1..{seq.shape[1]}, got {length.min()}..{length.max()}")
-        day_np = day.cpu().numpy().astype(np.int64)
-        current = CurrentSessions.from_batch(seq, length, self.n_items)
-        neighbours = self.neighbours(current, day_np)
+        day_np, time_np = day.cpu().numpy().astype(np.int64), time.cpu().numpy().astype(np.float64)
+        current = CurrentSessions.from_batch(seq, length, self.n_items, day_np, time_np)
+        neighbours = self.neighbours(current)
         items = self.neighbour_items(current, neighbours)
         value = neighbours.similarity[items.pair]
-        factor = self.item_weights(neighbours, items, day_np)
+        factor = self.item_weights(current, neighbours, items)
         if factor is not None:
             value = value * factor
         flat = torch.from_numpy(neighbours.row[items.pair] * self.n_items + items.item)
@@ -265,6 +308,7 @@ class SessionKNN(SequentialRecommender):
         index = SessionIndex.from_dataset(dataset)  # first: it says what to do with a plain RecBole data set
         super().__init__(config, dataset)
         self.day_field = dataset.day_field
+        self.time_list_field = dataset.time_field + config["LIST_SUFFIX"]
         streaming = config["knn_streaming"]
         self.scoring = self.build_scoring(config, index, True if streaming is None else bool(streaming))
         self.dummy = nn.Parameter(torch.zeros(1))
@@ -277,8 +321,20 @@ class SessionKNN(SequentialRecommender):
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         day = interaction[self.day_field].long()
-        return self.scoring.scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], day)
+        lengths = interaction[self.ITEM_SEQ_LEN]
+        # the last click so far; RecBole keeps times as float32 (about 128 s apart), fine for decays of days
+        time = interaction[self.time_list_field].double().gather(1, (lengths.long() - 1).unsqueeze(1)).squeeze(1)
+        return self.scoring.scores(interaction[self.ITEM_SEQ], lengths, day, time)
 
     def predict(self, interaction: Any) -> Tensor:
         scores = self.full_sort_predict(interaction)
         return scores.gather(1, interaction[self.ITEM_ID].long().unsqueeze(1)).squeeze(1)
+
+    # --- serving without a data set (added for recbole_tasrec.serve.knn) ---------------------------------------
+    @classmethod
+    def scoring_for(cls, config: Any, index: SessionIndex) -> NeighbourScoring:
+        """The scoring pass of this model over ``index`` with ``config``'s keys, without a data set or a built
+        model: what a served (exported, then extended) index is scored with. ``build_scoring`` reads only its
+        arguments, so it runs on a bare instance."""
+        streaming = config["knn_streaming"]
+        return cls.build_scoring(cls.__new__(cls), config, index, True if streaming is None else bool(streaming))

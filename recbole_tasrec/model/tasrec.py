@@ -22,7 +22,6 @@ Ablations (Table 2): ``use_session_graph: False`` is TASRec-temp (``z = Dropout(
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -36,12 +35,11 @@ from torch import Tensor, nn
 from recbole_tasrec.data.temporal_graph import TemporalGraph
 from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 from recbole_tasrec.model.graph_source import GraphSource
+from recbole_tasrec.model.init import uniform_init_
 from recbole_tasrec.model.readout import AttentionReadout
 from recbole_tasrec.model.sampled_softmax import negative_sampler
 from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs
 from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
-
-TEMPORAL_EVAL_MODES = ("streaming", "frozen")
 
 
 class _ItemCount(NamedTuple):
@@ -101,12 +99,8 @@ class TASRec(SequentialRecommender):
         self.embedding_size = int(config["embedding_size"])
         self.use_session_graph = bool(config["use_session_graph"])
         self.use_temporal_graph = bool(config["use_temporal_graph"])
-        if not (self.use_session_graph or self.use_temporal_graph):
-            raise ValueError("use_session_graph and use_temporal_graph cannot both be False")
-        self.session_edge_weight = config["session_edge_weight"] or "count"
-        self.temporal_eval = config["temporal_eval"] or "streaming"
-        if self.temporal_eval not in TEMPORAL_EVAL_MODES:
-            raise ValueError(f"temporal_eval must be one of {TEMPORAL_EVAL_MODES}, got {self.temporal_eval!r}")
+        self.session_edge_weight = config["session_edge_weight"]
+        self.temporal_eval = config["temporal_eval"]
         self.day_field = config["DAY_FIELD"] or "day"
         self.n_train_days = n_train_days
         self.graph_source = graph_source  # Eq. 1: the decayed temporal graph of every day
@@ -131,9 +125,7 @@ class TASRec(SequentialRecommender):
         """SR-GNN's initialisation for every weight: ``U(-1/sqrt(d), 1/sqrt(d))``, except the padding row 0 of
         the item table, which starts at zero and stays there: no gradient reaches it (``padding_idx``, padded
         positions masked in the readout, its logit masked in Eq. 8), so neither Adam nor L2 moves it."""
-        stdv = 1.0 / math.sqrt(self.embedding_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        uniform_init_(self.parameters(), self.embedding_size)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -188,15 +180,32 @@ class TASRec(SequentialRecommender):
         weight, propagation = self.item_embedding.weight, self._propagation(t)
         if torch.is_grad_enabled():
             return self.temporal_gcn(weight, propagation, items)
-        key = (weight.data_ptr(), weight._version, self.temporal_gcn.weight._version)
         tables = self._day_tables
         cached = tables.get(t)
-        if cached is None or cached[0] != key or cached[1] is not propagation:
+        if cached is None or cached[0] is not propagation:
             tables.pop(t, None)
             while len(tables) >= 2:
                 tables.pop(next(iter(tables)))
-            cached = tables[t] = (key, propagation, self.temporal_gcn.full_table(weight, propagation))
-        return cached[2][items]
+            cached = tables[t] = (propagation, self.temporal_gcn.full_table(weight, propagation))
+        return cached[1][items]
+
+    def invalidate_day_tables(self) -> None:
+        """Forget evaluation's per-day tables (:meth:`_temporal_x`). Done whenever the weights may change: a
+        switch of mode (training switches before and after its steps), loading a state, moving or casting the
+        model. Call it after editing the weights in place by hand."""
+        self.__dict__.get("_day_tables", {}).clear()
+
+    def train(self, mode: bool = True) -> TASRec:
+        self.invalidate_day_tables()
+        return super().train(mode)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TASRec:
+        self.invalidate_day_tables()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self.invalidate_day_tables()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _propagation(self, t: int) -> Tensor:
         return self.graph_source.propagation(t, device=self.item_embedding.weight.device)

@@ -6,13 +6,13 @@ on the rows a batch needs (``local``) or on the whole table (``full``). torch on
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recbole_tasrec.model.init import uniform_init_
 from recbole_tasrec.model.sparse import SpMM, csr, csr_row_block, csr_transpose
 
 __all__ = ["TemporalGCN", "l2_normalize"]
@@ -85,8 +85,7 @@ class TemporalGCN(nn.Module):
 
     def reset_parameters(self) -> None:
         """SR-GNN-style ``U(-1/sqrt(d), 1/sqrt(d))``, like every other weight of the model."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        nn.init.uniform_(self.weight, -stdv, stdv)
+        uniform_init_([self.weight], self.hidden_size)
 
     def __getstate__(self) -> dict:
         # The cached P (and P^T) belong to one day's graph: never pickle or deep-copy them.

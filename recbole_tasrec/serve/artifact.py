@@ -3,15 +3,21 @@
 A RecBole checkpoint is a pickle (it holds RecBole's ``Config``): loading one runs whatever code the file
 names, so it must come from someone you trust. The artefact holds the same serving state as data only::
 
-    DIR/meta.json    format, package version, item count, graph day, the config values the model reads,
-                     the raw item ids, the temporal graph's settings and the SHA-256 of each tensor file
-    DIR/weights.pt   torch.save of {parameter name: tensor}, read back with torch.load(weights_only=True)
-    DIR/graph.pt     torch.save of the temporal graph E_day as CSR tensors plus a header [format, items, day]
+    DIR/meta.json    format, package version, model, item count, day, digests of the last days folded in, the
+                     config values the model reads, the raw item ids, the model's state settings, the SHA-256
+                     of each tensor file, and ``meta_sha256``: the SHA-256 of meta.json's own content
+    DIR/<file>.pt    torch.save of {name: tensor} (with a header [format, items, day]), read back with
+                     torch.load(weights_only=True): TASRec writes weights.pt and graph.pt, the kNN models index.pt
 
-Writing is atomic: the files go to a hidden temporary folder next to ``DIR`` which is then renamed to
-``DIR`` (an existing artefact is moved aside first and removed last), so a crash leaves either the old
-artefact or the new one. Reading checks that the three files belong together (format, item count, day,
-checksums) and names the file that does not.
+Writing is crash-safe (:func:`~recbole_tasrec.safe_write.atomic_path`): the files go to a hidden temporary folder
+next to ``DIR``, are flushed to disk, and the folder is renamed to ``DIR`` (an existing artefact is moved aside
+first and removed last), so a crash leaves either the old artefact or the new one. Reading checks that the files
+belong together (format, item count, day, checksums), that meta.json is the one written (its checksum covers the
+item ids, so two swapped ids are refused) and that each of its values has the right type, and names the file and
+key that do not.
+
+Format 1 (before meta.json had a checksum) still loads, with a one-line warning; saving it again (``advance``,
+or ``export`` from the checkpoint) writes format 2.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +37,12 @@ import numpy as np
 import torch
 import yaml
 
-from recbole_tasrec.data.temporal_graph import TemporalGraph
+from recbole_tasrec.safe_write import atomic_path, glob_escape
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
-META, WEIGHTS, GRAPH = "meta.json", "weights.pt", "graph.pt"
+FORMAT = 2
+META, WEIGHTS, GRAPH, INDEX = "meta.json", "weights.pt", "graph.pt", "index.pt"
 #: RecBole's own config values that ``SequentialRecommender.__init__`` reads, besides the model's yaml keys.
 RECBOLE_KEYS = (
     "model",
@@ -47,6 +53,7 @@ RECBOLE_KEYS = (
     "NEG_PREFIX",
     "MAX_ITEM_LIST_LENGTH",
 )
+SCALARS = (str, int, float, bool, type(None))
 
 
 class ArtifactError(ValueError):
@@ -62,12 +69,24 @@ class Settings(dict):
 
 @dataclass
 class Artifact:
-    """What a serving artefact holds, checked and ready to build a ``SessionRecommender`` from."""
+    """What a serving artefact holds, checked: meta.json's values and each tensor file's tensors (headers off)."""
 
-    settings: Settings
-    item_tokens: np.ndarray
-    weights: dict[str, torch.Tensor]
-    graph: TemporalGraph
+    meta: dict[str, Any]
+    tensors: dict[str, dict[str, torch.Tensor]]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(self.meta["settings"])
+
+    @property
+    def item_tokens(self) -> np.ndarray:
+        return np.asarray(self.meta["item_tokens"], dtype=str)
+
+    def require(self, directory: Path, *names: str) -> None:
+        """Refuse an artefact that lacks one of the tensor files a model needs."""
+        missing = [name for name in names if name not in self.tensors]
+        if missing:
+            raise ArtifactError(f"{directory / META} lists no {missing}: not an artefact of a {self.meta['model']}")
 
 
 def package_version() -> str:
@@ -76,28 +95,36 @@ def package_version() -> str:
     return __version__
 
 
-def model_keys(model: str) -> list[str]:
-    """The keys of ``properties/model/<model>.yaml``: every setting the model documents (and reads)."""
+def model_defaults(model: str) -> dict[str, Any]:
+    """``properties/model/<model>.yaml``: every setting the model documents (and reads), with its default."""
     from recbole_tasrec.config import properties_dir
 
     path = properties_dir() / "model" / f"{model}.yaml"
-    return list(yaml.safe_load(path.read_text()) or {}) if path.is_file() else []
+    return dict(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def model_keys(model: str) -> list[str]:
+    """The keys of ``properties/model/<model>.yaml``."""
+    return list(model_defaults(model))
 
 
 def serving_settings(config: Any) -> Settings:
     """The config values the model reads, as JSON-friendly scalars (devices and paths are left out)."""
     keys = [*RECBOLE_KEYS, *model_keys(str(config["model"]))]
-    plain = (str, int, float, bool, type(None))
-    return Settings({key: config[key] for key in dict.fromkeys(keys) if isinstance(config[key], plain)})
+    return Settings({key: config[key] for key in dict.fromkeys(keys) if isinstance(config[key], SCALARS)})
+
+
+def meta_digest(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of meta.json's content without its own ``meta_sha256`` (canonical JSON: sorted keys)."""
+    content = {key: value for key, value in meta.items() if key != "meta_sha256"}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- writing ---------------------------------------------------------------------------------------------
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    """``torch.save`` plain tensors, flushed to disk; returns the file's SHA-256."""
-    with open(path, "wb") as handle:
-        torch.save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """``torch.save`` plain tensors (flushed to disk with their folder by ``atomic_path``); returns the SHA-256."""
+    torch.save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, path)
     return _sha256(path)
 
 
@@ -109,71 +136,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _graph_tensors(graph: TemporalGraph) -> dict[str, torch.Tensor]:
-    state = graph.state_dict()
-    return {
-        "header": torch.tensor([FORMAT, graph.n_items, graph.day], dtype=torch.int64),
-        "indptr": torch.from_numpy(state["indptr"]),
-        "indices": torch.from_numpy(state["indices"]),
-        "data": torch.from_numpy(state["data"]),
-    }
-
-
 def write_artifact(
-    directory: str | os.PathLike[str],
-    settings: Mapping[str, Any],
-    item_tokens: np.ndarray,
-    weights: Mapping[str, torch.Tensor],
-    graph: TemporalGraph,
+    directory: str | os.PathLike[str], meta: Mapping[str, Any], files: Mapping[str, Mapping[str, torch.Tensor]]
 ) -> Path:
-    """Write an artefact to ``directory`` atomically (a new folder, or an existing artefact replaced)."""
+    """Write an artefact to ``directory`` atomically (a new folder, or an existing artefact replaced).
+
+    ``meta``: ``model``, ``n_items``, ``day``, ``folded``, ``settings``, ``state``, ``item_tokens``; ``files``:
+    each tensor file's tensors. The format, version, checksums and header are added here."""
     target = Path(directory)
     if target.exists() and not (target / META).is_file():
         raise ArtifactError(f"{target} exists and is not a serving artefact (no {META}): choose a new folder")
-    if len(item_tokens) != graph.n_items:
-        raise ArtifactError(f"{len(item_tokens)} item ids but the temporal graph has {graph.n_items} items")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        meta = {
-            "format": FORMAT,
-            "package_version": package_version(),
-            "n_items": int(graph.n_items),
-            "day": int(graph.day),
-            "settings": dict(settings),
-            "graph": {
-                "decay": graph.decay,
-                "edge_weight": graph.edge_weight,
-                "prune_below": graph.prune_below,
-                "padding_idx": graph.padding_idx,
-            },
-            "sha256": {
-                WEIGHTS: _write_tensors(staging / WEIGHTS, dict(weights)),
-                GRAPH: _write_tensors(staging / GRAPH, _graph_tensors(graph)),
-            },
-            "item_tokens": [str(token) for token in item_tokens],
+    if len(meta["item_tokens"]) != meta["n_items"]:
+        raise ArtifactError(f"{len(meta['item_tokens'])} item ids but the model has {meta['n_items']} items")
+    header = torch.tensor([FORMAT, int(meta["n_items"]), int(meta["day"])], dtype=torch.int64)
+    with atomic_path(target) as staging:  # staged aside, flushed, then renamed: the old artefact or the new one
+        staging.mkdir()
+        sha256 = {
+            name: _write_tensors(staging / name, {**tensors, "header": header}) for name, tensors in files.items()
         }
-        with open(staging / META, "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        full = {"format": FORMAT, "package_version": package_version(), **meta, "sha256": sha256}
+        full["item_tokens"] = [str(token) for token in meta["item_tokens"]]
+        full["meta_sha256"] = meta_digest(full)
+        (staging / META).write_text(json.dumps(full, ensure_ascii=False), encoding="utf-8")
     return target
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and removed last."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(backup, ignore_errors=True)
-    os.rename(target, backup)
-    os.rename(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -181,56 +166,146 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)  # data only: never runs code
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ArtifactError(f"{path} is not a tensor file written by this package ({error})") from error
+        # torch's own message advises weights_only=False, the one thing not to do with a file from elsewhere
+        named = re.search(r"GLOBAL (\S+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None
+        if named:
+            raise ArtifactError(
+                f"{path} holds Python objects ({named[1]}), not only tensors: refused unread; an artefact is plain "
+                "tensors, export it again from a checkpoint you trust: python -m recbole_tasrec.serve export"
+            ) from None
+        raise ArtifactError(
+            f"{path} is not a tensor file written by this package (truncated, or another format)"
+        ) from None
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ArtifactError(f"{path} does not hold a dict of tensors")
     return loaded
 
 
+#: meta.json's keys, each with its type and how to say it (format 2; format 1 lacks the last four)
+KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "format": (int, "an integer"),
+    "package_version": (str, "text"),
+    "n_items": (int, "an integer"),
+    "day": (int, "an integer"),
+    "settings": (dict, "an object of settings"),
+    "sha256": (dict, "an object of file checksums"),
+    "item_tokens": (list, "a list of item ids"),
+    "model": (str, "text"),
+    "state": (dict, "an object"),
+    "folded": (list, "a list of day digests"),
+    "meta_sha256": (str, "text"),
+}
+FORMAT_1_KEYS = ("graph",)
+
+
+def _bad(path: Path, key: str, what: str) -> ArtifactError:
+    return ArtifactError(f"{path}: key {key!r} {what}")
+
+
+def _check_kinds(path: Path, meta: dict[str, Any], keys: list[str]) -> None:
+    missing = [key for key in keys if key not in meta]
+    if missing:
+        raise ArtifactError(f"{path} lacks {missing}: it is not a complete serving artefact")
+    for key in keys:
+        kind, said = KINDS.get(key, (dict, "an object"))
+        value = meta[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise _bad(path, key, f"must be {said}, got {json.dumps(value)[:60]}")
+    strings = {"item_tokens": meta["item_tokens"], "folded": meta.get("folded", [])}
+    for key, values in strings.items():
+        odd = next((v for v in values if not isinstance(v, str)), None) if isinstance(values, list) else None
+        if odd is not None:
+            raise _bad(path, key, f"must hold text only, got {json.dumps(odd)[:60]}")
+    seen: set[str] = set()
+    for token in meta["item_tokens"]:
+        if token in seen:
+            raise _bad(path, "item_tokens", f"lists the item id {token!r} twice: each id must appear once")
+        seen.add(token)
+
+
+def check_settings(path: Path, settings: dict[str, Any], model: str) -> None:
+    """Each setting one value of the type its default has (``properties/model/<model>.yaml``): a list, or text
+    where a number belongs, is refused here naming the key, not deep inside the model."""
+    defaults = model_defaults(model)
+    for key, value in settings.items():
+        if not isinstance(value, SCALARS):
+            raise _bad(path, f"settings.{key}", f"must be one value (text, number, true/false, null), got a "
+                       f"{type(value).__name__}")  # fmt: skip
+        default = defaults.get(key)
+        if default is None or value is None:
+            continue
+        numbers = (int, float) if isinstance(default, float) else (int,)
+        expected = bool if isinstance(default, bool) else numbers if isinstance(default, int | float) else str
+        if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(default, bool)):
+            raise _bad(path, f"settings.{key}", f"must be {type(default).__name__} like its default "
+                       f"{default!r}, got {json.dumps(value)}")  # fmt: skip
+
+
 def _read_meta(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
-        backups = sorted(directory.parent.glob(f".{directory.name}.old-*"))
-        hint = f"; an interrupted save left the previous artefact at {backups[-1]}: rename it" if backups else ""
+        copies = [p for p in directory.parent.glob(f".{glob_escape(directory.name)}.tmp-*") if (p / META).is_file()]
+        hint = f"; an interrupted save left a copy at {copies[-1]}: rename it to {directory.name}" if copies else ""
         raise ArtifactError(f"no serving artefact at {directory}{hint}")
-    for name in (META, WEIGHTS, GRAPH):
-        if not (directory / name).is_file():
-            raise ArtifactError(f"{directory} lacks {name}: it is not a complete serving artefact")
+    path = directory / META
+    if not path.is_file():
+        raise ArtifactError(f"{directory} lacks {META}: it is not a complete serving artefact")
     try:
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"{directory / META} is not valid JSON ({error})") from error
-    required = {"format", "package_version", "n_items", "day", "settings", "graph", "sha256", "item_tokens"}
-    if not isinstance(meta, dict) or required - set(meta):
-        raise ArtifactError(
-            f"{directory / META} lacks {sorted(required - set(meta if isinstance(meta, dict) else {}))}"
-        )
-    kinds = {"n_items": int, "day": int, "settings": dict, "graph": dict, "sha256": dict, "item_tokens": list}
-    wrong = [key for key, kind in kinds.items() if not isinstance(meta[key], kind)]
-    if wrong:
-        raise ArtifactError(f"{directory / META} has values of the wrong type for {wrong}")
-    if meta["format"] != FORMAT:
-        raise ArtifactError(f"{directory} has artefact format {meta['format']!r}; this package reads {FORMAT}")
+        raise ArtifactError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), int) or meta["format"] not in (1, FORMAT):
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{directory} has artefact format {found!r}; this package reads 1 and {FORMAT}")
+    if meta["format"] == 1:
+        meta = _upgrade_format_1(directory, path, meta)
+    else:
+        _check_kinds(path, meta, list(KINDS))
+        if meta["meta_sha256"] != meta_digest(meta):
+            raise ArtifactError(
+                f"{path} does not match its own checksum (meta_sha256): it was edited after it was written; "
+                "export the artefact again from your checkpoint"
+            )
+    if meta["settings"].get("model", meta["model"]) != meta["model"]:
+        raise _bad(path, "settings.model", f"is {meta['settings']['model']!r} but the artefact is a {meta['model']}")
+    check_settings(path, meta["settings"], meta["model"])
     if meta["package_version"] != package_version():
         logger.info("%s was written by recbole-tasrec %s (this is %s)", directory, meta["package_version"],
                     package_version())  # fmt: skip
     return meta
 
 
-def _check_agreement(directory: Path, meta: dict[str, Any], weights: dict[str, Any], header: list[int]) -> None:
-    """The three files must describe one model at one day: say which one disagrees."""
+def _upgrade_format_1(directory: Path, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 meta.json (a TASRec's, no checksum of its own) in format 2's shape, with a one-line warning."""
+    _check_kinds(path, meta, [*list(KINDS)[:7], *FORMAT_1_KEYS])
+    logger.warning(
+        "%s is artefact format 1: its meta.json has no checksum of its own; loaded as is, save it again "
+        "(advance, or export from the checkpoint) to write format %d",
+        directory,
+        FORMAT,
+    )
+    return {**meta, "model": "TASRec", "state": meta.pop("graph"), "folded": []}
+
+
+def _check_files(directory: Path, meta: dict[str, Any], tensors: dict[str, dict[str, torch.Tensor]]) -> None:
+    """The files must describe one model at one day: say which one disagrees."""
     n_items, day = meta["n_items"], meta["day"]
     if len(meta["item_tokens"]) != n_items:
         raise ArtifactError(f"{META} lists {len(meta['item_tokens'])} item ids but says n_items={n_items}")
-    embedding = weights.get("item_embedding.weight")
-    if embedding is None or embedding.shape[0] != n_items:
-        rows = None if embedding is None else embedding.shape[0]
-        raise ArtifactError(f"{WEIGHTS} has an item table of {rows} rows but {META} says {n_items} items")
-    if header[0] != FORMAT or header[1] != n_items:
-        raise ArtifactError(f"{GRAPH} is a graph of {header[1]} items (format {header[0]}); {META} says {n_items}")
-    if header[2] != day:
-        raise ArtifactError(f"{GRAPH} is the graph after day {header[2]} but {META} says day {day}: files of two saves")
-    for name in (WEIGHTS, GRAPH):
-        if _sha256(directory / name) != meta["sha256"].get(name):
+    for name, loaded in tensors.items():
+        header = loaded.pop("header", None)
+        if header is None:
+            if meta["format"] == 1 and name == WEIGHTS:  # format 1 wrote its weights without a header
+                continue
+            raise ArtifactError(f"{directory / name} has no header: it is not a tensor file written by this package")
+        fmt, items, its_day = header.tolist()
+        if fmt != meta["format"] or items != n_items:
+            raise ArtifactError(f"{name} is a file of {items} items (format {fmt}); {META} says {n_items}")
+        if its_day != day:
+            raise ArtifactError(
+                f"{name} is the state after day {its_day} but {META} says day {day}: files of two saves"
+            )
+    for name in tensors:
+        if _sha256(directory / name) != meta["sha256"][name]:
             raise ArtifactError(f"{name} does not match the checksum in {META}: the folder mixes files of two saves")
 
 
@@ -238,16 +313,10 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     """Read and check an artefact written by :func:`write_artifact` (never unpickles anything)."""
     directory = Path(directory)
     meta = _read_meta(directory)
-    weights = _load_tensors(directory / WEIGHTS)
-    graph_tensors = _load_tensors(directory / GRAPH)
-    if "header" not in graph_tensors:
-        raise ArtifactError(f"{directory / GRAPH} has no header: it is not a graph written by this package")
-    _check_agreement(directory, meta, weights, graph_tensors["header"].tolist())
-    state = {name: graph_tensors[name].numpy() for name in ("indptr", "indices", "data") if name in graph_tensors}
-    state.update(meta["graph"], n_items=meta["n_items"], day=meta["day"])
-    try:
-        graph = TemporalGraph.from_state_dict(state)
-    except ValueError as error:
-        raise ArtifactError(f"{directory / GRAPH}: {error}") from error
-    tokens = np.asarray(meta["item_tokens"], dtype=str)
-    return Artifact(Settings(meta["settings"]), tokens, weights, graph)
+    tensors = {}
+    for name in meta["sha256"]:
+        if not isinstance(name, str) or not re.fullmatch(r"\w+\.pt", name) or not (directory / name).is_file():
+            raise ArtifactError(f"{directory} lacks {name}: it is not a complete serving artefact")
+        tensors[name] = _load_tensors(directory / name)
+    _check_files(directory, meta, tensors)
+    return Artifact(meta, tensors)

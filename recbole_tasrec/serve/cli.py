@@ -1,9 +1,12 @@
-"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve a trained TASRec.
+"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve a trained TASRec, SKNN, V-SKNN or STAN.
 
-    export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact
+    export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact (a kNN
+                                                      model's index is rebuilt from the run's data set)
     recommend  --model DIR --input S.csv --k 20 --output R.csv
-    advance    --model DIR --input DAY.csv|.inter     fold a finished day in, save the artefact again
-    http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra)
+    advance    --model DIR --input DAY.csv|.inter     fold a finished day in: the artefact is written first,
+                                                      a day folded in already is refused
+    http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra); /advance and
+                                                      /docs are off unless --advance-token-file / --docs
 
 Each command ends with a one-line summary; a bad input stops it with one line that says what is wrong
 (exit status 2) and leaves no partial output.
@@ -21,10 +24,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from recbole_tasrec.data.atomic import atomic_path
+from recbole_tasrec.safe_write import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
+from recbole_tasrec.serve.models import load_artifact, load_checkpoint
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
-from recbole_tasrec.serve.recommender import SessionRecommender
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
 
 
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write a safe serving artefact from a RecBole checkpoint")
-    export.add_argument("--checkpoint", required=True, help="a TASRec .pth written by run_recbole_tasrec (trusted)")
+    export.add_argument("--checkpoint", required=True, help="a .pth written by run_recbole_tasrec (trusted)")
     export.add_argument("--output", required=True, help="the artefact folder to write (new, or an artefact)")
 
     recommend = commands.add_parser("recommend", help="top-k next items for every session of a click file")
@@ -51,16 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--exclude-seen", action="store_true", help="never recommend an item of the session")
     recommend.add_argument("--output", required=True, help="CSV: session_id, rank, item_id, score")
 
-    advance = commands.add_parser("advance", help="fold a finished day of sessions into the temporal graph")
+    advance = commands.add_parser("advance", help="fold a finished day of sessions into the served model")
     advance.add_argument("--model", required=True, help="a serving artefact folder (saved again in place)")
     _add_input(advance)
     advance.add_argument("--output", default=None, help="save the advanced artefact here instead of --model")
 
     http = commands.add_parser("http", help="the HTTP service (POST /recommend, POST /advance, GET /health)")
     http.add_argument("--model", required=True, help="a serving artefact folder")
-    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    http.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it: see the README)",
+    )
     http.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    http.add_argument("--no-save", action="store_true", help="do not save the artefact after each advance")
+    http.add_argument(
+        "--advance-token-file",
+        type=Path,
+        default=None,
+        help="enable POST /advance for requests with 'Authorization: Bearer <the token in this file>' (default: off)",
+    )
+    http.add_argument("--docs", action="store_true", help="serve the API docs at /docs (default: off)")
+    http.add_argument("--max-body-mb", type=float, default=None, help="largest request body read (default: 32 MiB)")
+    http.add_argument(
+        "--no-save", action="store_true", help="serve each advance without saving it (a restart loses it)"
+    )
     http.add_argument("--access-log", action="store_true", help="log every request (slower)")
     return parser
 
@@ -75,9 +92,9 @@ def run_export(args: argparse.Namespace) -> str:
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"{args.checkpoint} does not exist: pass a .pth checkpoint written by run_recbole_tasrec")
     try:
-        recommender = SessionRecommender.from_checkpoint(args.checkpoint)
+        recommender = load_checkpoint(args.checkpoint)
     except (pickle.UnpicklingError, KeyError, EOFError, AttributeError, TypeError) as error:
-        raise ValueError(f"{args.checkpoint} is not a TASRec checkpoint of this package ({error!r})") from error
+        raise ValueError(f"{args.checkpoint} is not a checkpoint of this package ({error!r})") from error
     path = recommender.save(args.output)
     return f"exported {len(recommender.item_tokens) - 1} items at day {recommender.day} to {path}"
 
@@ -86,7 +103,10 @@ def run_recommend(args: argparse.Namespace) -> str:
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
-    ranker = Ranker(SessionRecommender.from_artifact(args.model))
+    ranker = Ranker(load_artifact(args.model))
+    n_items = len(ranker.tokens) - 1
+    if args.k > n_items:
+        raise ValueError(f"--k {args.k} is more than the {n_items} items of the model: give at most {n_items}")
     ranked = Ranked([], [], [])
     for start in tqdm(range(0, len(table), CHUNK), desc="recommend", unit="batch", disable=len(table) <= CHUNK):
         part = ranker.rank(table.sessions(start, start + CHUNK), args.k, args.exclude_seen)
@@ -104,15 +124,16 @@ def run_recommend(args: argparse.Namespace) -> str:
 
 def run_advance(args: argparse.Namespace) -> str:
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
-    recommender = SessionRecommender.from_artifact(args.model)
+    recommender = load_artifact(args.model)
     items = pd.Series(table.items)
     unknown = items[~items.isin(recommender.item_tokens[1:])].unique()
     before = recommender.day
-    transitions = recommender.advance_day(table.sessions())
-    path = recommender.save(args.output or args.model)
+    path = Path(args.output or args.model)
+    advance = recommender.advance_and_save(table.sessions(), path)  # written (fsync, rename) before it counts
+    counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in advance.counts.items())
     return (
-        f"day {before} -> {recommender.day}: {len(table)} sessions, {len(table.items)} clicks, {transitions} "
-        f"transitions, {len(unknown)} new item ids skipped (no trained embedding); saved {path}"
+        f"day {before} -> {recommender.day}: {len(table)} sessions, {len(table.items)} clicks, {counts}, "
+        f"{len(unknown)} new item ids skipped (unknown to the model); saved {path}"
     )
 
 
@@ -125,8 +146,20 @@ def run_http(args: argparse.Namespace) -> str:
         raise RuntimeError(
             f"the HTTP service needs the 'serve' extra ({error.name} is missing): pip install 'recbole-tasrec[serve]'"
         ) from error
-    recommender = SessionRecommender.from_artifact(args.model)
-    app = create_app(recommender, None if args.no_save else args.model)
+    token = None
+    if args.advance_token_file is not None:
+        token = args.advance_token_file.read_text(encoding="utf-8").strip()
+    limit = {} if args.max_body_mb is None else {"max_body_bytes": int(args.max_body_mb * 2**20)}
+    if limit and limit["max_body_bytes"] < 1:
+        raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    recommender = load_artifact(args.model)
+    app = create_app(
+        recommender,
+        None if args.no_save else args.model,
+        advance_token=token,
+        docs=args.docs,
+        **limit,
+    )
     print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
     return "stopped"

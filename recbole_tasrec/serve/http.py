@@ -1,39 +1,48 @@
 """The HTTP service: ``POST /recommend``, ``POST /advance``, ``GET /health`` on FastAPI (the ``serve`` extra).
 
-``POST /recommend`` scores on the event loop, the requests that arrive together in one call
-(:class:`Batcher`). ``POST /advance`` folds a finished day in on a worker thread: the next graph is
-built aside and swapped in by one assignment (:meth:`SessionRecommender.advance_day`), so every request is
-answered from the old graph or the new one, never a half-updated one; one advance runs at a time. After each
-advance the artefact is saved atomically (unless the service was started without a folder to save to), so a
-restart continues from the last finished day.
+``POST /recommend`` scores the requests that arrive together in one call (:class:`Batcher`) on a worker
+thread, so ``/health`` stays responsive; a failing request fails alone. ``POST /advance`` and ``/docs`` are off
+unless enabled (``advance_token``, ``docs``); ``/advance`` then needs ``Authorization: Bearer <token>``.
+``POST /advance`` folds a finished day in on a worker thread, one advance at a time: the next state is built
+aside, written to the artefact folder (fsync, rename), and only then swapped in by one assignment
+(:meth:`~recbole_tasrec.serve.served.ServedModel.advance_and_save`). Every request is answered from the old
+state or the new one, its ``day`` and scores from the same one; a failed save leaves the served model and the
+artefact unchanged and answers 507 (a full disk) or 500 with a one-line reason; a day folded in already gets 409.
+Started without a folder to save to (``--no-save``), an advance is served at once and never saved.
 
-Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1, too many sessions
-or clicks, an item id longer than :data:`MAX_ITEM_ID`. Unknown item ids are skipped and reported.
+Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1 or above the item
+count, too many sessions or clicks, an item id longer than :data:`MAX_ITEM_ID`; a body over the limit gets 413
+before it is read. Unknown item ids are skipped and reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import hmac
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recbole_tasrec.safe_write import WriteError
 from recbole_tasrec.serve.artifact import package_version
 from recbole_tasrec.serve.ranking import CHUNK, Ranker
-from recbole_tasrec.serve.recommender import SessionRecommender
+from recbole_tasrec.serve.served import DayAlreadyFolded, ServedModel
 
 MAX_ITEM_ID = 1000  # characters in one item id
 MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
 MAX_SESSIONS = CHUNK  # sessions in one /recommend request: one scoring call, so one graph answers them all
 MAX_DAY_CLICKS = 10_000_000  # clicks in one /advance request
+MIN_TOKEN = 16  # characters of the /advance token
+MAX_BODY_BYTES = 32 * 2**20  # default limit of a request body, checked before it is read (--max-body-mb)
 
 ItemId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ITEM_ID)] | StrictInt
 Session = Annotated[list[ItemId], Field(min_length=1, max_length=MAX_SESSION)]
@@ -56,9 +65,9 @@ class AdvanceRequest(BaseModel):
 
 
 class Service:
-    """The recommender, the artefact folder it saves to, and the lock that keeps advances one at a time."""
+    """The served model, the artefact folder it saves to, and the lock that keeps advances one at a time."""
 
-    def __init__(self, recommender: SessionRecommender, save_to: str | Path | None = None) -> None:
+    def __init__(self, recommender: ServedModel, save_to: str | Path | None = None) -> None:
         self.recommender = recommender
         self.ranker = Ranker(recommender)
         self.save_to = None if save_to is None else Path(save_to)
@@ -73,12 +82,12 @@ class Service:
         }
 
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, object]]:
-        """Answer requests of at most CHUNK sessions in all with one scoring call (so from one graph)."""
+        """Answer requests of at most CHUNK sessions in all with one scoring call, from one state."""
         sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
         ks = [request.k for request in requests for _ in request.sessions]
         excluding = [request.exclude_seen for request in requests for _ in request.sessions]
-        day = self.recommender.day
         ranked = self.ranker.rank(sessions, ks, excluding)
+        day = ranked.day  # the day of the state that gave the scores, never read apart from them
         results = [
             {"items": items, "scores": scores, "unknown_items": unknown}
             for items, scores, unknown in zip(ranked.items, ranked.scores, ranked.unknown, strict=True)
@@ -93,17 +102,51 @@ class Service:
             raise HTTPException(422, f"a day of {clicks} clicks is over the limit of {MAX_DAY_CLICKS}: split it")
         ids, _, flat = self.ranker.encode(sessions)
         with self._advance_lock:
-            transitions = self.recommender.advance_day(sessions)
-            saved = self.recommender.save(self.save_to) if self.save_to is not None else None
-            day = self.recommender.day
+            try:
+                advance = self.recommender.advance_and_save(sessions, self.save_to)
+            except DayAlreadyFolded as error:
+                raise HTTPException(409, str(error)) from error
+            except WriteError as error:  # nothing changed: the served model and the artefact are the old ones
+                full = getattr(error.__cause__, "errno", None) == errno.ENOSPC or "disk full?" in str(error)
+                raise HTTPException(507 if full else 500, f"{error}; the served model is unchanged") from error
         return {
-            "day": day,
+            "day": advance.state.day,
             "sessions": len(sessions),
             "clicks": clicks,
-            "transitions": transitions,
+            **advance.counts,
             "unknown_items": int(len(set(flat[ids == 0].tolist()))),
-            "saved": None if saved is None else str(saved),
+            "saved": None if self.save_to is None else str(self.save_to),
         }
+
+
+class BodyLimit:
+    """ASGI middleware refusing a request body over ``limit`` bytes with HTTP 413 before reading it: at once
+    from its ``Content-Length``, or as soon as a streamed (chunked) body passes the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # the route's body reader passes an HTTPException on: the app answers 413
+                raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def detail(self) -> str:
+        return f"the request body is over the limit of {self.limit} bytes (--max-body-mb)"
 
 
 class Batcher:
@@ -111,7 +154,8 @@ class Batcher:
 
     One scoring call reads the whole item table (16 MB at 40,000 x 100) whatever the number of sessions, so
     under load a batch of requests costs little more than one. A batch holds at most CHUNK sessions: one
-    scoring call, one graph. Requests are answered in arrival order; a failure fails its batch only.
+    scoring call, one graph, on a worker thread. Requests are answered in arrival order; a failing request
+    fails alone.
     """
 
     def __init__(self, service: Service) -> None:
@@ -131,15 +175,22 @@ class Batcher:
             while self.pending:
                 await asyncio.sleep(0)  # the requests received meanwhile join this batch
                 batch = self._take()
-                try:
-                    answers = self.service.recommend([request for request, _ in batch])
-                except Exception as error:  # noqa: BLE001 - handed to the waiting requests
-                    answers = [error] * len(batch)
+                answers = await run_in_threadpool(self._answer, [request for request, _ in batch])
                 for (_, future), answer in zip(batch, answers, strict=True):
                     if not future.done():
                         future.set_exception(answer) if isinstance(answer, Exception) else future.set_result(answer)
         finally:
             self.task = None
+
+    def _answer(self, requests: list[RecommendRequest]) -> list[dict[str, object] | Exception]:
+        """The batch's answers, scored on a worker thread (the event loop keeps answering ``/health``). If the
+        batch fails, each request is scored alone: one bad request fails itself, never the others."""
+        try:
+            return list(self.service.recommend(requests))
+        except Exception as error:  # noqa: BLE001 - handed to the waiting request
+            if len(requests) == 1:
+                return [error]
+        return [answer for request in requests for answer in self._answer([request])]
 
     def _take(self) -> list[tuple[RecommendRequest, asyncio.Future]]:
         batch, total = [], 0
@@ -149,11 +200,24 @@ class Batcher:
         return batch
 
 
-def create_app(recommender: SessionRecommender, save_to: str | Path | None = None) -> FastAPI:
-    """The FastAPI application; ``save_to``: the artefact folder written after each advance (None: never)."""
+def create_app(
+    recommender: ServedModel,
+    save_to: str | Path | None = None,
+    *,
+    advance_token: str | None = None,
+    docs: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The FastAPI application. ``save_to``: the artefact folder written by each advance (None: never);
+    ``advance_token``: serve ``POST /advance`` to requests carrying ``Authorization: Bearer <token>`` (None: no
+    ``/advance`` at all); ``docs``: serve ``/docs`` and ``/openapi.json``; ``max_body_bytes``: the largest body read."""
+    if advance_token is not None and len(advance_token) < MIN_TOKEN:
+        raise ValueError(f"the /advance token must be at least {MIN_TOKEN} characters (e.g. openssl rand -hex 32)")
     service = Service(recommender, save_to)
     batcher = Batcher(service)
-    app = FastAPI(title="recbole-tasrec", version=package_version())
+    urls = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="recbole-tasrec", version=package_version(), **urls)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.service = service
 
     @app.exception_handler(RequestValidationError)
@@ -176,10 +240,19 @@ def create_app(recommender: SessionRecommender, save_to: str | Path | None = Non
 
     @app.post("/recommend")
     async def recommend(request: RecommendRequest) -> JSONResponse:
+        n_items = len(service.ranker.tokens) - 1
+        if request.k > n_items:  # checked before batching: a hostile k never reaches another request's batch
+            raise HTTPException(422, f"k={request.k} is more than the {n_items} items of the model")
         return JSONResponse(await batcher.submit(request))
 
+    if advance_token is None:  # changing the served model is off unless the operator enables it
+        return app
+    expected = f"Bearer {advance_token}".encode()
+
     @app.post("/advance")
-    async def advance(request: AdvanceRequest) -> JSONResponse:
+    async def advance(request: AdvanceRequest, authorization: Annotated[str, Header()] = "") -> JSONResponse:
+        if not hmac.compare_digest(authorization.encode(), expected):
+            raise HTTPException(401, "POST /advance needs the header 'Authorization: Bearer <token>'")
         return JSONResponse(await run_in_threadpool(service.advance, request))
 
     return app

@@ -1,21 +1,24 @@
 """Top-k with scores, seen-item exclusion and unknown-item reports: what the CLI and the HTTP service return.
 
-Built on :meth:`SessionRecommender.scores`. Item ids the model never saw (including items first seen in a day
-folded in later: they have no trained embedding, so they are neither nodes of the graph nor candidates) are
-skipped and reported; a session of unknown items only gets no recommendation.
+Built on :meth:`ServedModel.scores <recbole_tasrec.serve.served.ServedModel.scores>`, with the served state read
+once per call: every session of a call, and the day reported with them, come from one state. Item ids the model
+never saw (including items first seen in a day folded in later: they have no trained embedding, so they are
+neither nodes of the graph nor candidates) are skipped and reported; a session of unknown items only gets no
+recommendation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from recbole_tasrec.serve.recommender import SessionRecommender
+if TYPE_CHECKING:  # the served model's recommend() is built on this module
+    from recbole_tasrec.serve.served import ServedModel
 
 #: sessions scored at once: bounds the (sessions x items) score matrix to ~40 MB at 40,000 items
 CHUNK = 256
@@ -23,28 +26,25 @@ CHUNK = 256
 
 @dataclass
 class Ranked:
-    """``items[s]`` and ``scores[s]``: session ``s``'s recommendations, best first; ``unknown[s]``: skipped ids."""
+    """``items[s]`` and ``scores[s]``: session ``s``'s recommendations, best first; ``unknown[s]``: skipped ids;
+    ``day``: the day of the state that scored them."""
 
     items: list[list[str]]
     scores: list[list[float]]
     unknown: list[list[str]]
+    day: int | None = None
 
 
 class Ranker:
     """Ranks the items of one recommender (its item ids are fixed for its lifetime, so the index is built once)."""
 
-    def __init__(self, recommender: SessionRecommender) -> None:
+    def __init__(self, recommender: ServedModel) -> None:
         self.recommender = recommender
         self.tokens = np.asarray(recommender.item_tokens, dtype=str)
-        self._ids = {token: i for i, token in enumerate(self.tokens.tolist()) if i > 0}  # 0: padding, unknown
 
     def encode(self, sessions: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(every click's item id, 0 where unknown; every click's session; the clicks as text)."""
-        lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
-        flat = np.array([str(item) for s in sessions for item in s], dtype=object)
-        # a dict lookup per click: ~10x faster than pandas' get_indexer on the few clicks of a request
-        ids = np.fromiter(map(self._ids.get, flat, repeat(0, len(flat))), dtype=np.int64, count=len(flat))
-        return ids, np.repeat(np.arange(len(sessions)), lengths), flat
+        return self.recommender.encode(sessions)
 
     def unknown(self, ids: np.ndarray, session_of: np.ndarray, flat: np.ndarray, n: int) -> list[list[str]]:
         """Each session's unknown item ids, once each, in click order."""
@@ -60,16 +60,16 @@ class Ranker:
 
         ``k`` and ``exclude_seen`` are one value for every session, or one per session (requests scored together).
         """
-        ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(sessions),))
-        if ks.size and ks.min() < 1:
-            raise ValueError(f"k must be at least 1, got {ks.min()}")
-        ks = np.minimum(ks, len(self.tokens) - 1)
+        if len(sessions) == 0:
+            raise ValueError("ranking needs at least one session (a list of item ids)")
+        ks = np.broadcast_to(np.asarray(self.bounded_k(k), dtype=np.int64), (len(sessions),))
         excluding = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), (len(sessions),))
+        state = self.recommender.state  # read once: the day and every score come from this state
         ids, session_of, flat = self.encode(sessions)
-        ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)))
+        ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)), state.day)
         for start in range(0, len(sessions), CHUNK):
             stop = min(start + CHUNK, len(sessions))
-            scores = self.recommender.scores(sessions[start:stop])
+            scores = self.recommender.scores(sessions[start:stop], state)
             seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
             scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
             top = torch.topk(scores, int(ks[start:stop].max()), dim=1)
@@ -77,6 +77,15 @@ class Ranker:
             values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
             self._collect(ranked, top.indices.cpu().numpy(), values)
         return ranked
+
+    def bounded_k(self, k: int | Sequence[int]) -> int | list[int]:
+        """``k`` at most the item count, checked as Python ints: a ``k`` of 2**64 is the item count, not an
+        OverflowError; ``k`` below 1 is a ``ValueError``."""
+        ks = [k] if isinstance(k, int | np.integer) else list(k)
+        if any(int(one) < 1 for one in ks):
+            raise ValueError(f"k must be at least 1, got {min(int(one) for one in ks)}")
+        bounded = [min(int(one), len(self.tokens) - 1) for one in ks]
+        return bounded[0] if isinstance(k, int | np.integer) else bounded
 
     def _collect(self, ranked: Ranked, indices: np.ndarray, values: np.ndarray) -> None:
         valid = np.isfinite(values)

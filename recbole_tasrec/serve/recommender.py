@@ -7,40 +7,46 @@ The checkpoint carries the weights, the temporal graph after the last day it saw
     recommender.recommend([["item_a", "item_b"]], k=20)   # raw item ids in, raw item ids out
     recommender.advance_day(todays_sessions)             # fold in a finished day: E <- E * decay + E_day
 
-This is the paper's point: the weights stay fixed while the graph follows the interests of each new day.
+This is the paper's point: the weights stay fixed while the graph follows the interests of each new day. The
+graph is the served state (:class:`GraphState`): each scoring thread pins the state it read
+(:class:`ServingGraphs`), so the day and the scores of an answer come from one graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, tokens_digest
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
 from recbole_tasrec.serve import artifact
+from recbole_tasrec.serve.served import ServedModel, ServedState
 
 logger = logging.getLogger(__name__)
 
 
 class LatestGraph:
-    """The serving graph source (:class:`~recbole_tasrec.model.graph_source.GraphSource`): one
-    ``TemporalGraph`` that new days are folded into; every request is scored with it, whatever its day."""
+    """A graph source (:class:`~recbole_tasrec.model.graph_source.GraphSource`) of one ``TemporalGraph``, never
+    changed once served: every request scored with it gets its propagation matrix, whatever its day."""
 
     def __init__(self, graph: TemporalGraph, threshold: float) -> None:
         self.graph, self.threshold = graph, check_threshold(threshold)
         self._cached: tuple[int, str, torch.Tensor] | None = None
 
     def propagation(self, day: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """Eq. 2's ``P`` of the current graph (recomputed once after each ``advance``)."""
+        """Eq. 2's ``P`` of the graph (computed once per device)."""
         key = (self.graph.day, str(torch.device(device)) if device is not None else "cpu")
         if self._cached is None or self._cached[:2] != key:
             self._cached = (*key, self.graph.propagation(self.threshold, device=device))
@@ -50,29 +56,80 @@ class LatestGraph:
         return self.graph.copy()
 
 
-class SessionRecommender:
+@dataclass(frozen=True)
+class GraphState(ServedState):
+    """A served TASRec's state: the temporal graph after ``day`` days, with its propagation matrix."""
+
+    source: LatestGraph | None = None
+
+    @property
+    def graph(self) -> TemporalGraph:
+        return self.source.graph
+
+
+class ServingGraphs:
+    """The served TASRec's graph source: the graph of the state the calling thread pinned (:meth:`pinned`),
+    else the served one. Scoring pins the state it read, so a concurrent advance never mixes two graphs."""
+
+    def __init__(self, current: LatestGraph) -> None:
+        self.current = current
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def pinned(self, source: LatestGraph) -> Iterator[None]:
+        previous = getattr(self._local, "source", None)
+        self._local.source = source
+        try:
+            yield
+        finally:
+            self._local.source = previous
+
+    def _source(self) -> LatestGraph:
+        return getattr(self._local, "source", None) or self.current
+
+    def propagation(self, day: int, device: torch.device | str | None = None) -> torch.Tensor:
+        return self._source().propagation(day, device)
+
+    def latest_graph(self) -> TemporalGraph:
+        return self._source().latest_graph()
+
+
+class SessionRecommender(ServedModel):
     """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
 
-    settings: artifact.Settings | None = None  # the config values the model was built with (for save)
+    files = (artifact.WEIGHTS, artifact.GRAPH)
 
-    def __init__(self, model: TASRec, window: int = 1) -> None:
-        if not isinstance(model.graph_source, LatestGraph):
-            raise TypeError("SessionRecommender serves a TASRec built on a LatestGraph (see from_checkpoint)")
+    def __init__(self, model: TASRec, window: int = 1, settings: artifact.Settings | None = None) -> None:
+        if not isinstance(model.graph_source, ServingGraphs):
+            raise TypeError("SessionRecommender serves a TASRec built on ServingGraphs (see from_state)")
         self.model = model.eval()
         self.window = window
-        self.item_tokens = np.asarray(model.item_tokens).astype(str)
-        self._index = pd.Index(self.item_tokens[1:])  # position + 1 = item id (0 is padding)
+        source = model.graph_source.current
+        state = GraphState(source.graph.day, (), source)
+        super().__init__(model.item_tokens, settings or artifact.Settings(), state, model.max_seq_length)
+
+    @property
+    def state(self) -> GraphState:
+        return self._state
+
+    @state.setter
+    def state(self, state: GraphState) -> None:
+        self._state = state  # what requests read; the model's fallback (state_dict, unpinned calls) follows
+        self.model.graph_source.current = state.source
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
         """Load a checkpoint written by ``run_recbole_tasrec`` (a TASRec one). It is a pickle: only load your own
         files; :meth:`from_artifact` reads the safe export (``python -m recbole_tasrec.serve export``)."""
         logger.info("loading %s with pickle: trusting that file (a safe artefact loads with from_artifact)", path)
-        checkpoint = torch.load(path, map_location=device, weights_only=False)  # our own file: trusted
+        checkpoint = load_trusted(path, ("config", "state_dict", "other_parameter"))
         config = checkpoint["config"]
         if config["model"] != "TASRec":
             raise ValueError(f"{path} holds a {config['model']} model; SessionRecommender serves TASRec")
         tokens = np.asarray(checkpoint["other_parameter"]["item_tokens"])
+        # the item ids must be the ones the weights were trained with (the identity the trainer stored)
+        held = {"model": "TASRec", "n_items": len(tokens), "item_digest": tokens_digest(tokens)}
+        check_identity(held, checkpoint_identity(checkpoint), path)
         return cls.from_state(config, tokens, checkpoint["state_dict"], device)
 
     @classmethod
@@ -89,100 +146,81 @@ class SessionRecommender:
         ``state_dict=None`` keeps the initial (untrained) weights and serves ``graph``: for load tests."""
         config["device"] = torch.device(device)
         graph = TASRec.saved_graph(state_dict) if graph is None else graph
-        source = LatestGraph(graph, float(config["neighbor_threshold"]))
+        source = ServingGraphs(LatestGraph(graph, float(config["neighbor_threshold"])))
         model = TASRec.from_graph_source(config, np.asarray(tokens), source)
         if state_dict is not None:
             model.load_state_dict(state_dict)
-        recommender = cls(model.to(device), int(config["temporal_window"]))
-        recommender.settings = artifact.serving_settings(config)
-        return recommender
+        return cls(model.to(device), int(config["temporal_window"]), artifact.serving_settings(config))
 
     @classmethod
     def from_artifact(cls, directory: str | os.PathLike[str], device: Any = "cpu") -> SessionRecommender:
         """Load a serving artefact (:mod:`~recbole_tasrec.serve.artifact`): tensors and JSON only, no pickle."""
-        saved = artifact.read_artifact(directory)
-        state = {**saved.weights, "_extra_state": {"graph": saved.graph.state_dict()}}
-        return cls.from_state(saved.settings, saved.item_tokens, state, device)
+        return cls.from_read(artifact.read_artifact(directory), Path(directory), device)
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the serving artefact atomically, so that a restart continues from the last finished day."""
-        if self.settings is None:
-            raise ValueError("save() needs a recommender built by from_checkpoint, from_artifact or from_state")
-        weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        return artifact.write_artifact(directory, self.settings, self.item_tokens, weights, self.graph)
+    @classmethod
+    def from_read(cls, saved: artifact.Artifact, directory: Path, device: Any = "cpu") -> SessionRecommender:
+        """Build from an artefact already read and checked."""
+        saved.require(directory, *cls.files)
+        weights, graph_tensors = saved.tensors[artifact.WEIGHTS], saved.tensors[artifact.GRAPH]
+        embedding = weights.get("item_embedding.weight")
+        n_items = saved.meta["n_items"]
+        if embedding is None or embedding.shape[0] != n_items:
+            rows = None if embedding is None else embedding.shape[0]
+            raise artifact.ArtifactError(
+                f"{artifact.WEIGHTS} has an item table of {rows} rows but {artifact.META} says {n_items} items"
+            )
+        state = {name: graph_tensors[name].numpy() for name in ("indptr", "indices", "data") if name in graph_tensors}
+        state.update(saved.meta["state"], n_items=n_items, day=saved.meta["day"])
+        try:
+            graph = TemporalGraph.from_state_dict(state)
+        except (ValueError, TypeError) as error:
+            raise artifact.ArtifactError(f"{directory / artifact.GRAPH}: {error}") from error
+        recommender = cls.from_state(saved.settings, saved.item_tokens, {**weights, "_extra_state": {}}, device, graph)
+        recommender.state = GraphState(graph.day, tuple(saved.meta["folded"]), recommender.state.source)
+        return recommender
 
     @property
     def graph(self) -> TemporalGraph:
         """The temporal graph every request is scored with (advanced by :meth:`advance_day`)."""
-        return self.model.graph_source.graph
+        return self.state.graph
 
-    @property
-    def day(self) -> int:
-        """How many days the graph has folded in."""
-        return self.graph.day
-
-    def _encode(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """(item ids of every known click, known clicks per session); unknown items are skipped."""
-        if isinstance(sessions, str | bytes) or any(isinstance(s, str | bytes) for s in sessions):
-            raise TypeError("pass a list of sessions, each a list of item ids, e.g. [['a', 'b'], ['c']]")
-        lengths = np.array([len(s) for s in sessions], dtype=np.int64)
-        flat = np.array([str(item) for s in sessions for item in s], dtype=str)
-        ids = self._index.get_indexer(flat) + 1  # 0 where unknown
-        known = ids > 0
-        session_of = np.repeat(np.arange(len(lengths)), lengths)
-        return ids[known], np.bincount(session_of[known], minlength=len(lengths))
-
-    def scores(self, sessions: Sequence[Sequence[Any]]) -> torch.Tensor:
-        """Scores over all items (column ``j`` is item ``item_tokens[j]``) for each session's next click.
-
-        Items the model never saw are skipped; a session with no known item scores ``-inf`` everywhere.
-        """
-        if len(sessions) == 0:
-            raise ValueError("recommend() needs at least one session (a list of item ids)")
-        items, counts = self._encode(sessions)
-        max_len = self.model.max_seq_length
-        lengths = np.minimum(counts, max_len)
-        starts = np.cumsum(counts) - lengths  # each session's last max_len known clicks
-        offsets = np.arange(max_len)
-        index = starts[:, None] + offsets
-        inside = offsets < lengths[:, None]
-        seq = torch.from_numpy(np.where(inside, items[np.where(inside, index, 0)] if len(items) else 0, 0))
-        known = torch.from_numpy(lengths > 0)
+    def _score(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> torch.Tensor:
         device = self.model.item_embedding.weight.device
-        out = torch.full((len(lengths), len(self.item_tokens)), float("-inf"), device=device)
-        if known.any():
-            batch = Interaction(
-                {
-                    self.model.ITEM_SEQ: seq[known],
-                    self.model.ITEM_SEQ_LEN: torch.from_numpy(lengths)[known],
-                    self.model.day_field: torch.full((int(known.sum()),), float(self.graph.day)),
-                }
-            ).to(device)
-            with torch.no_grad():
-                out[known.to(device)] = self.model.full_sort_predict(batch)
-        out[:, 0] = float("-inf")  # the padding id is never recommended
-        return out
+        batch = Interaction(
+            {
+                self.model.ITEM_SEQ: torch.from_numpy(seq),
+                self.model.ITEM_SEQ_LEN: torch.from_numpy(lengths),
+                self.model.day_field: torch.full((len(lengths),), float(state.day)),
+            }
+        ).to(device)
+        with torch.no_grad(), self.model.graph_source.pinned(state.source):
+            return self.model.full_sort_predict(batch)
 
-    def recommend(self, sessions: Sequence[Sequence[Any]], k: int = 20) -> list[list[str]]:
-        """The top-``k`` next items (raw ids) for each session."""
-        scores = self.scores(sessions)
-        top = torch.topk(scores, min(k, scores.size(1) - 1), dim=1)
-        return [
-            [str(self.item_tokens[i]) for i, v in zip(idx.tolist(), val.tolist(), strict=True) if v != float("-inf")]
-            for idx, val in zip(top.indices.cpu(), top.values.cpu(), strict=True)
-        ]
-
-    def advance_day(self, sessions: Sequence[Sequence[Any]]) -> int:
-        """Fold one finished day of sessions into the graph (Eq. 1); returns the number of transitions used.
-
-        Items unknown to the model cannot be nodes and are skipped; an empty day just decays the graph.
-        """
-        items, counts = self._encode(sessions)
+    def _fold(
+        self, base: GraphState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]
+    ) -> tuple[GraphState, dict[str, int]]:
+        """Eq. 1 on a copy of the graph: ``E <- E * decay + E_day`` from the day's transitions."""
         session_index = np.repeat(np.arange(len(counts)), counts)
         src, dst = transition_pairs(session_index, items, window=self.window)
-        graph = self.graph.copy()  # built aside, then swapped in: a request sees the old graph or the new one
+        graph = base.graph.copy()
         graph.advance(src, dst)
-        source = LatestGraph(graph, self.model.graph_source.threshold)
+        source = LatestGraph(graph, base.source.threshold)
         source.propagation(graph.day, self.model.item_embedding.weight.device)  # ready before the swap
-        self.model.graph_source = source  # one assignment: a request sees the old graph or the new one
-        return len(src)
+        return GraphState(graph.day, folded, source), {"transitions": len(src)}
+
+    def _files(self, state: GraphState) -> dict[str, dict[str, torch.Tensor]]:
+        weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        graph = state.graph.state_dict()
+        return {
+            artifact.WEIGHTS: weights,
+            artifact.GRAPH: {name: torch.from_numpy(graph[name]) for name in ("indptr", "indices", "data")},
+        }
+
+    def _state_meta(self, state: GraphState) -> dict[str, Any]:
+        graph = state.graph
+        return {
+            "decay": graph.decay,
+            "edge_weight": graph.edge_weight,
+            "prune_below": graph.prune_below,
+            "padding_idx": graph.padding_idx,
+        }

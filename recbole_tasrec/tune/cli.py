@@ -1,4 +1,5 @@
-"""``python -m recbole_tasrec.tune`` (also ``python run_recbole_tasrec.py --tune``): a Ray Tune sweep."""
+"""``python -m recbole_tasrec.tune``: a Ray Tune sweep. ``python run_recbole_tasrec.py --tune`` is its alias: the
+runner hands every other argument to :func:`main` here, so both names share this parser and its behaviour."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from recbole_tasrec.tune.spec import (
 EXAMPLES = """\
 examples:
   # 4 random trials of TASRec's default space on the demo data, 2 epochs each, on this machine
-  python run_recbole_tasrec.py --tune --dataset sample --num-samples 4 --max-epochs 2
+  python -m recbole_tasrec.tune --dataset sample --num-samples 4 --max-epochs 2
   # the paper's grid (embedding_size x n_layers, 20 trials)
   python -m recbole_tasrec.tune --dataset retailrocket --search paper
   # a RecBole baseline on the same split, on a running Ray cluster with shared storage
@@ -34,12 +35,15 @@ examples:
   python -m recbole_tasrec.tune --resume --output-dir runs/tune/TASRec-sample-20260101-120000
 
 Any other --key=value is a RecBole setting fixed for every trial (e.g. --train_batch_size=256).
+"python run_recbole_tasrec.py --tune ..." is an alias of this command.
 """
+PROG = "python -m recbole_tasrec.tune"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The sweep's parser; ``prog`` is the name it was called by (the runner's ``--tune`` alias passes its own)."""
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_tasrec.tune",
+        prog=prog,
         description="Search hyperparameters with Ray Tune: each trial is a run_recbole_tasrec run on the "
         "day-based split, reporting its validation metrics every epoch. Ends with a table of the trials ranked "
         "by the validation metric, best.yaml and the best configuration's test metrics.",
@@ -207,10 +211,10 @@ def _run(spec: SweepSpec, output_dir: Path, args: argparse.Namespace) -> Any:
             ray.shutdown()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Run the sweep the arguments describe: 0 on success, 2 on a usage error, 1 if every trial failed, 130 if
     it was interrupted. Ray is imported only once the arguments are checked."""
-    args, rest = build_parser().parse_known_args(argv)
+    args, rest = build_parser(prog).parse_known_args(argv)
     try:
         spec, output_dir = _plan(args, rest)
         report = _run(spec, output_dir, args)

@@ -18,8 +18,8 @@ import yaml
 from ray import tune
 from ray.tune.experiment import Trial
 
-from recbole_tasrec.data.atomic import atomic_path, write_atomic_text
 from recbole_tasrec.quick_start import PreparedData, prepare_data
+from recbole_tasrec.safe_write import atomic_path, write_text
 from recbole_tasrec.tune.space import load_yaml
 from recbole_tasrec.tune.spec import TEST_PREFIX, VALID_PREFIX, SweepSpec, driver_config, short
 from recbole_tasrec.tune.sweep import evaluate_trial_checkpoint
@@ -144,7 +144,7 @@ def write_best_yaml(path: Path, spec: SweepSpec, record: TrialRecord) -> None:
         f"Reproduce: uv run python run_recbole_tasrec.py --config_files {path}",
     ]
     body = yaml.safe_dump(best_config(spec, record), sort_keys=False)
-    write_atomic_text(path, "".join(f"# {line}\n" for line in header) + body)
+    write_text(path, "".join(f"# {line}\n" for line in header) + body)
 
 
 def plot_curves(path: Path, records: list[TrialRecord], spec: SweepSpec) -> None:
@@ -210,7 +210,7 @@ def summarize(spec: SweepSpec, output_dir: Path, prepared: PreparedData | None =
         test = evaluate_trial_checkpoint(spec, best.params, best.path, best.checkpoint, prepared)
         best.test = {TEST_PREFIX + key: value for key, value in test.items()}
     table = results_table(records, spec)
-    write_atomic_text(output_dir / RESULTS_FILE, table.to_csv(index=False))
+    write_text(output_dir / RESULTS_FILE, table.to_csv(index=False))
     plot_curves(output_dir / PLOT_FILE, records, spec)
     if best is not None:
         write_best_yaml(output_dir / BEST_FILE, spec, best)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from recbole_tasrec.settings import YamlLoader
 
 #: The distributions of this package's format, with the number of arguments each takes (None: a list).
 KINDS: dict[str, int | None] = {
@@ -72,28 +73,10 @@ class Param:
         return self.args[0] if self.kind == "fixed" else {self.kind: list(self.args)}
 
 
-class _Loader(yaml.SafeLoader):
-    """yaml's safe loader that also reads ``1e-4`` as a float, as RecBole's config loader does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
 def load_yaml(path: str | Path) -> Any:
     """A yaml file read with RecBole's number rules (``1e-4`` is a float)."""
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_Loader)
+        return yaml.load(f, Loader=YamlLoader)
 
 
 def _number(value: Any, where: str) -> float:
@@ -196,7 +179,7 @@ def load_search_space(path: str | Path) -> dict[str, Param]:
     except OSError as err:
         raise SearchSpaceError(f"cannot read search space {path}: {err.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError:
         data = None  # RecBole's lines (e.g. "x choice [1,2]" in a list) need not be valid yaml
     if isinstance(data, dict):

@@ -18,8 +18,8 @@ from typing import Any
 from recbole.utils.argument_list import dataset_arguments
 
 from recbole_tasrec.config import Config, get_model
-from recbole_tasrec.data.dataset import TASRecDataset
 from recbole_tasrec.data.sources import MissingDataError, check_data
+from recbole_tasrec.settings import DATASET_KEYS
 from recbole_tasrec.tune.space import Param, parse_space
 
 #: Settings a search space must not contain: the sweep sets them (``--max-epochs``, the trial's folder, ...).
@@ -123,7 +123,7 @@ def check_model(name: str) -> None:
 
 
 def _check_space(space: dict[str, Param]) -> None:
-    data_keys = set(dataset_arguments) | set(TASRecDataset.CONFIG_KEYS)
+    data_keys = set(dataset_arguments) | set(DATASET_KEYS)
     for name in space:
         if name in RESERVED_KEYS:
             raise SweepError(f"search space sets {name!r}, which the sweep sets itself (see --help)")

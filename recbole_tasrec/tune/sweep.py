@@ -21,9 +21,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from recbole_tasrec.checkpoint import load_trusted
-from recbole_tasrec.data.atomic import write_atomic_text
 from recbole_tasrec.quick_start import PreparedData, evaluate_checkpoint, prepare_data, run_recbole_tasrec
 from recbole_tasrec.resume import RESUME_SUFFIX
+from recbole_tasrec.safe_write import write_text
 from recbole_tasrec.tune.ray_env import check_resources
 from recbole_tasrec.tune.space import default_num_samples, to_ray
 from recbole_tasrec.tune.spec import (
@@ -187,7 +187,7 @@ def run_sweep(
             raise SweepError(f"no sweep to resume in {output_dir}")
         return tune.Tuner.restore(str(output_dir), trainable=trainable, resume_unfinished=True).fit()
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic_text(output_dir / SPEC_FILE, spec.to_json())
+    write_text(output_dir / SPEC_FILE, spec.to_json())
     num_samples = options.num_samples or default_num_samples(spec.space)
     tuner = tune.Tuner(
         trainable,

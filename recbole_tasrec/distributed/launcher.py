@@ -1,17 +1,10 @@
-"""Training over several processes (GPUs, or CPUs) with torch's DistributedDataParallel, the RecBole way.
+"""Starting the processes of a run over several processes (GPUs, or CPUs), the RecBole way.
 
 RecBole 1.2.1 runs ``nproc`` processes on one machine (``--nproc=N``) or several machines (``--world_size=W
---ip=HOST --port=P --offset=K``, ``K`` the global rank of this machine's first process), but hard-codes
-NCCL (``config/configurator.py:498``), so it cannot run on CPUs, and wraps the model with GPU-only
-``device_ids`` (``trainer/trainer.py:62``). This module:
-
-* decides whether a run needs several processes (:func:`launch_settings`: the settings above, or a
-  ``torchrun`` environment) and starts them (:func:`launch`, with ``torch.multiprocessing.spawn``);
-* relies on :mod:`recbole_tasrec.compat` replacing those two RecBole lines: the backend follows the device,
-  NCCL on GPUs and Gloo on CPUs (:func:`backend_for`).
-
-What each rank trains on is :mod:`recbole_tasrec.data.dataloader`'s job; gathering metrics and writing
-checkpoints is :mod:`recbole_tasrec.distributed_trainer`'s.
+--ip=HOST --port=P --offset=K``, ``K`` the global rank of this machine's first process). This module decides
+whether a run needs several processes (:func:`launch_settings`: the settings above, or a ``torchrun``
+environment) and starts them (:func:`launch`, with ``torch.multiprocessing.spawn``). Each process then joins
+the group (:mod:`.device`), trains on its share (:mod:`.sharding`) with a rank's trainer (:mod:`.trainer`).
 """
 
 from __future__ import annotations
@@ -27,11 +20,6 @@ import torch.distributed as dist
 LAUNCH_DEFAULTS: dict[str, Any] = {"nproc": 1, "world_size": -1, "ip": "localhost", "port": 5678, "offset": 0}
 #: What ``torchrun`` (and other launchers following it) put in each process's environment.
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def backend_for(device: torch.device) -> str:
-    """NCCL for GPUs, Gloo for CPUs (NCCL has no CPU tensors)."""
-    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def torchrun_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:

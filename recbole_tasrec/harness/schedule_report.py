@@ -1,13 +1,14 @@
 """Does the default learning-rate schedule train well at every data size? (issue 8)
 
-    uv run python benchmarks/schedule_report.py --datasets drift5k,sample,diginetica-sample,drift50k
+    python -m recbole_tasrec.harness schedules --datasets drift5k,sample,diginetica-sample,drift50k
 
-For each data set ``D`` it reads the harness results (``benchmarks/reproduce.py``) of each schedule:
+For each data set ``D`` it reads the harness results (:mod:`recbole_tasrec.harness.reproduce`, in ``--results``,
+default ``benchmarks/results/`` under the current folder) of each schedule:
 ``results/schedules/<D>-paper.json`` and ``<D>-constant.json``, and for the default (``plateau``)
 ``results/schedules/<D>-plateau.json``, or else the harness run with the defaults, ``results/<D>.json``. For each
 model it compares the default with the best of the three: a paired t-test over the test samples of the
-per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files). The default is "within noise" when that
-test does not separate it from the best at p < 0.05.
+per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs of the harness's default protocol,
+``paper``). The default is "within noise" when that test does not separate it from the best at p < 0.05.
 
 Writes ``results/schedules/summary.{md,json,png}``.
 """
@@ -15,17 +16,16 @@ Writes ``results/schedules/summary.{md,json,png}``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reproduce import metrics_from_ranks, save_figure
-from scipy import stats
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_text
+from recbole_tasrec.harness.protocols import DEFAULT_PROTOCOL
+from recbole_tasrec.harness.reproduce import RESULTS, cell_of, metrics_from_ranks, paired
+
 SCHEDULES = ("paper", "constant", "plateau")
 DEFAULT = "plateau"
 METRIC = "recall@20"
@@ -43,7 +43,7 @@ def schedule_files(dataset: str, schedule: str, results: Path) -> Path | None:
 def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
     """Seed-averaged per-sample Recall@20 of ``model`` in one harness result, and each seed's Recall@20."""
     ranks = np.load(path.with_name(path.name.removesuffix(".json") + ".ranks.npz"))
-    keys = [k for k in ranks.files if k.split("|")[0] == model]
+    keys = [k for k in ranks.files if cell_of(k)[:2] == (DEFAULT_PROTOCOL, model)]
     if not keys:
         return None
     values = [metrics_from_ranks(ranks[k], [METRIC])[METRIC] for k in keys]
@@ -67,10 +67,9 @@ def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
     for schedule, entry in found.items():
         row[schedule] = {"mean": float(np.mean(entry["seeds"])), "std": float(np.std(entry["seeds"])),
                          "seeds": len(entry["seeds"]), "file": entry["file"]}  # fmt: skip
-    difference = found[DEFAULT]["samples"] - found[best]["samples"]
-    row["default_minus_best"] = float(difference.mean())
-    same = best == DEFAULT or not difference.any()  # identical runs (e.g. no plateau decay happened) give no test
-    row["p_value"] = 1.0 if same else float(stats.ttest_rel(found[DEFAULT]["samples"], found[best]["samples"]).pvalue)
+    # identical runs (the default is the best, or no plateau decay happened) give no test: p = 1
+    test = paired(found[DEFAULT]["samples"], found[best]["samples"], f"{dataset}, {model}: the schedules")
+    row["default_minus_best"], row["p_value"] = test["difference"], test["p_value"]
     row["verdict"] = "best" if best == DEFAULT else ("within noise" if row["p_value"] >= 0.05 else "worse")
     twins = [s for s in found if s != DEFAULT and np.array_equal(found[s]["samples"], found[DEFAULT]["samples"])]
     if twins:  # e.g. constant, when the plateau never decayed
@@ -96,12 +95,8 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 
 def chart(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    """Bars of each schedule's mean Recall@20 (seeds' std as error bars) per data set and model."""
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.9 * len(rows)), 4))
     width = 0.27
     for i, schedule in enumerate(SCHEDULES):
         means = [100 * row[schedule]["mean"] if schedule in row else np.nan for row in rows]
@@ -124,16 +119,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             if (row := compare(dataset, model, args.results)) is not None]  # fmt: skip
     if not rows:
         raise SystemExit("no data set has the default schedule and another one for these models")
-    command = "uv run python benchmarks/schedule_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m recbole_tasrec.harness schedules " + " ".join(argv if argv is not None else sys.argv[1:])
     out = args.results / "schedules" / "summary"
-    for suffix, text in ((".md", markdown(rows, command)), (".json", json.dumps(rows, indent=1))):
-        tmp = out.with_name(out.name + suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out.with_name(out.name + suffix))
+    write_text(out.with_name(out.name + ".md"), markdown(rows, command))
+    write_json(out.with_name(out.name + ".json"), rows, indent=1)
     chart(out.with_name(out.name + ".png"), rows)
     print(markdown(rows, command))
     return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,12 @@
 """What a trainer does differently on one of several processes (:mod:`recbole_tasrec.distributed`).
 
+* The model: wrapped in DDP with ``device_ids`` only on a GPU (RecBole passes them for CPU modules too, which
+  DDP refuses: trainer/trainer.py:62), and with no buffer broadcast per step (each rank computes its buffers).
+
 * Metrics: RecBole 1.2.1 averages each rank's rounded metrics, weighted by a count that is not the number
   of samples (``trainer.py:615``: ``len(batched_data)`` is the tuple's 4), over a sampler that pads ranks
   with repeated samples. Here every rank scores its own batches of the one-process run
-  (:class:`~recbole_tasrec.data.dataloader.ShardedFullSortEvalDataLoader`), the per-sample rows the
+  (:class:`~recbole_tasrec.distributed.sharding.ShardedFullSortEvalDataLoader`), the per-sample rows the
   evaluator reads (top-k hits, ranks) are gathered in rank order, and the metrics are computed once from
   them: they equal a one-process evaluation exactly.
 * Checkpoints: written by global rank 0 only (atomically, by the trainer's own writer), with the unwrapped
@@ -14,16 +17,40 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from recbole.evaluator import Collector
+from recbole.trainer.trainer import AbstractTrainer
+from torch.nn.parallel import DistributedDataParallel
 
 #: The data-struct entries with one row per evaluated sample (``Collector.eval_batch_collect``).
 ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
 #: What a one-process run's config holds in place of a rank's settings.
 ONE_PROCESS = {"single_spec": True, "local_rank": 0, "nproc": 1, "world_size": -1, "offset": 0}
+
+
+#: Buffers are computed alike on every rank: no broadcast per step (newer torch renames the flag).
+NO_BUFFER_SYNC_PER_STEP = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+class WrapsForAnyDevice(AbstractTrainer):
+    """``AbstractTrainer.__init__`` for a rank on a GPU or a CPU. Placed after RecBole's ``Trainer`` in a rank
+    trainer's bases (:func:`distributed_trainer`), so that ``Trainer.__init__``'s ``super().__init__`` lands here."""
+
+    def __init__(self, config: Any, model: torch.nn.Module) -> None:
+        self.config = config
+        self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        on_gpu = config["device"].type == "cuda"
+        self.distributed_model = DistributedDataParallel(
+            self.model, device_ids=[config["local_rank"]] if on_gpu else None, **NO_BUFFER_SYNC_PER_STEP
+        )
 
 
 def broadcast_object(value: Any) -> Any:
@@ -58,7 +85,7 @@ class GatheringCollector(Collector):
 def distributed_trainer(trainer_class: type) -> type:
     """``trainer_class`` for one rank of a run over several processes (module docstring)."""
 
-    class DistributedTrainer(trainer_class):
+    class DistributedTrainer(trainer_class, WrapsForAnyDevice):
         def __init__(self, config: Any, model: Any) -> None:
             super().__init__(config, model)
             self.saved_model_file = broadcast_object(self.saved_model_file)  # names carry a time and a random id
