@@ -18,8 +18,8 @@ Each measurement runs in its own process, so each peak RSS is its own:
 
 Targets (issue "shop scale", 2 cores): advance < 10 s, graph < 4 GiB, sampled >= 5x, training < 16 GiB, p90 < 20 ms.
 
-    uv run python benchmarks/bench_scale.py                                              # the recorded run
-    uv run python benchmarks/bench_scale.py --items 20000 --transitions-per-day 200000   # smoke run
+    uv run python -m benchmarks.bench_scale                                              # the recorded run
+    uv run python -m benchmarks.bench_scale --items 20000 --transitions-per-day 200000   # smoke run
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,8 +37,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import machine_info, run_identity, write_result  # noqa: E402
+from benchmarks.common import load_average, result_header, result_path, write_result
 
 FULL_ITEMS, FULL_TRANSITIONS = 1_000_000, 10_000_000
 TARGETS = {
@@ -307,13 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days >= 1, --items >= 100 and --transitions-per-day >= 1 are needed")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     settings = vars(args).copy()
-    result: dict[str, Any] = {
-        **run_identity("bench_scale", argv),
-        "machine": machine_info(args),
-        "loadavg_start": list(os.getloadavg()),
-        "settings": settings,
-        "targets": TARGETS,
-    }
+    result: dict[str, Any] = {**result_header("bench_scale", argv, args.threads), "settings": settings}
+    result["targets"] = TARGETS
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as folder:
         tick = time.perf_counter()
         write_log(Path(folder), args.items, args.transitions_per_day, args.days, seed=0)
@@ -322,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, phase in (("graph", graph_phase), ("train", train_phase), ("serve", serve_phase)):
             print(f"{name} ...", flush=True)
             result[name] = in_process(phase, folder, settings)
-            result[f"loadavg_after_{name}"] = list(os.getloadavg())
+            result[f"loadavg_after_{name}"] = load_average()
     figures = {**result["graph"], **result["train"], **result["serve"]}
     result["summary"] = {key: figures[key] for key in TARGETS}
     result["targets_met"] = {
@@ -330,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, target in TARGETS.items()
     }
     full = args.items >= FULL_ITEMS and args.transitions_per_day >= FULL_TRANSITIONS and args.days >= 5
-    path = write_result(result, "scale", args.output, full)
+    path = write_result(result, result_path("scale", args.output, full))
     print(f"{result['summary']}\nmet: {result['targets_met']}\nwritten to {path}")
     return 0
 

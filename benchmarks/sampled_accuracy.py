@@ -3,21 +3,18 @@
 
 Target (issue "shop scale"): the sampled mean within 3 % (relative) of the full softmax's mean over 3 seeds.
 
-    uv run python benchmarks/sampled_accuracy.py [--dataset sample --seeds 1,2,3 --epochs 5 --output FILE]
+    uv run python -m benchmarks.sampled_accuracy [--dataset sample --seeds 1,2,3 --epochs 5 --output FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import machine_info, run_identity, write_result  # noqa: E402
+from benchmarks.common import result_header, result_path, write_result
 
 TARGET_RELATIVE_GAP = 0.03
 
@@ -55,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="default: benchmarks/results/sampled_accuracy_<date>.json")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    result: dict[str, Any] = {**run_identity("sampled_accuracy", argv), "machine": machine_info(args)}
+    result: dict[str, Any] = result_header("sampled_accuracy", argv, args.threads)
     result["settings"] = vars(args).copy()
     runs = []
     with tempfile.TemporaryDirectory(prefix="sampled_accuracy_") as run_dir:
@@ -78,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             for loss in ("CE", "sampled")
         },
     }
-    path = write_result(result, f"sampled_accuracy_{args.dataset}", args.output, True)
+    path = write_result(result, result_path(f"sampled_accuracy_{args.dataset}", args.output, True))
     print(result["summary"], f"\nwritten to {path}")
     return 0
 
