@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--serve-block", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--phases", default="graph,train,serve", help="measurements to run (train and serve need graph)")
+    parser.add_argument("--phases", default="graph,train,serve", help="what to measure (train, serve need graph)")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/scale_<date>.json (full scale)")
     args = parser.parse_args(argv)
     if args.days < 1 or args.items < 100 or args.transitions_per_day < 1:
