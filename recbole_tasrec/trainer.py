@@ -22,6 +22,7 @@ from recbole.utils import get_local_time, set_color
 
 from recbole_tasrec import resume, run_folder
 from recbole_tasrec.checkpoint import load_trusted, run_identity, save_atomically
+from recbole_tasrec.chunked_eval import chunked_full_sort, uses_chunks
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 #: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
@@ -172,6 +173,14 @@ class ScheduledTrainer(Trainer):
         if self.lr_scheduler == "paper" and (epoch_idx + 1) % self.lr_decay_epochs == 0:
             self.decay_learning_rate()
         return loss
+
+    def _full_sort_batch_eval(self, batched_data: Any):
+        """RecBole's, or with ``eval_item_chunk`` the same metrics from bounded score blocks (chunked_eval)."""
+        chunk = uses_chunks(self.config, self.eval_collector)
+        if not chunk:
+            return super()._full_sort_batch_eval(batched_data)
+        k = max(self.config["topk"])
+        return chunked_full_sort(self.model, batched_data, self.tot_item_num, k, chunk, self.device)
 
     def _valid_epoch(self, valid_data: Any, show_progress: bool = False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
