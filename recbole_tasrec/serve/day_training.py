@@ -136,7 +136,7 @@ class DayTrainer(ScheduledTrainer):
     run folder) that a serving process has not. These are the attributes that ``_train_epoch`` and
     ``_build_optimizer`` read (RecBole 1.2.1, ``trainer/trainer.py``), for one process, no mixed precision."""
 
-    def __init__(self, model: nn.Module, settings: artifact.Settings, learning_rate: float) -> None:  # noqa: D107
+    def __init__(self, model: nn.Module, settings: artifact.Settings, learning_rate: float) -> None:
         self.config = artifact.Settings({**settings, "single_spec": True})
         self.logger = logger
         self.model = model
@@ -156,7 +156,7 @@ def train_copy(
     """A copy of ``model`` trained ``options.epochs`` passes over ``samples`` (``model`` is left as it is), in
     evaluation mode, and the last pass's mean loss."""
     if str(settings["loss_type"] or "CE") != "CE":
-        raise ValueError(f"training on a day needs loss_type CE (no negative sampling here), got {settings['loss_type']}")
+        raise ValueError(f"training on a day needs loss_type CE (no negative sampling), got {settings['loss_type']}")
     trained = copy.deepcopy(model)
     trainer = DayTrainer(trained, settings, float(options.learning_rate))
     batches = DayBatches(samples, int(settings["train_batch_size"] or 128), int(settings["seed"] or 0) + day)

@@ -95,6 +95,7 @@ class NeuralRecommender(ServedModel):
     """A served RecBole sequential model, LESSR or CSRM (see the module docstring)."""
 
     files = (artifact.WEIGHTS,)
+    trains = True
 
     def __init__(
         self, model: nn.Module, item_tokens: Any, settings: artifact.Settings, day: int, folded: tuple[str, ...] = ()

@@ -80,6 +80,8 @@ class ServedModel:
 
     #: the artefact's tensor files this model writes and reads
     files: tuple[str, ...] = ()
+    #: whether an advance can train the model's weights (:meth:`_train`)
+    trains = False
 
     def __init__(self, item_tokens: Any, settings: artifact.Settings, state: ServedState, max_seq_length: int) -> None:
         self.item_tokens = np.asarray(item_tokens).astype(str)
@@ -162,10 +164,16 @@ class ServedModel:
         folded = (*base.folded, digest)[-FOLDED_KEPT:]
         state, counts_folded = self._fold(base, items, counts, folded)
         if train is not None:
-            state, loss = self._train(base, state, items, counts, train.resolved(self.settings))
+            state, loss = self._train(base, state, items, counts, self.training(train))
             counts_folded = {**counts_folded, "training_samples": int(np.maximum(counts - 1, 0).sum())}
             logger.info("trained on day %d: mean loss %.4f", base.day, loss)
         return Advance(base, state, counts_folded)
+
+    def training(self, train: TrainOptions) -> TrainOptions:
+        """``train`` with the artefact's defaults filled in, checked; refused for a model without weights."""
+        if not self.trains:
+            raise ValueError(f"a {self.settings['model']} model has no weights to train: advance it without --train")
+        return train.resolved(self.settings)
 
     def commit(self, advance: Advance) -> None:
         """Serve ``advance``'s state from now on (one assignment); refused if another advance came first."""
@@ -223,7 +231,7 @@ class ServedModel:
     ) -> tuple[ServedState, float]:
         """``state`` (``base`` with the day folded in) with its weights trained on the day's known clicks, scored
         as ``base`` scored them; the mean loss of the last pass."""
-        raise ValueError(f"a {self.settings['model']} model has no weights to train: advance it without --train")
+        raise NotImplementedError
 
     def _files(self, state: ServedState) -> dict[str, dict[str, torch.Tensor]]:
         """The artefact's tensor files of ``state``."""
