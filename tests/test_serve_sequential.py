@@ -15,15 +15,14 @@ import torch
 
 from recbole_tasrec import load_data_and_model, run_recbole_tasrec
 from recbole_tasrec.harness.random_model import random_recommender
-from recbole_tasrec.serve import NeuralRecommender, load_artifact
-from recbole_tasrec.serve import sequential as sequential_module
+from recbole_tasrec.serve import NeuralRecommender, day_training, load_artifact
 from recbole_tasrec.serve.artifact import WEIGHTS, read_artifact
 from recbole_tasrec.serve.cli import main
 from recbole_tasrec.serve.day_training import TrainOptions, prefix_samples, sample_batch, train_copy
 from recbole_tasrec.serve.http import create_app
 from recbole_tasrec.serve.ranking import Ranker
 from recbole_tasrec.serve.sequential import SEQUENTIAL_MODELS, build_model
-from tests.conftest import served, small_settings
+from tests.conftest import served, sessions_of, small_settings
 
 TOKEN = "test-token-0123456789abcdef"
 #: a small memory, so that one day's rows change what CSRM reads
@@ -48,10 +47,9 @@ def test_served_answers_equal_full_sort_predict(run) -> None:
     assert isinstance(served_model, NeuralRecommender) and served_model.day == dataset.n_days
     assert json.loads((artefact / "meta.json").read_text())["model"] == type(model).__name__
     batch = test_data._dataset.inter_feat[torch.arange(40)]
-    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
     tokens = dataset.field2id_token[dataset.iid_field]
-    sessions = [[tokens[i] for i in seq[row, : lengths[row]].tolist()] for row in range(len(seq))]
-    batch[dataset.day_field] = torch.full((len(seq),), float(served_model.day))  # the first day after the data
+    sessions = sessions_of(batch, model, tokens)
+    batch[dataset.day_field] = torch.full((len(sessions),), float(served_model.day))  # the first day after the data
     model.eval()
     with torch.no_grad():
         expected = model.full_sort_predict(batch)
@@ -153,7 +151,7 @@ def test_requests_during_a_training_advance_are_answered_from_the_old_state(run,
         assert answered.wait(30)
         return result
 
-    monkeypatch.setattr(sequential_module, "train_copy", train_then_wait)
+    monkeypatch.setattr(day_training, "train_copy", train_then_wait)
     worker = threading.Thread(target=recommender.advance_day, args=(sessions, TrainOptions(3, 0.01)))
     worker.start()
     assert trained.wait(120)

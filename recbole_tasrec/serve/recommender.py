@@ -34,15 +34,7 @@ from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
-from recbole_tasrec.serve import artifact
-from recbole_tasrec.serve.day_training import (
-    TrainOptions,
-    checkpoint_rate,
-    prefix_samples,
-    sample_batch,
-    train_copy,
-    training_settings,
-)
+from recbole_tasrec.serve import artifact, day_training
 from recbole_tasrec.serve.served import ServedModel, ServedState
 
 logger = logging.getLogger(__name__)
@@ -153,7 +145,8 @@ class SessionRecommender(ServedModel):
         # the item ids must be the ones the weights were trained with (the identity the trainer stored)
         held = {"model": "TASRec", "n_items": len(tokens), "item_digest": tokens_digest(tokens)}
         check_identity(held, checkpoint_identity(checkpoint), path)
-        return cls.from_state(config, tokens, checkpoint["state_dict"], device, rate=checkpoint_rate(checkpoint))
+        rate = day_training.checkpoint_rate(checkpoint)
+        return cls.from_state(config, tokens, checkpoint["state_dict"], device, rate=rate)
 
     @classmethod
     def from_state(
@@ -175,7 +168,8 @@ class SessionRecommender(ServedModel):
         model = TASRec.from_graph_source(config, np.asarray(tokens), source)
         if state_dict is not None:
             model.load_state_dict(state_dict)
-        settings = artifact.Settings({**artifact.serving_settings(config), **training_settings(config, rate)})
+        training = day_training.training_settings(config, rate)
+        settings = artifact.Settings({**artifact.serving_settings(config), **training})
         return cls(model.to(device), int(config["temporal_window"]), settings)
 
     @classmethod
@@ -213,7 +207,7 @@ class SessionRecommender(ServedModel):
 
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> torch.Tensor:
         model = state.model
-        batch = sample_batch(model, seq, lengths, state.day).to(model.item_embedding.weight.device)
+        batch = day_training.sample_batch(model, seq, lengths, state.day).to(model.item_embedding.weight.device)
         with torch.no_grad(), self.graphs.pinned(state.source):
             return model.full_sort_predict(batch)
 
@@ -230,13 +224,18 @@ class SessionRecommender(ServedModel):
         return GraphState(graph.day, folded, source, base.model), {"transitions": len(src)}
 
     def _train(
-        self, base: GraphState, state: GraphState, items: np.ndarray, counts: np.ndarray, options: TrainOptions
+        self,
+        base: GraphState,
+        state: GraphState,
+        items: np.ndarray,
+        counts: np.ndarray,
+        options: day_training.TrainOptions,
     ) -> tuple[GraphState, float]:
         """A copy of the weights trained on the day's samples with ``base``'s graph (the one that scored them)."""
-        seq, lengths, targets = prefix_samples(items, counts, self.max_seq_length)
-        samples = sample_batch(base.model, seq, lengths, base.day, targets)
+        seq, lengths, targets = day_training.prefix_samples(items, counts, self.max_seq_length)
+        samples = day_training.sample_batch(base.model, seq, lengths, base.day, targets)
         with self.graphs.pinned(base.source):
-            trained, loss = train_copy(base.model, self.settings, samples, base.day, options)
+            trained, loss = day_training.train_copy(base.model, self.settings, samples, base.day, options)
         return GraphState(state.day, state.folded, state.source, trained), loss
 
     def _files(self, state: GraphState) -> dict[str, dict[str, torch.Tensor]]:

@@ -29,15 +29,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_tasrec.serve import artifact
-from recbole_tasrec.serve.day_training import (
-    TrainOptions,
-    checkpoint_rate,
-    prefix_samples,
-    sample_batch,
-    train_copy,
-    training_settings,
-)
+from recbole_tasrec.serve import artifact, day_training
 from recbole_tasrec.serve.served import ServedModel, ServedState
 
 logger = logging.getLogger(__name__)
@@ -125,7 +117,8 @@ class NeuralRecommender(ServedModel):
         logger.info("loading %s with pickle and its data set: trusting that file", path)
         config, model, dataset, *_ = load_data_and_model(path)
         settings = artifact.serving_settings(config)
-        settings.update(training_settings(config, checkpoint_rate(load_trusted(path, ("state_dict",)))))
+        rate = day_training.checkpoint_rate(load_trusted(path, ("state_dict",)))
+        settings.update(day_training.training_settings(config, rate))
         tokens = dataset.field2id_token[dataset.iid_field]
         served = build_model(settings, len(tokens))  # the model as a served one is built: the same names
         served.load_state_dict(model.state_dict())
@@ -150,7 +143,7 @@ class NeuralRecommender(ServedModel):
 
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: ModelState) -> torch.Tensor:
         model = state.model
-        batch = sample_batch(model, seq, lengths, state.day).to(next(model.parameters()).device)
+        batch = day_training.sample_batch(model, seq, lengths, state.day).to(next(model.parameters()).device)
         with torch.no_grad():
             return model.full_sort_predict(batch)
 
@@ -160,24 +153,29 @@ class NeuralRecommender(ServedModel):
         if not self.streaming_memory:
             return ModelState(base.day + 1, folded, base.model), {}
         model = copy.deepcopy(base.model)
-        seq, lengths, _ = prefix_samples(items, counts, self.max_seq_length)
+        seq, lengths, _ = day_training.prefix_samples(items, counts, self.max_seq_length)
         model.memory_eval = "streaming"  # evaluation's write: read, stage the day's rows, commit once it is over
         device = next(model.parameters()).device
         with torch.no_grad():
             for start in range(0, len(lengths), WRITE_BATCH):
                 part = slice(start, start + WRITE_BATCH)
-                model._session_vectors(sample_batch(model, seq[part], lengths[part], base.day).to(device))
+                model._session_vectors(day_training.sample_batch(model, seq[part], lengths[part], base.day).to(device))
         return ModelState(base.day + 1, folded, self._servable(model, base.day + 1)), {"memory_rows": len(lengths)}
 
     def _train(
-        self, base: ModelState, state: ModelState, items: np.ndarray, counts: np.ndarray, options: TrainOptions
+        self,
+        base: ModelState,
+        state: ModelState,
+        items: np.ndarray,
+        counts: np.ndarray,
+        options: day_training.TrainOptions,
     ) -> tuple[ModelState, float]:
         """The weights of ``state`` trained on the day. CSRM trains with its memory as the fold left it (the day's
         rows in it, as continual training trains a day once evaluation has written it) and, training, writes
         each batch into it, as any CSRM training does."""
-        seq, lengths, targets = prefix_samples(items, counts, self.max_seq_length)
-        samples = sample_batch(state.model, seq, lengths, base.day, targets)
-        trained, loss = train_copy(state.model, self.settings, samples, base.day, options)
+        seq, lengths, targets = day_training.prefix_samples(items, counts, self.max_seq_length)
+        samples = day_training.sample_batch(state.model, seq, lengths, base.day, targets)
+        trained, loss = day_training.train_copy(state.model, self.settings, samples, base.day, options)
         return ModelState(state.day, state.folded, self._servable(trained, state.day)), loss
 
     def _files(self, state: ModelState) -> dict[str, dict[str, torch.Tensor]]:
