@@ -10,6 +10,7 @@ from recbole.evaluator import Collector, Evaluator
 
 from recbole_tasrec import run_recbole_tasrec, trainer
 from recbole_tasrec.chunked_eval import chunked_full_sort, running_topk, score_blocks
+from recbole_tasrec.compat import numpy_aliases
 from tests.conftest import small_settings
 
 METRICS = {
@@ -40,6 +41,7 @@ class _Batch:
 
 
 def _metrics(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> dict:
+    numpy_aliases()  # RecBole's metrics read numpy 1's np.float, which building a Config defines; none is built here
     collector = Collector(METRICS)
     collector.eval_batch_collect(scores, None, positive_u, positive_i)
     return dict(Evaluator(METRICS).evaluate(collector.get_data_struct()))
