@@ -9,7 +9,7 @@ same items (:func:`~recbole_tasrec.harness.random_model.random_knn_recommender`:
 Requests hold one session of 1..10 clicks. Phases of ``--seconds``: one connection one request at a time
 (latency), ``--clients`` connections as fast as answered (capacity), and the target: an open loop of ``--rate``
 requests/s over ``--connections`` connections, each latency counted from when the request was due.
-Issue 18's target: 1,000 requests/s at p90 < 7 ms on 2 cores.
+The target: 1,000 requests/s at p90 < 7 ms on 2 cores.
 
     uv run python -m benchmarks.bench_serving [--models TASRec,STAN --rate 1000 --step NAME --workers 2]
 

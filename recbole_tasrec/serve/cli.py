@@ -1,10 +1,12 @@
-"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve a trained TASRec, SKNN, V-SKNN or STAN.
+"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve any model the runner trains (TASRec,
+RecBole's sequential models, LESSR, CSRM, SKNN, V-SKNN, STAN).
 
     export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact (a kNN
                                                       model's index is rebuilt from the run's data set)
     recommend  --model DIR --input S.csv --k 20 --output R.csv
     advance    --model DIR --input DAY.csv|.inter     fold a finished day in: the artefact is written first,
-                                                      a day folded in already is refused
+               [--train --train-epochs N              a day folded in already is refused; --train also trains
+                --learning-rate R]                    a neural model's weights on the day
     http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra); /advance and
                                                       /docs are off unless --advance-token-file / --docs
 
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from recbole_tasrec.safe_write import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
+from recbole_tasrec.serve.day_training import TrainOptions
 from recbole_tasrec.serve.models import load_artifact, load_checkpoint
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
@@ -58,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     advance.add_argument("--model", required=True, help="a serving artefact folder (saved again in place)")
     _add_input(advance)
     advance.add_argument("--output", default=None, help="save the advanced artefact here instead of --model")
+    advance.add_argument(
+        "--train", action="store_true", help="also train a neural model's weights on the day (continual's daily step)"
+    )
+    advance.add_argument(
+        "--train-epochs", type=int, default=None, help="passes over the day with --train (default: continual_epochs)"
+    )
+    advance.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="constant rate with --train (default: the artefact's continual_learning_rate)",
+    )
 
     http = commands.add_parser("http", help="the HTTP service (POST /recommend, POST /advance, GET /health)")
     http.add_argument("--model", required=True, help="a serving artefact folder")
@@ -130,13 +145,18 @@ def run_recommend(args: argparse.Namespace) -> str:
 
 
 def run_advance(args: argparse.Namespace) -> str:
+    if not args.train and (args.train_epochs is not None or args.learning_rate is not None):
+        raise ValueError("--train-epochs and --learning-rate set how --train trains: add --train")
+    train = TrainOptions(args.train_epochs, args.learning_rate) if args.train else None
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
     recommender = load_artifact(args.model)
+    if train is not None:
+        recommender.training(train)  # a model without weights, a bad --train-epochs or rate: before any work
     items = pd.Series(table.items)
     unknown = items[~items.isin(recommender.item_tokens[1:])].unique()
     before = recommender.day
     path = Path(args.output or args.model)
-    advance = recommender.advance_and_save(table.sessions(), path)  # written (fsync, rename) before it counts
+    advance = recommender.advance_and_save(table.sessions(), path, train)  # written (fsync, rename) before it counts
     counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in advance.counts.items())
     return (
         f"day {before} -> {recommender.day}: {len(table)} sessions, {len(table.items)} clicks, {counts}, "

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recbole_tasrec.safe_write import WriteError
 from recbole_tasrec.serve.artifact import package_version
+from recbole_tasrec.serve.day_training import TrainOptions
 from recbole_tasrec.serve.ranking import CHUNK, Ranker
 from recbole_tasrec.serve.served import DayAlreadyFolded, ServedModel
 
@@ -76,6 +77,10 @@ class AdvanceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     sessions: list[Session]
+    # --- training on the day (serve.day_training): a neural model's weights, trained aside, swapped in with the day
+    train: bool = False
+    train_epochs: Annotated[int, Field(ge=1)] | None = None
+    learning_rate: Annotated[float, Field(gt=0)] | None = None
 
 
 class Service:
@@ -123,12 +128,15 @@ class Service:
         ids, _, flat = self.ranker.encode(sessions)
         with self._advance_lock:
             try:
-                advance = self.recommender.advance_and_save(sessions, self.save_to)
+                train = TrainOptions(request.train_epochs, request.learning_rate) if request.train else None
+                advance = self.recommender.advance_and_save(sessions, self.save_to, train)
             except DayAlreadyFolded as error:
                 raise HTTPException(409, str(error)) from error
             except WriteError as error:  # nothing changed: the served model and the artefact are the old ones
                 full = getattr(error.__cause__, "errno", None) == errno.ENOSPC or "disk full?" in str(error)
                 raise HTTPException(507 if full else 500, f"{error}; the served model is unchanged") from error
+            except ValueError as error:  # a model without weights asked to train, a bad rate in the artefact
+                raise HTTPException(422, str(error)) from error
         return {
             "day": advance.state.day,
             "sessions": len(sessions),
