@@ -1,6 +1,6 @@
 """The generated data set that ``bench_training`` and ``bench_eval`` share: its flags, its name, its cache.
 
-The scale of issue 3 (:data:`REQUIRED`) is what the speed targets are about; a smaller data set makes a smoke
+The required scale (:data:`REQUIRED`) is what the speed targets are about; a smaller data set makes a smoke
 run, whose result goes to ``runs/bench_results/`` instead of ``benchmarks/results/``.
 """
 

@@ -1,4 +1,4 @@
-"""Training throughput of TASRec over 1, 2, ... processes (issue 12): samples/s of one training epoch.
+"""Training throughput of TASRec over 1, 2, ... processes: samples/s of one training epoch.
 
 Every process count runs the real distributed path: ``distributed.launch`` spawns the processes (Gloo on
 CPUs, NCCL on GPUs), each builds the data and the model, and times one epoch of

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation throughput of TASRec vs RecBole's SRGNN on the same split (issue 9).
+"""Full-ranking evaluation throughput of TASRec vs RecBole's SRGNN on the same split.
 
 Target: TASRec's valid + test sessions per second >= 1.6x SRGNN's (CPU, 2 threads), the streaming temporal
 graph included: every repeat builds a fresh model, so the graphs of the valid and test days are built inside

@@ -1,4 +1,4 @@
-"""The temporal graph at scale (issue 9): ``TemporalGraph.advance()`` speed and the running graph's memory.
+"""The temporal graph at scale: ``TemporalGraph.advance()`` speed and the running graph's memory.
 
 * **Speed.** One day's transitions folded in by ``advance()`` (Eq. 1: ``E <- d E + e^t``, pruning included),
   timed on every day after the graph has reached its steady size; edges/s = transitions / seconds.

@@ -1,4 +1,4 @@
-"""The output layer's products and loss at bench_training's shapes (issue 9, change 5 in benchmarks/README.md).
+"""The output layer's products and loss at bench_training's shapes (change 5 in benchmarks/README.md).
 
     uv run python -m benchmarks.bench_output_layer [--items 20414] [--batch 128] [--dim 100] [--threads 2]
 

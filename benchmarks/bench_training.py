@@ -1,6 +1,6 @@
-"""Training throughput and peak memory of TASRec vs RecBole's SRGNN (and GRU4Rec), issues 3 and 9.
+"""Training throughput and peak memory of TASRec vs RecBole's SRGNN (and GRU4Rec), against the speed targets.
 
-The targets (issue 9, tightening issue 3's): on the same generated data set (>= 20,000 items, >= 100,000
+The targets: on the same generated data set (>= 20,000 items, >= 100,000
 sessions, 30 days), CPU with 2 torch threads, same ``train_batch_size`` and ``embedding_size``, TASRec's
 training samples per second >= 1.6x SRGNN's, its peak memory <= 1.0x SRGNN's, and (an aim) its step time
 <= 1.5x the floor step: an embedding lookup, one linear, the output layer with softmax cross-entropy and
@@ -369,7 +369,7 @@ def print_report(result: dict[str, Any], output: Any) -> None:
             f"{row['rss_after_data_mib']:>11.0f} MiB {row['peak_rss_mib']:>5.0f} MiB  {row['samples_per_s_all']}"
         )
     if not verdict["scale_meets_requirement"]:
-        print(f"NOTE: below the required scale {REQUIRED}: the verdicts below do not answer issues 3 and 9")
+        print(f"NOTE: below the required scale {REQUIRED}: the verdicts below do not answer the speed targets")
     if floor:
         profile = summary["TASRec"]["profile_ms_median"]
         print("TASRec step by part (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in profile.items()))

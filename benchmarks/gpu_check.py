@@ -1,4 +1,4 @@
-"""On a machine with a CUDA GPU: the GPU tests, then the training benchmark on the GPU (issue 9).
+"""On a machine with a CUDA GPU: the GPU tests, then the training benchmark on the GPU.
 
 1. ``pytest tests/test_gpu.py``: scores equal to the CPU's, the temporal graph's ``P`` on the device and
    cached (no per-step copy), a fused-Adam training step on the GPU, an end-to-end run and serving.

@@ -1,4 +1,4 @@
-"""Where a TASRec training step goes, and the arithmetic floor of a step at the same shapes (issue 9).
+"""Where a TASRec training step goes, and the arithmetic floor of a step at the same shapes.
 
 Used by ``bench_training.py`` inside its TASRec worker, after the timed steps (so neither changes the
 recorded speed or peak memory). The profile wraps the model's own methods and submodules with timers: no

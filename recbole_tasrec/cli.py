@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, AtomicFileError, DataSplitError, WriteError) as err:  # wrong --resume; bad data; full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports (issue 12)
+    if result is None:  # a process of a torchrun job other than global rank 0: rank 0 reports
         return 0
     print(f"test  : {json.dumps(result['test_result'])}")
     if args.result_json:

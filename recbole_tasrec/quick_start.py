@@ -21,7 +21,7 @@ import torch
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType, init_seed, set_color
 
-from recbole_tasrec import distributed
+from recbole_tasrec import continual, distributed
 from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, run_identity
 from recbole_tasrec.config import Config, get_model
 from recbole_tasrec.data.dataset import DATA_SET_KEYS, check_topk
@@ -179,8 +179,9 @@ def run_recbole_tasrec(
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``train_loss``
-        (one per epoch) and ``checkpoint`` (the saved model file, or ``None``); ``None`` on a torchrun process
-        other than global rank 0.
+        (one per epoch), ``checkpoint`` (the best-validation model file, or ``None``) and ``continual_checkpoint``
+        (with ``continual: refit | daily``, the model after the last test day, else ``None``); ``None`` on a torchrun
+        process other than global rank 0.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     launch = distributed.launch_settings(config)
@@ -214,7 +215,12 @@ def run_recbole_tasrec(
     if resume is not None:
         trainer.resume(train_data, find_resume_file(resume))
     best_valid_score, best_valid_result = trainer.fit_with_callback(train_data, valid_data, saved, epoch_callback)
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    continual_checkpoint = None
+    if continual.is_on(config, net):  # continual: refit | daily trains between the test days (continual.py)
+        phase = continual.evaluate_day_by_day(trainer, prepared, saved)
+        test_result, continual_checkpoint = phase.test_result, phase.checkpoint
+    else:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     trainer.tensorboard.close()
 
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
@@ -229,6 +235,7 @@ def run_recbole_tasrec(
         "train_loss": [float(trainer.train_loss_dict[epoch]) for epoch in sorted(trainer.train_loss_dict)],
         "test_result": {k: float(v) for k, v in test_result.items()},
         "checkpoint": checkpoint,
+        "continual_checkpoint": continual_checkpoint,
     }
 
 

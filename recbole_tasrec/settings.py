@@ -214,7 +214,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lr_decay_epochs", Whole(1), 2, "paper: epochs between decays"),
     Setting("stopping_step", Whole(0), 5, "stop after stopping_step + 1 evaluations without improvement"),
     Setting("eval_step", Whole(0), 1, "epochs between validations (0: none)"),
-    # several processes (recbole_tasrec/distributed.py checks them against each other and torchrun's variables)
+    # continual training (recbole_tasrec/continual.py); YAML reads a bare off as False: the default is quoted
+    Setting("continual", OneOf(("off", "refit", "daily")), "off", "train on validation, then each scored test day"),
+    Setting("continual_epochs", Whole(1), 1, "continual: passes over the validation samples and each test day"),
+    Setting("continual_learning_rate", OrNone(Number(above=0)), None, "continual's constant rate; ~: training's last"),
+    Setting("eval_item_chunk", Whole(0), 0, "full-sort evaluation scores this many items at a time (0: all)"),
+    # several processes (recbole_tasrec/distributed/ checks them against each other and torchrun's variables)
     Setting("nproc", Whole(1), 1, "processes on this machine"),
     Setting("world_size", Whole(-1), -1, "processes on all machines; -1: nproc"),
     Setting("ip", Text(), "localhost", "address of the machine that runs global rank 0"),
@@ -237,6 +242,8 @@ SETTINGS: tuple[Setting, ...] = (
     _tasrec("dropout_prob", Number(at_least=0, below=1), 0.2, "dropout on z (Eq. 5)"),
     _tasrec("weight_decay", Number(at_least=0), 1e-05, "L2 regularisation (Adam's weight decay)"),
     _tasrec("train_day_order", OneOf(("shuffle", "chronological")), "shuffle", "order of the training days"),
+    _tasrec("num_negatives", Whole(1), 1024, "loss_type: sampled: shared negatives per batch"),
+    _tasrec("negative_power", Number(at_least=0, at_most=1), 0.75, "loss_type: sampled: q ~ (count + 1)^power"),
     # the baselines (properties/model/<Model>.yaml)
     _csrm("hidden_size", Whole(1), 150, "H: GRU encoders and memory rows"),
     _csrm("memory_size", Whole(1), 10000, "m: the most recent session representations kept"),

@@ -1,8 +1,8 @@
 """RecBole's ``Trainer`` with a learning-rate schedule and what sweeps need.
 
 RecBole's Trainer has no scheduler. The paper (3.1) decays Adam's rate "after two epochs", as SR-GNN does
-(x0.1 every 2 epochs): on a small log that stops learning after ~100 steps (measured on the Diginetica
-sample), so the default here decays on a validation plateau instead, which adapts to any data size; the
+(x0.1 every 2 epochs): on a small log that stops learning early (benchmarks/results/schedules/summary.md;
+docs/model.md, Training), so the default here decays on a validation plateau instead, which adapts to any data size; the
 paper's schedule stays selectable. The trainer also names checkpoints uniquely (two trials of a sweep collide
 on RecBole's to-the-second names), hands ``fit``'s callback the full validation result, not only the score,
 writes its tensorboard run into the run folder and loads checkpoints through this package's loader
@@ -22,6 +22,7 @@ from recbole.utils import get_local_time, set_color
 
 from recbole_tasrec import resume, run_folder
 from recbole_tasrec.checkpoint import load_trusted, run_identity, save_atomically
+from recbole_tasrec.chunked_eval import chunked_full_sort, uses_chunks
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 #: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
@@ -30,7 +31,7 @@ SCHEDULE_COUNTERS = ("plateau_count", "optimizer_steps")
 
 def adam_options(model: Any) -> dict[str, Any]:
     """Extra ``torch.optim.Adam`` arguments for ``model``: models with ``fused_adam = True`` (TASRec) get the
-    fused kernel, the same update in one pass over all parameters (a CPU step ~4x cheaper)."""
+    fused kernel, the same update in one pass over all parameters (benchmarks/README.md, change 2)."""
     return {"fused": True} if getattr(model, "fused_adam", False) else {}
 
 
@@ -172,6 +173,14 @@ class ScheduledTrainer(Trainer):
         if self.lr_scheduler == "paper" and (epoch_idx + 1) % self.lr_decay_epochs == 0:
             self.decay_learning_rate()
         return loss
+
+    def _full_sort_batch_eval(self, batched_data: Any):
+        """RecBole's, or with ``eval_item_chunk`` the same metrics from bounded score blocks (chunked_eval)."""
+        chunk = uses_chunks(self.config, self.eval_collector)
+        if not chunk:
+            return super()._full_sort_batch_eval(batched_data)
+        k = max(self.config["topk"])
+        return chunked_full_sort(self.model, batched_data, self.tot_item_num, k, chunk, self.device)
 
     def _valid_epoch(self, valid_data: Any, show_progress: bool = False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)

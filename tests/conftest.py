@@ -195,3 +195,9 @@ def assert_learns_demo_set_and_checkpoint_rescores(model: str, settings: dict[st
     config, loaded, _, _, _, test_data = load_data_and_model(result["checkpoint"])
     again = TASRecTrainer(config, loaded).evaluate(test_data, load_best_model=False, show_progress=False)
     assert {k: float(v) for k, v in again.items()} == pytest.approx(result["test_result"], abs=1e-6)
+
+
+def sessions_of(batch: Any, model: Any, tokens: Any) -> list[list[str]]:
+    """The raw item ids of each padded session of a batch of samples (what a served model is asked)."""
+    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    return [[str(tokens[i]) for i in seq[row, : lengths[row]].tolist()] for row in range(len(seq))]

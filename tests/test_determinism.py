@@ -1,4 +1,4 @@
-"""Same seed, same data, same thread count -> the same metrics and weights on CPU (issue 11)."""
+"""Same seed, same data, same thread count -> the same metrics and weights on CPU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``--device cuda``: training, evaluation and serving on a GPU, the temporal graph on the device (issue 9).
+"""``--device cuda``: training, evaluation and serving on a GPU, the temporal graph on the device.
 
 Every test needs CUDA and is skipped without it (CI has none); ``benchmarks/gpu_check.py`` runs this file
 and the training benchmark on a machine that has one.

@@ -2,7 +2,7 @@
 
 Margins come from the spread over seeds, not from one seed: a faster but equivalent implementation with
 another random stream must pass. The seeds were measured once with the same log and settings by
-``uv run python benchmarks/drift_study.py --periods 3 --seeds 3`` (``benchmarks/results/drift_study.json``,
+``uv run python -m benchmarks.drift_study --periods 3 --seeds 3`` (``benchmarks/results/drift_study.json``,
 the log of ``transition_period`` 3 is ``DRIFT`` below and its training settings are ``SETTINGS``).
 """
 

@@ -1,4 +1,4 @@
-"""An independent whole-model check: DESIGN.md section 2, Eq. 1-8, written here in plain dense torch (float64,
+"""An independent whole-model check: Eq. 1-8 (docs/model.md), written here in plain dense torch (float64,
 explicit loops, none of the package's layers), with the model's parameters, on hand-made sessions over a few
 days. It must give the model's scores (and training loss) in training, validation and test, streaming and
 frozen."""

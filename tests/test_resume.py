@@ -1,4 +1,4 @@
-"""Not losing work: resumable training, atomic checkpoints, checkpoints refused by the wrong run (issue 11)."""
+"""Not losing work: resumable training, atomic checkpoints, checkpoints refused by the wrong run."""
 
 from __future__ import annotations
 

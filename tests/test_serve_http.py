@@ -77,7 +77,7 @@ def test_recommend_answers_like_the_recommender(service) -> None:
         ({"sessions": []}, "at least 1 item"),
         ({"sessions": [["item1"]], "k": 0}, "greater than or equal to 1"),
         ({"sessions": [["item1"]], "k": "many"}, "valid integer"),
-        ({"sessions": "item1"}, "valid list"),
+        ({"sessions": "item1"}, "valid array"),  # JSON's word: the body is validated as JSON
         ({"sessions": [["item1"]], "top": 3}, "Extra inputs"),
         ({"sessions": [["x" * (MAX_ITEM_ID + 1)]]}, f"at most {MAX_ITEM_ID} characters"),
         ({"sessions": [[1.5]]}, "valid string"),

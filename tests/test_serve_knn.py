@@ -16,7 +16,7 @@ from recbole_tasrec.serve import DayAlreadyFolded, KNNRecommender, load_artifact
 from recbole_tasrec.serve.cli import main
 from recbole_tasrec.serve.http import create_app
 from recbole_tasrec.serve.ranking import Ranker
-from tests.conftest import served, small_settings
+from tests.conftest import served, sessions_of, small_settings
 
 #: no cut-off of neighbours on the tiny set, so SKNN's scores are a plain sum that a test can recompute
 WIDE = {"k": 100_000, "sample_size": 100_000}
@@ -38,11 +38,10 @@ def test_served_answers_equal_full_sort_predict(run) -> None:
     assert isinstance(knn, KNNRecommender) and knn.day == dataset.n_days
     assert json.loads((artefact / "meta.json").read_text())["model"] == type(model).__name__
     batch = test_data._dataset.inter_feat[torch.arange(40)]
-    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
     tokens = dataset.field2id_token[dataset.iid_field]
-    sessions = [[tokens[i] for i in seq[row, : lengths[row]].tolist()] for row in range(len(seq))]
-    batch[model.day_field] = torch.full((len(seq),), dataset.n_days)  # the first day after the data
-    batch[model.time_list_field] = torch.full(seq.shape, knn.state.clock, dtype=torch.float64)
+    sessions = sessions_of(batch, model, tokens)
+    batch[model.day_field] = torch.full((len(sessions),), dataset.n_days)  # the first day after the data
+    batch[model.time_list_field] = torch.full(batch[model.ITEM_SEQ].shape, knn.state.clock, dtype=torch.float64)
     model.eval()
     expected = model.full_sort_predict(batch)
     got = knn.scores(sessions)

@@ -1,4 +1,4 @@
-"""Issue 9's speed changes keep the maths: each optimisation against the computation it replaced."""
+"""The speed-only changes keep the maths: each optimisation against the computation it replaced."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def parts(tiny_split: Callable[..., TinySplit]):
 
 
 def uncut_forward(model: TASRec, seq: torch.Tensor, seq_len: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
-    """TASRec.forward before issue 9: the views on the whole (B, MAX_ITEM_LIST_LENGTH) grid, dropout over the
+    """TASRec.forward before packing: the views on the whole (B, MAX_ITEM_LIST_LENGTH) grid, dropout over the
     whole grid, the masked readout."""
     real = model.real_positions(seq, seq_len)
     z = model.temporal_states(seq, day.unsqueeze(1).expand_as(seq))

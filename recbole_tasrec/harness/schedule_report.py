@@ -1,4 +1,4 @@
-"""Does the default learning-rate schedule train well at every data size? (issue 8)
+"""Does the default learning-rate schedule train well at every data size?
 
     python -m recbole_tasrec.harness schedules --datasets drift5k,sample,diginetica-sample,drift50k
 

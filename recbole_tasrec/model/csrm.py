@@ -46,6 +46,7 @@ from recbole.utils import InputType
 from torch import Tensor, nn
 from torch.nn.init import constant_, xavier_normal_
 
+from recbole_tasrec.model.sampled_softmax import negative_sampler
 from recbole_tasrec.model.session_memory import OuterMemory
 
 MEMORY_EVAL_MODES = ("streaming", "frozen")
@@ -73,8 +74,7 @@ class CSRM(SequentialRecommender):
                 "CSRM needs the day-indexed data set recbole_tasrec.data.TASRecDataset (run it through "
                 "recbole_tasrec.run_recbole_tasrec)"
             )
-        if config["loss_type"] != "CE":
-            raise ValueError(f"CSRM is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}")
+        self.negative_sampler = negative_sampler(config, dataset, self.n_items, "CSRM")  # None: full softmax
         self.memory_eval = config["memory_eval"] or "streaming"
         if self.memory_eval not in MEMORY_EVAL_MODES:
             raise ValueError(f"memory_eval must be one of {MEMORY_EVAL_MODES}, got {self.memory_eval!r}")
@@ -147,11 +147,18 @@ class CSRM(SequentialRecommender):
         return self.bilinear(self.repr_dropout(c))
 
     def calculate_loss(self, interaction: Any) -> Tensor:
-        logits = self._session_vectors(interaction) @ self.item_embedding.weight.t()
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
+        """Softmax cross-entropy over every item, or against sampled negatives (``loss_type: sampled``)."""
+        session, target = self._session_vectors(interaction), interaction[self.POS_ITEM_ID]
+        if self.negative_sampler is not None:
+            return self.negative_sampler.loss(session, self.item_embedding.weight, target)
+        return self.loss_fct(session @ self.item_embedding.weight.t(), target)
 
     def predict(self, interaction: Any) -> Tensor:
         return (self._session_vectors(interaction) * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._session_vectors(interaction) @ self.item_embedding.weight.t()
+
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, E)`` with ``full_sort_predict = s E^T``: chunked evaluation scores item blocks."""
+        return self._session_vectors(interaction), self.item_embedding.weight

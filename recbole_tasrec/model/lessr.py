@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from recbole_tasrec.model.lessr_graphs import build_lessr_graphs
 from recbole_tasrec.model.lessr_layers import EOPA, SGAT, LESSRReadout, MaskedBatchNorm
+from recbole_tasrec.model.sampled_softmax import negative_sampler
 
 
 class LESSR(SequentialRecommender):
@@ -49,8 +50,7 @@ class LESSR(SequentialRecommender):
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
-        if config["loss_type"] != "CE":
-            raise ValueError(f"LESSR is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}")
+        self.negative_sampler = negative_sampler(config, dataset, self.n_items, "LESSR")  # None: full softmax
         self.embedding_size = int(config["embedding_size"])
         self.num_layers = int(config["num_layers"])
         if self.embedding_size < 1 or self.num_layers < 1:
@@ -104,7 +104,11 @@ class LESSR(SequentialRecommender):
         return s @ self.item_embedding.weight.t()  # s E^T
 
     def calculate_loss(self, interaction: Any) -> Tensor:
-        return self.loss_fct(self._scores(interaction), interaction[self.POS_ITEM_ID])
+        """Softmax cross-entropy over every item, or against sampled negatives (``loss_type: sampled``)."""
+        if self.negative_sampler is None:
+            return self.loss_fct(self._scores(interaction), interaction[self.POS_ITEM_ID])
+        s = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return self.negative_sampler.loss(s, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
 
     def predict(self, interaction: Any) -> Tensor:
         s = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
@@ -112,3 +116,7 @@ class LESSR(SequentialRecommender):
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._scores(interaction)
+
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, E)`` with ``full_sort_predict = s E^T``: chunked evaluation scores item blocks."""
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]), self.item_embedding.weight

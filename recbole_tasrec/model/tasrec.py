@@ -4,7 +4,7 @@ Reference:
     Huachi Zhou, Qiaoyu Tan, Xiao Huang, Kaixiong Zhou, Xiaoling Wang. "Temporal Augmented Graph Neural
     Networks for Session-Based Recommendations." SIGIR 2021 (short paper).
 
-The model reads top to bottom like the paper (DESIGN.md section 2):
+The model reads top to bottom like the paper (docs/model.md):
 
 * 2.1   intra-session layer: SR-GNN's gated GNN on each session graph -> ``h_1..h_l``;
 * Eq. 1 the temporal graph ``E_t`` of the sample's day, from days before it only (a :class:`GraphSource`);
@@ -37,6 +37,7 @@ from recbole_tasrec.model.full_softmax import full_softmax_cross_entropy
 from recbole_tasrec.model.graph_source import GraphSource
 from recbole_tasrec.model.init import uniform_init_
 from recbole_tasrec.model.readout import AttentionReadout
+from recbole_tasrec.model.sampled_softmax import negative_sampler
 from recbole_tasrec.model.session_graph import SessionGGNN, build_session_graphs
 from recbole_tasrec.model.temporal_gcn import TemporalGCN, l2_normalize
 
@@ -93,8 +94,8 @@ class TASRec(SequentialRecommender):
             raise TypeError(
                 f"graph_source must provide propagation(day, device) and latest_graph(), got {graph_source!r}"
             )
-        if config["loss_type"] != "CE":
-            raise ValueError(f"TASRec is trained with softmax cross-entropy (loss_type: CE), got {config['loss_type']}")
+        training_data = None if isinstance(dataset, _ItemCount) else dataset
+        self.negative_sampler = negative_sampler(config, training_data, self.n_items, "TASRec")  # Eq. 9 or sampled
         self.embedding_size = int(config["embedding_size"])
         self.use_session_graph = bool(config["use_session_graph"])
         self.use_temporal_graph = bool(config["use_temporal_graph"])
@@ -236,8 +237,12 @@ class TASRec(SequentialRecommender):
         return logits
 
     def calculate_loss(self, interaction: Any) -> Tensor:
-        """Eq. 8-9: the same as ``cross_entropy(self._logits(...), target)``, in one buffer (speed only)."""
+        """Eq. 8-9: the same as ``cross_entropy(self._logits(...), target)``, in one buffer (speed only); with
+        ``loss_type: sampled``, Eq. 9 against shared popularity-drawn negatives (``model/sampled_softmax.py``).
+        A model built without training data (:meth:`from_graph_source`) trains with the full softmax."""
         session = self._session_vectors(interaction)
+        if self.negative_sampler is not None:
+            return self.negative_sampler.loss(session, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
         return full_softmax_cross_entropy(session, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
 
     def predict(self, interaction: Any) -> Tensor:
@@ -246,6 +251,10 @@ class TASRec(SequentialRecommender):
 
     def full_sort_predict(self, interaction: Any) -> Tensor:
         return self._logits(interaction)
+
+    def full_sort_factors(self, interaction: Any) -> tuple[Tensor, Tensor]:
+        """``(s, X)`` with ``full_sort_predict = s X^T`` (padding aside): chunked evaluation scores item blocks."""
+        return self._session_vectors(interaction), self.item_embedding.weight
 
     # --- a self-contained checkpoint ------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:

@@ -96,11 +96,18 @@ def package_version() -> str:
 
 
 def model_defaults(model: str) -> dict[str, Any]:
-    """``properties/model/<model>.yaml``: every setting the model documents (and reads), with its default."""
-    from recbole_tasrec.config import properties_dir
+    """``properties/model/<model>.yaml``: every setting the model documents (and reads), with its default; for a
+    RecBole model (SRGNN, SASRec, ...) RecBole's own ``properties/model/<model>.yaml``."""
+    import recbole
 
-    path = properties_dir() / "model" / f"{model}.yaml"
-    return dict(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    from recbole_tasrec.config import properties_dir
+    from recbole_tasrec.settings import YamlLoader  # reads 1e-12 as a number, as the configuration does
+
+    for folder in (properties_dir(), Path(recbole.__file__).parent / "properties"):
+        path = folder / "model" / f"{model}.yaml"
+        if path.is_file():
+            return dict(yaml.load(path.read_text(), Loader=YamlLoader) or {})  # noqa: S506 - a safe loader
+    return {}
 
 
 def model_keys(model: str) -> list[str]:
@@ -108,10 +115,15 @@ def model_keys(model: str) -> list[str]:
     return list(model_defaults(model))
 
 
+def is_plain(value: Any) -> bool:
+    """One JSON scalar, or a flat list of them (NARM's and CSRM's ``dropout_probs``)."""
+    return isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))
+
+
 def serving_settings(config: Any) -> Settings:
-    """The config values the model reads, as JSON-friendly scalars (devices and paths are left out)."""
+    """The config values the model reads, as JSON-friendly values (devices and paths are left out)."""
     keys = [*RECBOLE_KEYS, *model_keys(str(config["model"]))]
-    return Settings({key: config[key] for key in dict.fromkeys(keys) if isinstance(config[key], SCALARS)})
+    return Settings({key: config[key] for key in dict.fromkeys(keys) if is_plain(config[key])})
 
 
 def meta_digest(meta: Mapping[str, Any]) -> str:
@@ -228,10 +240,12 @@ def check_settings(path: Path, settings: dict[str, Any], model: str) -> None:
     where a number belongs, is refused here naming the key, not deep inside the model."""
     defaults = model_defaults(model)
     for key, value in settings.items():
+        default = defaults.get(key)
+        if isinstance(default, list) and is_plain(value) and isinstance(value, list):
+            continue  # a list setting (dropout_probs): its values are checked by the model
         if not isinstance(value, SCALARS):
             raise _bad(path, f"settings.{key}", f"must be one value (text, number, true/false, null), got a "
                        f"{type(value).__name__}")  # fmt: skip
-        default = defaults.get(key)
         if default is None or value is None:
             continue
         numbers = (int, float) if isinstance(default, float) else (int,)

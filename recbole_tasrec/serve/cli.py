@@ -1,10 +1,12 @@
-"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve a trained TASRec, SKNN, V-SKNN or STAN.
+"""``python -m recbole_tasrec.serve {export,recommend,advance,http}``: serve any model the runner trains (TASRec,
+RecBole's sequential models, LESSR, CSRM, SKNN, V-SKNN, STAN).
 
     export     --checkpoint C --output DIR            a RecBole checkpoint -> a safe serving artefact (a kNN
                                                       model's index is rebuilt from the run's data set)
     recommend  --model DIR --input S.csv --k 20 --output R.csv
     advance    --model DIR --input DAY.csv|.inter     fold a finished day in: the artefact is written first,
-                                                      a day folded in already is refused
+               [--train --train-epochs N              a day folded in already is refused; --train also trains
+                --learning-rate R]                    a neural model's weights on the day
     http       --model DIR --port 8000                the HTTP service (needs the ``serve`` extra); /advance and
                                                       /docs are off unless --advance-token-file / --docs
 
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from recbole_tasrec.safe_write import atomic_path
 from recbole_tasrec.serve.artifact import ArtifactError
+from recbole_tasrec.serve.day_training import TrainOptions
 from recbole_tasrec.serve.models import load_artifact, load_checkpoint
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
@@ -58,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     advance.add_argument("--model", required=True, help="a serving artefact folder (saved again in place)")
     _add_input(advance)
     advance.add_argument("--output", default=None, help="save the advanced artefact here instead of --model")
+    advance.add_argument(
+        "--train", action="store_true", help="also train a neural model's weights on the day (continual's daily step)"
+    )
+    advance.add_argument(
+        "--train-epochs", type=int, default=None, help="passes over the day with --train (default: continual_epochs)"
+    )
+    advance.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="constant rate with --train (default: the artefact's continual_learning_rate)",
+    )
 
     http = commands.add_parser("http", help="the HTTP service (POST /recommend, POST /advance, GET /health)")
     http.add_argument("--model", required=True, help="a serving artefact folder")
@@ -79,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-save", action="store_true", help="serve each advance without saving it (a restart loses it)"
     )
     http.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    http.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering requests, sharing the loaded model; they reload it when the advance command has "
+        "replaced it (default: 1; one per core; no /advance)",
+    )
     return parser
 
 
@@ -123,13 +145,18 @@ def run_recommend(args: argparse.Namespace) -> str:
 
 
 def run_advance(args: argparse.Namespace) -> str:
+    if not args.train and (args.train_epochs is not None or args.learning_rate is not None):
+        raise ValueError("--train-epochs and --learning-rate set how --train trains: add --train")
+    train = TrainOptions(args.train_epochs, args.learning_rate) if args.train else None
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
     recommender = load_artifact(args.model)
+    if train is not None:
+        recommender.training(train)  # a model without weights, a bad --train-epochs or rate: before any work
     items = pd.Series(table.items)
     unknown = items[~items.isin(recommender.item_tokens[1:])].unique()
     before = recommender.day
     path = Path(args.output or args.model)
-    advance = recommender.advance_and_save(table.sessions(), path)  # written (fsync, rename) before it counts
+    advance = recommender.advance_and_save(table.sessions(), path, train)  # written (fsync, rename) before it counts
     counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in advance.counts.items())
     return (
         f"day {before} -> {recommender.day}: {len(table)} sessions, {len(table.items)} clicks, {counts}, "
@@ -138,10 +165,17 @@ def run_advance(args: argparse.Namespace) -> str:
 
 
 def run_http(args: argparse.Namespace) -> str:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.advance_token_file is not None:
+        raise ValueError(
+            "--advance-token-file needs --workers 1: an advance would change one worker's model only "
+            "(with several workers, fold a day in with the advance command: the workers reload the artefact)"
+        )
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the serve extra, checked before the model is loaded
 
-        from recbole_tasrec.serve.http import create_app
+        from recbole_tasrec.serve.http import create_app, serve
     except ImportError as error:
         raise RuntimeError(
             f"the HTTP service needs the 'serve' extra ({error.name} is missing): pip install 'recbole-tasrec[serve]'"
@@ -158,10 +192,12 @@ def run_http(args: argparse.Namespace) -> str:
         None if args.no_save else args.model,
         advance_token=token,
         docs=args.docs,
+        reload_from=args.model if args.workers > 1 else None,
         **limit,
     )
-    print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
+    workers = f" with {args.workers} workers" if args.workers > 1 else ""
+    print(f"serving {args.model} (day {recommender.day}) on http://{args.host}:{args.port}{workers}", file=sys.stderr)
+    serve(app, args.host, args.port, args.workers, args.access_log)
     return "stopped"
 
 

@@ -13,13 +13,20 @@ Started without a folder to save to (``--no-save``), an advance is served at onc
 Bad requests get HTTP 422 with the reason: malformed JSON, an empty session, ``k`` below 1 or above the item
 count, too many sessions or clicks, an item id longer than :data:`MAX_ITEM_ID`; a body over the limit gets 413
 before it is read. Unknown item ids are skipped and reported.
+
+Several worker processes (:func:`serve`, ``--workers``) share the loaded model; they serve no ``/advance`` and
+follow the artefact folder instead (:class:`ArtefactWatcher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hmac
+import logging
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,14 +35,22 @@ import numpy as np
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recbole_tasrec.safe_write import WriteError
 from recbole_tasrec.serve.artifact import package_version
+from recbole_tasrec.serve.day_training import TrainOptions
 from recbole_tasrec.serve.ranking import CHUNK, Ranker
 from recbole_tasrec.serve.served import DayAlreadyFolded, ServedModel
+
+try:  # the serve extra's faster JSON writer; the standard library's otherwise
+    import orjson
+except ImportError:  # pragma: no cover - depends on the installed extras
+    orjson = None
+
+logger = logging.getLogger(__name__)
 
 MAX_ITEM_ID = 1000  # characters in one item id
 MAX_SESSION = 10_000  # clicks in one session (only the last MAX_ITEM_LIST_LENGTH known ones are used)
@@ -62,6 +77,10 @@ class AdvanceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     sessions: list[Session]
+    # --- training on the day (serve.day_training): a neural model's weights, trained aside, swapped in with the day
+    train: bool = False
+    train_epochs: Annotated[int, Field(ge=1)] | None = None
+    learning_rate: Annotated[float, Field(gt=0)] | None = None
 
 
 class Service:
@@ -72,6 +91,12 @@ class Service:
         self.ranker = Ranker(recommender)
         self.save_to = None if save_to is None else Path(save_to)
         self._advance_lock = threading.Lock()
+
+    def replace(self, recommender: ServedModel) -> None:
+        """Serve ``recommender`` from now on (an artefact reloaded): a request reads the ranker once, so it is
+        answered wholly by the old model or wholly by the new one."""
+        self.ranker = Ranker(recommender)
+        self.recommender = recommender
 
     def health(self) -> dict[str, object]:
         return {
@@ -86,7 +111,7 @@ class Service:
         sessions = [[str(item) for item in session] for request in requests for session in request.sessions]
         ks = [request.k for request in requests for _ in request.sessions]
         excluding = [request.exclude_seen for request in requests for _ in request.sessions]
-        ranked = self.ranker.rank(sessions, ks, excluding)
+        ranked = self.ranker.rank(sessions, ks, excluding)  # self.ranker read once: a reload may replace it
         day = ranked.day  # the day of the state that gave the scores, never read apart from them
         results = [
             {"items": items, "scores": scores, "unknown_items": unknown}
@@ -103,12 +128,15 @@ class Service:
         ids, _, flat = self.ranker.encode(sessions)
         with self._advance_lock:
             try:
-                advance = self.recommender.advance_and_save(sessions, self.save_to)
+                train = TrainOptions(request.train_epochs, request.learning_rate) if request.train else None
+                advance = self.recommender.advance_and_save(sessions, self.save_to, train)
             except DayAlreadyFolded as error:
                 raise HTTPException(409, str(error)) from error
             except WriteError as error:  # nothing changed: the served model and the artefact are the old ones
                 full = getattr(error.__cause__, "errno", None) == errno.ENOSPC or "disk full?" in str(error)
                 raise HTTPException(507 if full else 500, f"{error}; the served model is unchanged") from error
+            except ValueError as error:  # a model without weights asked to train, a bad rate in the artefact
+                raise HTTPException(422, str(error)) from error
         return {
             "day": advance.state.day,
             "sessions": len(sessions),
@@ -117,6 +145,29 @@ class Service:
             "unknown_items": int(len(set(flat[ids == 0].tolist()))),
             "saved": None if self.save_to is None else str(self.save_to),
         }
+
+
+class FastJSON(JSONResponse):
+    """A JSON answer written by orjson when it is installed (the ``serve`` extra), else by the standard library."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(content) if orjson is None else orjson.dumps(content)
+
+
+def invalid_response(error: ValidationError | RequestValidationError) -> JSONResponse:
+    """HTTP 422 with the reasons, without the input: an echo could be huge, or hold values JSON cannot write."""
+    body = isinstance(error, ValidationError)  # read by model_validate_json: its places are in the body
+    reasons = [
+        {"loc": ["body", *e["loc"]] if body else list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in error.errors()
+    ]
+    return JSONResponse({"detail": reasons}, status_code=422)
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads ``model`` itself (shown by ``/docs``)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 class BodyLimit:
@@ -200,6 +251,46 @@ class Batcher:
         return batch
 
 
+class ArtefactWatcher:
+    """Reloads the served model when the artefact folder's ``meta.json`` is replaced (by the ``advance`` command:
+    an atomic rename, so a new file): how several worker processes follow the days folded in. Checked every
+    ``interval`` seconds on the event loop, read on a worker thread; an artefact caught mid-rename or unreadable is
+    logged and tried again at the next check, the served model unchanged meanwhile."""
+
+    def __init__(self, service: Service, directory: str | os.PathLike[str], interval: float = 1.0) -> None:
+        self.service, self.directory, self.interval = service, Path(directory), interval
+        self.seen = self._version()
+
+    def _version(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.directory / "meta.json").stat()
+        except OSError:  # the folder is being replaced: look again at the next check
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    async def run(self) -> None:
+        from recbole_tasrec.serve.models import load_artifact
+
+        while True:
+            await asyncio.sleep(self.interval)
+            version = self._version()
+            if version is None or version == self.seen:
+                continue
+            try:
+                recommender = await run_in_threadpool(load_artifact, self.directory)
+            except (ValueError, OSError) as error:  # ArtifactError is a ValueError
+                logger.warning(
+                    "could not reload %s (%s): still serving day %s",
+                    self.directory,
+                    error,
+                    self.service.recommender.day,
+                )
+                continue
+            self.seen = version
+            self.service.replace(recommender)
+            logger.warning("reloaded %s: serving day %s", self.directory, recommender.day)
+
+
 def create_app(
     recommender: ServedModel,
     save_to: str | Path | None = None,
@@ -207,24 +298,28 @@ def create_app(
     advance_token: str | None = None,
     docs: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    reload_from: str | Path | None = None,
 ) -> FastAPI:
     """The FastAPI application. ``save_to``: the artefact folder written by each advance (None: never);
     ``advance_token``: serve ``POST /advance`` to requests carrying ``Authorization: Bearer <token>`` (None: no
-    ``/advance`` at all); ``docs``: serve ``/docs`` and ``/openapi.json``; ``max_body_bytes``: the largest body read."""
+    ``/advance`` at all); ``docs``: serve ``/docs`` and ``/openapi.json``; ``max_body_bytes``: the largest body
+    read; ``reload_from``: an artefact folder whose new versions are served as they appear
+    (:class:`ArtefactWatcher`; not with ``/advance``)."""
     if advance_token is not None and len(advance_token) < MIN_TOKEN:
         raise ValueError(f"the /advance token must be at least {MIN_TOKEN} characters (e.g. openssl rand -hex 32)")
+    if reload_from is not None and advance_token is not None:
+        raise ValueError("an app that reloads its artefact from disk serves no /advance: the file is the truth")
     service = Service(recommender, save_to)
     batcher = Batcher(service)
     urls = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="recbole-tasrec", version=package_version(), **urls)
+    lifespan = None if reload_from is None else watching(ArtefactWatcher(service, reload_from))
+    app = FastAPI(title="recbole-tasrec", version=package_version(), lifespan=lifespan, **urls)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.service = service
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        # the reasons without the input: an echo could be huge, or hold values JSON cannot write (inf)
-        reasons = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        return JSONResponse({"detail": reasons}, status_code=422)
+        return invalid_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def unreadable(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -238,12 +333,18 @@ def create_app(
     async def health() -> JSONResponse:
         return JSONResponse(service.health())
 
-    @app.post("/recommend")
-    async def recommend(request: RecommendRequest) -> JSONResponse:
+    # the body is read and validated by pydantic-core in one call (model_validate_json), not through FastAPI's
+    # json.loads + dependency pass, and answered with orjson when installed: the per-request cost at 1,000/s
+    @app.post("/recommend", openapi_extra=body_schema(RecommendRequest))
+    async def recommend(request: Request) -> Response:
+        try:
+            parsed = RecommendRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            return invalid_response(error)
         n_items = len(service.ranker.tokens) - 1
-        if request.k > n_items:  # checked before batching: a hostile k never reaches another request's batch
-            raise HTTPException(422, f"k={request.k} is more than the {n_items} items of the model")
-        return JSONResponse(await batcher.submit(request))
+        if parsed.k > n_items:  # checked before batching: a hostile k never reaches another request's batch
+            raise HTTPException(422, f"k={parsed.k} is more than the {n_items} items of the model")
+        return FastJSON(await batcher.submit(parsed))
 
     if advance_token is None:  # changing the served model is off unless the operator enables it
         return app
@@ -256,3 +357,67 @@ def create_app(
         return JSONResponse(await run_in_threadpool(service.advance, request))
 
     return app
+
+
+def watching(watcher: ArtefactWatcher) -> Any:
+    """A lifespan running ``watcher`` while the app serves (in each worker process: started after the fork)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
+
+
+def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
+    """Run ``app`` with uvicorn on ``host:port`` until stopped (SIGINT, SIGTERM).
+
+    With ``workers > 1`` the model is loaded (and its per-day item table computed, by one request) once, then
+    ``workers`` processes are forked that accept on one shared socket: each scores on its own core, and the
+    model's tensors and arrays stay shared, copy-on-write pages never written. A worker that dies stops the
+    service (its exit status says so), rather than serving on at a fraction of the capacity. ``/advance``
+    would change one process's model: the CLI refuses it with several workers, whose apps reload the artefact
+    when the ``advance`` command has replaced it (``reload_from``)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="warning")
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    service: Service = app.state.service
+    if len(service.ranker.tokens) > 1:  # the tables scoring builds once, before the fork: shared, not rebuilt
+        service.ranker.rank([[service.ranker.tokens[1]]], 1)
+    listening = config.bind_socket()
+    children = []
+    for _ in range(workers):
+        child = os.fork()
+        if child == 0:  # a worker: serve until told to stop, never return into the caller's code
+            status = 1
+            try:
+                uvicorn.Server(config).run(sockets=[listening])
+                status = 0
+            finally:
+                os._exit(status)
+        children.append(child)
+
+    def stop(signum: int, frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = None
+    while children:
+        child, status = os.wait()
+        children.remove(child)
+        if status and failed is None:
+            failed = f"a worker (pid {child}) exited with status {os.waitstatus_to_exitcode(status)}"
+            stop(signal.SIGTERM, None)
+    listening.close()
+    if failed:
+        raise RuntimeError(f"{failed}: the service stopped")

@@ -8,8 +8,12 @@ The checkpoint carries the weights, the temporal graph after the last day it saw
     recommender.advance_day(todays_sessions)             # fold in a finished day: E <- E * decay + E_day
 
 This is the paper's point: the weights stay fixed while the graph follows the interests of each new day. The
-graph is the served state (:class:`GraphState`): each scoring thread pins the state it read
+graph and the weights are the served state (:class:`GraphState`): each scoring thread pins the state it read
 (:class:`ServingGraphs`), so the day and the scores of an answer come from one graph.
+
+``advance_day(sessions, train=TrainOptions())`` also trains a copy of the weights on the day
+(:mod:`~recbole_tasrec.serve.day_training`), with the graph before the day is folded in, the graph that scored
+the day's samples, as ``continual: daily`` does; the trained copy and the advanced graph are swapped in together.
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from recbole.data.interaction import Interaction
 
 from recbole_tasrec.checkpoint import check_identity, checkpoint_identity, load_trusted, tokens_digest
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
-from recbole_tasrec.serve import artifact
+from recbole_tasrec.serve import artifact, day_training
 from recbole_tasrec.serve.served import ServedModel, ServedState
 
 logger = logging.getLogger(__name__)
@@ -58,9 +61,11 @@ class LatestGraph:
 
 @dataclass(frozen=True)
 class GraphState(ServedState):
-    """A served TASRec's state: the temporal graph after ``day`` days, with its propagation matrix."""
+    """A served TASRec's state: the temporal graph after ``day`` days, with its propagation matrix, and the
+    model (its weights; never changed once served)."""
 
     source: LatestGraph | None = None
+    model: TASRec | None = None
 
     @property
     def graph(self) -> TemporalGraph:
@@ -74,6 +79,10 @@ class ServingGraphs:
     def __init__(self, current: LatestGraph) -> None:
         self.current = current
         self._local = threading.local()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ServingGraphs:
+        """Shared, not copied: a copy of the model (trained on a day) reads the graph of the state it serves in."""
+        return self
 
     @contextlib.contextmanager
     def pinned(self, source: LatestGraph) -> Iterator[None]:
@@ -98,15 +107,21 @@ class SessionRecommender(ServedModel):
     """A trained TASRec, its temporal graph and its item ids: ``recommend`` and ``advance_day``."""
 
     files = (artifact.WEIGHTS, artifact.GRAPH)
+    trains = True
 
     def __init__(self, model: TASRec, window: int = 1, settings: artifact.Settings | None = None) -> None:
         if not isinstance(model.graph_source, ServingGraphs):
             raise TypeError("SessionRecommender serves a TASRec built on ServingGraphs (see from_state)")
-        self.model = model.eval()
+        self.graphs = model.graph_source
         self.window = window
         source = model.graph_source.current
-        state = GraphState(source.graph.day, (), source)
+        state = GraphState(source.graph.day, (), source, model.eval())
         super().__init__(model.item_tokens, settings or artifact.Settings(), state, model.max_seq_length)
+
+    @property
+    def model(self) -> TASRec:
+        """The weights requests are scored with (swapped with the graph by an advance that trains)."""
+        return self.state.model
 
     @property
     def state(self) -> GraphState:
@@ -115,7 +130,7 @@ class SessionRecommender(ServedModel):
     @state.setter
     def state(self, state: GraphState) -> None:
         self._state = state  # what requests read; the model's fallback (state_dict, unpinned calls) follows
-        self.model.graph_source.current = state.source
+        self.graphs.current = state.source
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SessionRecommender:
@@ -130,7 +145,8 @@ class SessionRecommender(ServedModel):
         # the item ids must be the ones the weights were trained with (the identity the trainer stored)
         held = {"model": "TASRec", "n_items": len(tokens), "item_digest": tokens_digest(tokens)}
         check_identity(held, checkpoint_identity(checkpoint), path)
-        return cls.from_state(config, tokens, checkpoint["state_dict"], device)
+        rate = day_training.checkpoint_rate(checkpoint)
+        return cls.from_state(config, tokens, checkpoint["state_dict"], device, rate=rate)
 
     @classmethod
     def from_state(
@@ -140,8 +156,10 @@ class SessionRecommender(ServedModel):
         state_dict: Mapping[str, Any] | None,
         device: Any = "cpu",
         graph: TemporalGraph | None = None,
+        rate: float | None = None,
     ) -> SessionRecommender:
-        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``).
+        """Build from config values, raw item ids and a state dict that carries the graph (``_extra_state``);
+        ``rate``: the learning rate training ended with (the default of a day's training).
 
         ``state_dict=None`` keeps the initial (untrained) weights and serves ``graph``: for load tests."""
         config["device"] = torch.device(device)
@@ -150,7 +168,9 @@ class SessionRecommender(ServedModel):
         model = TASRec.from_graph_source(config, np.asarray(tokens), source)
         if state_dict is not None:
             model.load_state_dict(state_dict)
-        return cls(model.to(device), int(config["temporal_window"]), artifact.serving_settings(config))
+        training = day_training.training_settings(config, rate)
+        settings = artifact.Settings({**artifact.serving_settings(config), **training})
+        return cls(model.to(device), int(config["temporal_window"]), settings)
 
     @classmethod
     def from_artifact(cls, directory: str | os.PathLike[str], device: Any = "cpu") -> SessionRecommender:
@@ -176,7 +196,8 @@ class SessionRecommender(ServedModel):
         except (ValueError, TypeError) as error:
             raise artifact.ArtifactError(f"{directory / artifact.GRAPH}: {error}") from error
         recommender = cls.from_state(saved.settings, saved.item_tokens, {**weights, "_extra_state": {}}, device, graph)
-        recommender.state = GraphState(graph.day, tuple(saved.meta["folded"]), recommender.state.source)
+        base = recommender.state
+        recommender.state = GraphState(graph.day, tuple(saved.meta["folded"]), base.source, base.model)
         return recommender
 
     @property
@@ -185,16 +206,10 @@ class SessionRecommender(ServedModel):
         return self.state.graph
 
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> torch.Tensor:
-        device = self.model.item_embedding.weight.device
-        batch = Interaction(
-            {
-                self.model.ITEM_SEQ: torch.from_numpy(seq),
-                self.model.ITEM_SEQ_LEN: torch.from_numpy(lengths),
-                self.model.day_field: torch.full((len(lengths),), float(state.day)),
-            }
-        ).to(device)
-        with torch.no_grad(), self.model.graph_source.pinned(state.source):
-            return self.model.full_sort_predict(batch)
+        model = state.model
+        batch = day_training.sample_batch(model, seq, lengths, state.day).to(model.item_embedding.weight.device)
+        with torch.no_grad(), self.graphs.pinned(state.source):
+            return model.full_sort_predict(batch)
 
     def _fold(
         self, base: GraphState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]
@@ -205,11 +220,26 @@ class SessionRecommender(ServedModel):
         graph = base.graph.copy()
         graph.advance(src, dst)
         source = LatestGraph(graph, base.source.threshold)
-        source.propagation(graph.day, self.model.item_embedding.weight.device)  # ready before the swap
-        return GraphState(graph.day, folded, source), {"transitions": len(src)}
+        source.propagation(graph.day, base.model.item_embedding.weight.device)  # ready before the swap
+        return GraphState(graph.day, folded, source, base.model), {"transitions": len(src)}
+
+    def _train(
+        self,
+        base: GraphState,
+        state: GraphState,
+        items: np.ndarray,
+        counts: np.ndarray,
+        options: day_training.TrainOptions,
+    ) -> tuple[GraphState, float]:
+        """A copy of the weights trained on the day's samples with ``base``'s graph (the one that scored them)."""
+        seq, lengths, targets = day_training.prefix_samples(items, counts, self.max_seq_length)
+        samples = day_training.sample_batch(base.model, seq, lengths, base.day, targets)
+        with self.graphs.pinned(base.source):
+            trained, loss = day_training.train_copy(base.model, self.settings, samples, base.day, options)
+        return GraphState(state.day, state.folded, state.source, trained), loss
 
     def _files(self, state: GraphState) -> dict[str, dict[str, torch.Tensor]]:
-        weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        weights = dict(state.model.named_parameters()) | dict(state.model.named_buffers())
         graph = state.graph.state_dict()
         return {
             artifact.WEIGHTS: weights,

@@ -12,26 +12,37 @@ rules make serving safe under concurrent requests and advances:
   (:class:`DayAlreadyFolded`): a retry after a success never folds a day twice. An empty day is never refused
   (two quiet days in a row are real); a retry after a failed save is fine, nothing changed.
 
-Implementations: :class:`~recbole_tasrec.serve.recommender.SessionRecommender` (TASRec) and
-:class:`~recbole_tasrec.serve.knn.KNNRecommender` (SKNN, V-SKNN, STAN). A third (RecBole's sequential models:
-item ids in, ``full_sort_predict`` out) needs :meth:`_score`, :meth:`_fold`, :meth:`_files` and a loader.
+An advance can also train a neural model's weights on the day (``train``, :mod:`~recbole_tasrec.serve.day_training`):
+a copy is trained with the state that scored the day and becomes part of the next state, swapped in with it.
+
+Implementations: :class:`~recbole_tasrec.serve.recommender.SessionRecommender` (TASRec),
+:class:`~recbole_tasrec.serve.knn.KNNRecommender` (SKNN, V-SKNN, STAN) and
+:class:`~recbole_tasrec.serve.sequential.NeuralRecommender` (RecBole's sequential models, LESSR, CSRM). Each gives
+:meth:`_score`, :meth:`_fold`, :meth:`_files`, ``from_read`` and ``from_checkpoint`` (a line in
+``models.SERVED``), and a model with weights :meth:`_train`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from recbole_tasrec.serve import artifact
+
+if TYPE_CHECKING:  # the trainer loads only when an advance trains
+    from recbole_tasrec.serve.day_training import TrainOptions
+
+logger = logging.getLogger(__name__)
 
 #: digests of the most recent days folded in that are kept (in meta.json) to refuse a day folded twice
 FOLDED_KEPT = 64
@@ -69,6 +80,8 @@ class ServedModel:
 
     #: the artefact's tensor files this model writes and reads
     files: tuple[str, ...] = ()
+    #: whether an advance can train the model's weights (:meth:`_train`)
+    trains = False
 
     def __init__(self, item_tokens: Any, settings: artifact.Settings, state: ServedState, max_seq_length: int) -> None:
         self.item_tokens = np.asarray(item_tokens).astype(str)
@@ -135,8 +148,9 @@ class ServedModel:
         return Ranker(self).rank(list(sessions), k).items
 
     # --- advancing -----------------------------------------------------------------------------------------
-    def advanced(self, sessions: Sequence[Sequence[Any]]) -> Advance:
-        """The state after folding in one finished day of ``sessions``, built aside (nothing served changes).
+    def advanced(self, sessions: Sequence[Sequence[Any]], train: TrainOptions | None = None) -> Advance:
+        """The state after folding in one finished day of ``sessions``, built aside (nothing served changes);
+        with ``train``, its weights also trained on the day (:meth:`_train`).
 
         Items unknown to the model are skipped; an empty day only moves the day on. Raises
         :class:`DayAlreadyFolded` for a non-empty day folded in already."""
@@ -149,7 +163,17 @@ class ServedModel:
         items, counts = self.known_clicks(sessions)
         folded = (*base.folded, digest)[-FOLDED_KEPT:]
         state, counts_folded = self._fold(base, items, counts, folded)
+        if train is not None:
+            state, loss = self._train(base, state, items, counts, self.training(train))
+            counts_folded = {**counts_folded, "training_samples": int(np.maximum(counts - 1, 0).sum())}
+            logger.info("trained on day %d: mean loss %.4f", base.day, loss)
         return Advance(base, state, counts_folded)
+
+    def training(self, train: TrainOptions) -> TrainOptions:
+        """``train`` with the artefact's defaults filled in, checked; refused for a model without weights."""
+        if not self.trains:
+            raise ValueError(f"a {self.settings['model']} model has no weights to train: advance it without --train")
+        return train.resolved(self.settings)
 
     def commit(self, advance: Advance) -> None:
         """Serve ``advance``'s state from now on (one assignment); refused if another advance came first."""
@@ -157,15 +181,20 @@ class ServedModel:
             raise RuntimeError("another advance changed the served model meanwhile: build this one again")
         self.state = advance.state
 
-    def advance_day(self, sessions: Sequence[Sequence[Any]]) -> Advance:
+    def advance_day(self, sessions: Sequence[Sequence[Any]], train: TrainOptions | None = None) -> Advance:
         """Fold one finished day in and serve it, without saving (:meth:`advance_and_save` saves first)."""
-        return self.advance_and_save(sessions, None)
+        return self.advance_and_save(sessions, None, train)
 
-    def advance_and_save(self, sessions: Sequence[Sequence[Any]], directory: str | os.PathLike[str] | None) -> Advance:
-        """Build the next state aside, write it to ``directory`` (durably: fsync, rename), then serve it. A failed
-        save (:class:`~recbole_tasrec.safe_write.WriteError`) leaves the served model and the artefact unchanged;
-        ``directory=None`` serves the next state without saving it."""
-        advance = self.advanced(sessions)
+    def advance_and_save(
+        self,
+        sessions: Sequence[Sequence[Any]],
+        directory: str | os.PathLike[str] | None,
+        train: TrainOptions | None = None,
+    ) -> Advance:
+        """Build the next state aside (trained on the day with ``train``), write it to ``directory`` (durably:
+        fsync, rename), then serve it. A failed save (:class:`~recbole_tasrec.safe_write.WriteError`) leaves the
+        served model and the artefact unchanged; ``directory=None`` serves the next state without saving it."""
+        advance = self.advanced(sessions, train)
         if directory is not None:
             self.save(directory, advance.state)
         self.commit(advance)
@@ -195,6 +224,13 @@ class ServedModel:
         self, base: ServedState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]
     ) -> tuple[ServedState, dict[str, int]]:
         """The state after ``base`` and one day of known clicks (``counts`` per session), and what was used."""
+        raise NotImplementedError
+
+    def _train(
+        self, base: ServedState, state: ServedState, items: np.ndarray, counts: np.ndarray, options: TrainOptions
+    ) -> tuple[ServedState, float]:
+        """``state`` (``base`` with the day folded in) with its weights trained on the day's known clicks, scored
+        as ``base`` scored them; the mean loss of the last pass."""
         raise NotImplementedError
 
     def _files(self, state: ServedState) -> dict[str, dict[str, torch.Tensor]]:
