@@ -185,16 +185,21 @@ class SessionRecommender(ServedModel):
         return self.state.graph
 
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> torch.Tensor:
-        device = self.model.item_embedding.weight.device
-        batch = Interaction(
+        with torch.no_grad(), self.model.graph_source.pinned(state.source):
+            return self.model.full_sort_predict(self._batch(seq, lengths, state))
+
+    def _factors(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), self.model.graph_source.pinned(state.source):
+            return self.model.full_sort_factors(self._batch(seq, lengths, state))
+
+    def _batch(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> Interaction:
+        return Interaction(
             {
                 self.model.ITEM_SEQ: torch.from_numpy(seq),
                 self.model.ITEM_SEQ_LEN: torch.from_numpy(lengths),
                 self.model.day_field: torch.full((len(lengths),), float(state.day)),
             }
-        ).to(device)
-        with torch.no_grad(), self.model.graph_source.pinned(state.source):
-            return self.model.full_sort_predict(batch)
+        ).to(self.model.item_embedding.weight.device)
 
     def _fold(
         self, base: GraphState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]
