@@ -12,14 +12,17 @@ Each measurement runs in its own process, so each peak RSS is its own:
 * **train**: TASRec training steps on sessions of the last day, full softmax (Eq. 9) against ``loss_type:
   sampled`` (``--num-negatives``): samples/s of each, ``sampled_speedup``, ``train_peak_rss_mib``; and the output
   layer alone (loss, backward and Adam on the item table from given session vectors: the floor of a step).
-* **serve**: one-session requests: TASRec's session vector, then an exact top-20 over every item by a blocked
-  matrix product with a running top-k (``recbole_tasrec.chunked_eval``): ``serve_p90_ms``; and one evaluation
-  batch ranked the same way (``eval_batch_seconds``, at most ``eval_block_mib`` of scores alive).
+* **serve**: one-session requests with 1 and 2 threads: TASRec's session vector, then the exact top-20 over every
+  item two ways: a blocked fp32 matrix product with a running top-k (``recbole_tasrec.chunked_eval``) and the
+  int8-bounded index of ``recbole_tasrec.serve.topk`` (what serving uses above ``bounded_topk_above`` items),
+  checked equal to it; ``serve_p90_ms`` is the index's at ``--threads``. Then one evaluation batch ranked by the
+  blocked scan (``eval_batch_seconds``, at most ``eval_block_mib`` of scores alive).
 
 Targets (issue "shop scale", 2 cores): advance < 10 s, graph < 4 GiB, sampled >= 5x, training < 16 GiB, p90 < 20 ms.
 
     uv run python -m benchmarks.bench_scale                                              # the recorded run
     uv run python -m benchmarks.bench_scale --items 20000 --transitions-per-day 200000   # smoke run
+    uv run python -m benchmarks.bench_scale --phases graph,serve --output FILE           # serving only
 """
 
 from __future__ import annotations
@@ -246,40 +249,67 @@ def output_layer_speed(weight: Any, sampler: Any, args: dict[str, Any]) -> dict[
 
 
 def serve_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
-    """One-session requests: session vector, then an exact top-20 over blocks of ``--serve-block`` items."""
+    """One-session requests, 1 and 2 threads: the session vector, then the exact top-20 two ways, the blocked
+    fp32 scan (``--scan-requests``) and the int8-bounded index (``--requests``, ``serve/topk.py``), whose answers
+    are checked equal to the scan's; then one evaluation batch by the blocked scan."""
     import torch
 
     from recbole_tasrec.chunked_eval import running_topk, score_blocks
+    from recbole_tasrec.serve.topk import BoundedTopK
 
     model = _model(folder, args).eval()
     lengths, items = read_day(Path(folder), args["days"] - 1)
     rng = np.random.default_rng(2)
     n_items = args["items"] + 1
-    latencies = []
+    result: dict[str, Any] = {"serve_block": args["serve_block"], "k": 20}
     with torch.no_grad():
         tick = time.perf_counter()
         running_topk(score_blocks(model, _batch(lengths, items, np.array([0]), args["days"]), n_items, n_items), 20)
-        first = time.perf_counter() - tick  # includes the day's temporal GCN over the whole table, once a day
-        for _ in range(args["requests"]):
-            batch = _batch(lengths, items, rng.integers(0, len(lengths), 1), args["days"])
-            tick = time.perf_counter()
-            running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
-            latencies.append(1000 * (time.perf_counter() - tick))
+        result["serve_first_request_s"] = round(time.perf_counter() - tick, 2)  # + the day's GCN, once a day
+        tick = time.perf_counter()
+        index = BoundedTopK(model.item_embedding.weight)
+        result["index_build_s"] = round(time.perf_counter() - tick, 2)
+        result["index_mib"] = round(index.nbytes() / 2**20, 1)
+        padding = (torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sessions = [
+                _batch(lengths, items, rng.integers(0, len(lengths), 1), args["days"]) for _ in range(args["requests"])
+            ]
+            scan, bounded, candidates, equal = [], [], [], 0
+            for i, batch in enumerate(sessions):
+                tick = time.perf_counter()
+                values, found = index.topk(model.full_sort_factors(batch)[0], 20, padding)
+                bounded.append(1000 * (time.perf_counter() - tick))
+                candidates.append(index.candidates(model.full_sort_factors(batch)[0], 20, padding)[0].numel())
+                if i < args["scan_requests"]:
+                    tick = time.perf_counter()
+                    expected = running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
+                    scan.append(1000 * (time.perf_counter() - tick))
+                    equal += int(torch.equal(found, expected[1]))
+            for name, latencies in (("scan", scan), ("bounded", bounded)):
+                q = np.percentile(latencies, [50, 90, 99])
+                result[f"{name}_{threads}thread"] = {
+                    "p50_ms": round(float(q[0]), 2),
+                    "p90_ms": round(float(q[1]), 2),
+                    "p99_ms": round(float(q[2]), 2),
+                    "requests": len(latencies),
+                }
+            result[f"bounded_{threads}thread"]["candidates_median"] = int(np.median(candidates))
+            result[f"bounded_{threads}thread"]["candidates_max"] = int(max(candidates))
+            result[f"bounded_{threads}thread"]["equal_to_scan"] = f"{equal} of {len(scan)}"
+            result[f"loadavg_after_{threads}thread"] = load_average()
+            print(f"  {threads} thread(s): {result[f'scan_{threads}thread']} {result[f'bounded_{threads}thread']}")
+        torch.set_num_threads(args["threads"])
+        best = result[f"bounded_{args['threads']}thread"]
+        result.update(serve_p50_ms=best["p50_ms"], serve_p90_ms=best["p90_ms"], serve_p99_ms=best["p99_ms"])
         batch = _batch(lengths, items, rng.integers(0, len(lengths), args["batch_size"]), args["days"])
         tick = time.perf_counter()
         running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
-        eval_batch = time.perf_counter() - tick  # chunked evaluation: B x block scores alive, never B x n_items
-    q = np.percentile(latencies, [50, 90, 99])
-    return {
-        "serve_p50_ms": round(q[0], 2),
-        "serve_p90_ms": round(q[1], 2),
-        "serve_p99_ms": round(q[2], 2),
-        "serve_first_request_s": round(first, 2),
-        "serve_block": args["serve_block"],
-        "serve_peak_rss_mib": peak_rss_mib(),
-        "eval_batch_seconds": round(eval_batch, 2),
-        "eval_block_mib": round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1),
-    }
+        result["eval_batch_seconds"] = round(time.perf_counter() - tick, 2)  # B x block scores, never B x n_items
+    result["eval_block_mib"] = round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1)
+    result["serve_peak_rss_mib"] = peak_rss_mib()
+    return result
 
 
 def in_process(function: Any, folder: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -298,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-negatives", type=int, default=1024)
     parser.add_argument("--full-steps", type=int, default=5)
     parser.add_argument("--sampled-steps", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=300, help="one-session requests per thread count")
+    parser.add_argument("--scan-requests", type=int, default=50, help="of them also ranked by the fp32 scan")
     parser.add_argument("--serve-block", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phases", default="graph,train,serve", help="what to measure (train, serve need graph)")
