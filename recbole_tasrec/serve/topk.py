@@ -108,7 +108,7 @@ class BoundedTopK:
         fold = 1 << max(0, (FOLD // g).bit_length() - 1)
         block = torch.block_diag(*[codes.to(torch.int8).t()] * fold)  # (f d, f G)
         exact_ints = torch._int_mm(self.codes.view(-1, fold * self.d), block).view(-1, g)[: self.n]  # p . c_i
-        approx = torch.mul(exact_ints.t(), self.scale, out=torch.empty(g, self.n))  # (G, n), contiguous
+        approx = torch.empty(g, self.n).copy_(exact_ints.t()).mul_(self.scale)  # (G, n): one pass fewer than mul
         if exclude is not None:
             approx[exclude[0], exclude[1]] = float("-inf")
         q_norm, q_tilde_norm = queries.norm(dim=1), quantised.norm(dim=1)
@@ -128,14 +128,21 @@ class BoundedTopK:
         g, wanted = approx.size(0), min(2 * k, self.n)
         width = max(1, min(1024, self.n // (8 * wanted)))
         blocks = self.n // width
+        maxima = approx[:, : blocks * width].view(g, blocks, width).amax(2)
+        cut = torch.full((g,), float("-inf"))  # too few blocks (a small table): every finite item is kept
         if blocks >= wanted:
-            maxima = approx[:, : blocks * width].view(g, blocks, width).amax(2)
             cut = torch.topk(maxima, wanted, dim=1).values[:, -1]
-        else:
-            cut = torch.full((g,), float("-inf"))
         widest = parts[0] * self.widest[0] + parts[1] * self.widest[1] + parts[2] * self.widest[2]
         floor = (cut - 2 * widest).clamp_min(torch.finfo(torch.float32).min)  # -inf items are never kept
-        query, items = (approx >= floor.unsqueeze(1)).nonzero(as_tuple=True)  # sorted by query
+        # only the blocks whose maximum reaches the floor are compared item by item (and the last, short one)
+        block_query, block = (maxima >= floor.unsqueeze(1)).nonzero(as_tuple=True)
+        inside = approx[:, : blocks * width].view(g, blocks, width)[block_query, block] >= floor[block_query, None]
+        pair, offset = inside.nonzero(as_tuple=True)
+        query, items = block_query[pair], block[pair] * width + offset
+        tail_query, tail = (approx[:, blocks * width :] >= floor.unsqueeze(1)).nonzero(as_tuple=True)
+        query, items = torch.cat([query, tail_query]), torch.cat([items, tail + blocks * width])
+        query, order = torch.sort(query, stable=True)
+        items = items[order]
         if items.numel() > MAX_CANDIDATE_SHARE * self.n * g:
             return None
         near = approx[query, items]
