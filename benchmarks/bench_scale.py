@@ -204,17 +204,27 @@ def train_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, steps in (("full", args["full_steps"]), ("sampled", args["sampled_steps"])):
         model.negative_sampler = sampler if name == "sampled" else None
-        timed = 0.0
+        parts = dict.fromkeys(("loss", "backward", "adam"), 0.0)  # forward + loss, backward, the optimiser step
+        paths = set()
         for step in range(steps + 2):  # two warm-up steps
             batch = _batch(lengths, items, rng.integers(0, len(lengths), args["batch_size"]), args["days"])
-            tick = time.perf_counter()
+            ticks = [time.perf_counter()]
             optimizer.zero_grad()
-            model.calculate_loss(batch).backward()
+            loss = model.calculate_loss(batch)
+            ticks.append(time.perf_counter())
+            loss.backward()
+            ticks.append(time.perf_counter())
             optimizer.step()
-            timed += (time.perf_counter() - tick) if step >= 2 else 0.0
+            ticks.append(time.perf_counter())
+            paths.add(model.temporal_gcn.last_mode)
+            for part, seconds in zip(parts, np.diff(ticks), strict=True):
+                parts[part] += seconds if step >= 2 else 0.0
+        timed = sum(parts.values())
         result[f"{name}_samples_per_s"] = round(steps * args["batch_size"] / timed, 1)
         result[f"{name}_step_ms"] = round(1000 * timed / steps, 1)
-        print(f"  {name}: {result[f'{name}_step_ms']} ms a step", flush=True)
+        result[f"{name}_step_parts_ms"] = {part: round(1000 * s / steps, 1) for part, s in parts.items()}
+        result[f"{name}_gcn_paths"] = sorted(paths)  # the temporal GCN's path: local (batch rows) or full table
+        print(f"  {name}: {result[f'{name}_step_ms']} ms a step {result[f'{name}_step_parts_ms']} {paths}", flush=True)
     result["sampled_speedup"] = round(result["sampled_samples_per_s"] / result["full_samples_per_s"], 2)
     result["train_peak_rss_mib"] = peak_rss_mib()
     result["output_layer"] = output_layer_speed(model.item_embedding.weight, sampler, args)
