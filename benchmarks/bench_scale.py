@@ -166,7 +166,8 @@ def _model(folder: str, args: dict[str, Any]) -> Any:
     torch.manual_seed(0)
     with np.load(Path(folder) / "graph.npz", allow_pickle=False) as saved:  # our own file, no pickle
         graph = TemporalGraph.from_state_dict({key: saved[key] for key in saved.files})
-    config = Config("TASRec", "sample", config_dict={"state": "WARNING", "embedding_size": args["embedding_size"]})
+    settings = {"state": "WARNING", "embedding_size": args["embedding_size"], "max_neighbors": args["max_neighbors"]}
+    config = Config("TASRec", "sample", config_dict=settings)
     tokens = np.arange(args["items"] + 1).astype(str)
     return TASRec.from_graph_source(config, tokens, LatestGraph(graph, 1.0))
 
@@ -343,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scan-requests", type=int, default=50, help="of them also ranked by the fp32 scan")
     parser.add_argument("--serve-block", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-neighbors", type=int, default=None, help="TASRec's max_neighbors (default: all)")
     parser.add_argument("--phases", default="graph,train,serve", help="what to measure (train, serve need graph)")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/scale_<date>.json (full scale)")
     args = parser.parse_args(argv)

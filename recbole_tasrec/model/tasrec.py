@@ -115,6 +115,7 @@ class TASRec(SequentialRecommender):
             int(config["n_layers"]),
             negative_slope=float(config["leaky_relu_slope"]),
             sparse_grad=True,  # see _lookup
+            max_neighbors=config["max_neighbors"],  # None: every neighbour (the paper)
         )
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
