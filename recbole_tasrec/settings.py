@@ -244,6 +244,7 @@ SETTINGS: tuple[Setting, ...] = (
     _tasrec("weight_decay", Number(at_least=0), 1e-05, "L2 regularisation (Adam's weight decay)"),
     _tasrec("train_day_order", OneOf(("shuffle", "chronological")), "shuffle", "order of the training days"),
     _tasrec("num_negatives", Whole(1), 1024, "loss_type: sampled: shared negatives per batch"),
+    _tasrec("lazy_adam", Flag(), False, "loss_type: sampled: Adam updates only the item rows a step touched"),
     _tasrec("negative_power", Number(at_least=0, at_most=1), 0.75, "loss_type: sampled: q ~ (count + 1)^power"),
     # the baselines (properties/model/<Model>.yaml)
     _csrm("hidden_size", Whole(1), 150, "H: GRU encoders and memory rows"),
