@@ -1,8 +1,8 @@
 """Exact top-k of ``q X^T`` over a large item table that reads a quarter of its bytes: an int8 first pass, bounded.
 
-A one-session request at a million items is memory-bound: a scan of the fp32 table (1M x 100 = 400 MB) takes
-about 80 ms on two cores. :class:`BoundedTopK` keeps an int8 copy of the table (100 MB) and makes the answer
-exact anyway, by a bound on each item's error:
+A one-session request at a million items is memory-bound: a scan of the fp32 table (1M x 100 = 400 MB) took
+42-92 ms here (``benchmarks/bench_scale.py``, one thread). :class:`BoundedTopK` keeps an int8 copy of the
+table (100 MB) and makes the answer exact anyway, by a bound on each item's error:
 
 * **Table** (once): each row ``x_i`` gets its own scale ``a_i = max_j |x_ij| / 127`` and int8 codes
   ``c_i = round(x_i / a_i)``, so ``x~_i = a_i c_i``; stored with ``n_i = ||x_i||_2`` and ``r_i = ||x_i - x~_i||_2``.
@@ -17,15 +17,16 @@ exact anyway, by a bound on each item's error:
 * **Selection**: the ``2k`` best ``t_i`` give lower bounds ``t_i - e_i``; ``tau`` = the ``k``-th largest of them is
   at most the ``k``-th largest exact score. Every item with ``t_i + e_i >= tau`` is a candidate; any other item's
   exact score is below ``tau``, hence below ``k`` candidates' scores: it cannot be in the top-``k``. The
-  candidates (a few dozen to a few thousand at 1M items) are scored exactly in fp32 and the top-``k`` of them is
-  the answer: the exact top-``k``.
+  candidates (about 50 of 1M items in the benchmark) are scored exactly in fp32 and the top-``k`` of them is
+  the answer: the exact top-``k``. They are found in one pass over ``t``: blocks' maxima give a cut ``c`` with
+  ``2k`` items at or above it, so ``tau >= c - max e`` and no candidate lies below ``c - 2 max e``.
 
 Ties: items whose exact scores are equal (or within the fp32 rounding of one dot product, ~1e-5 relative at
 ``d = 100``, where two BLAS calls may order them differently too) can be exchanged at the ``k``-th place; the
 scores returned are always the exact ones. Excluded items (the padding item, a session's seen items) get ``-inf``
 and are never returned while finite scores remain, as with ``torch.topk`` over masked scores. If the bound lets
-through more than :data:`MAX_CANDIDATE_SHARE` of the items (all scores equal, a zero query), the query is scored
-by a blocked exact scan instead: the answer stays exact, only slower.
+through more than :data:`MAX_CANDIDATE_SHARE` of the items (all scores equal, a zero query), the group of queries
+gets every exact score instead: the answer stays exact, only slower.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch import Tensor
 
 __all__ = ["BoundedTopK", "MAX_CANDIDATE_SHARE"]
 
-#: above this share of candidates a query is scored by an exact blocked scan (the bound has not helped)
+#: above this share of candidates a group of queries gets every exact score (the bound has not helped)
 MAX_CANDIDATE_SHARE = 0.05
 #: the table is viewed as ``(n / FOLD, FOLD * d)`` against a block-diagonal query (fastest measured on 2 cores)
 FOLD = 16
