@@ -227,10 +227,10 @@ def train_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
             paths.add(model.temporal_gcn.last_mode)
             for part, seconds in zip(parts, np.diff(ticks), strict=True):
                 parts[part] += seconds if step >= 2 else 0.0
-        timed = sum(parts.values())
+        timed = float(sum(parts.values()))
         result[f"{name}_samples_per_s"] = round(steps * args["batch_size"] / timed, 1)
         result[f"{name}_step_ms"] = round(1000 * timed / steps, 1)
-        result[f"{name}_step_parts_ms"] = {part: round(1000 * s / steps, 1) for part, s in parts.items()}
+        result[f"{name}_step_parts_ms"] = {part: round(1000 * float(s) / steps, 1) for part, s in parts.items()}
         result[f"{name}_gcn_paths"] = sorted(paths)  # the temporal GCN's path: local (batch rows) or full table
         print(f"  {name}: {result[f'{name}_step_ms']} ms a step {result[f'{name}_step_parts_ms']} {paths}", flush=True)
     result["sampled_speedup"] = round(result["sampled_samples_per_s"] / result["full_samples_per_s"], 2)
