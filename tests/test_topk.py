@@ -152,3 +152,13 @@ def test_the_ranker_gives_the_same_recommendations_above_the_threshold() -> None
     assert bounded.items == full.items and bounded.unknown == full.unknown
     assert bounded.items[-2] == [] and all(len(row) == k for row, k in zip(bounded.items[:-2], ks[:-2], strict=True))
     np.testing.assert_allclose(np.concatenate(bounded.scores), np.concatenate(full.scores), rtol=1e-5, atol=1e-6)
+
+
+def test_the_serving_cli_refuses_a_negative_threshold(tmp_path, capsys) -> None:
+    from recbole_tasrec.serve.cli import main
+
+    args = ["--bounded-topk-above", "-1", "recommend", "--model", str(tmp_path), "--input", "x.csv", "--output", "y"]
+    (tmp_path / "x.csv").write_text("session_id,item_id\n1,a\n")
+    args[args.index("x.csv")] = str(tmp_path / "x.csv")
+    assert main(args) == 2
+    assert "--bounded-topk-above must be 0" in capsys.readouterr().err

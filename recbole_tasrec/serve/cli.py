@@ -97,13 +97,12 @@ def _write_csv_atomically(frame, output: Path) -> None:
 
 def _loaded(args: argparse.Namespace) -> ServedModel:
     """The served artefact, with ``--bounded-topk-above`` applied."""
+    above = args.bounded_topk_above
+    if above is not None and above < 0:
+        raise ValueError(f"--bounded-topk-above must be 0 (never) or a number of items, got {above}")
     recommender = load_artifact(args.model)
-    if args.bounded_topk_above is not None:
-        if args.bounded_topk_above < 0:
-            raise ValueError(
-                f"--bounded-topk-above must be 0 (never) or a number of items, got {args.bounded_topk_above}"
-            )
-        recommender.bounded_topk_above = args.bounded_topk_above
+    if above is not None:
+        recommender.bounded_topk_above = above
     return recommender
 
 
