@@ -10,16 +10,22 @@ Each measurement runs in its own process, so each peak RSS is its own:
   day (``graph_peak_mib``, the largest) and the process's peak RSS; then the temporal GCN over the whole table
   (Eq. 2-3 for every item, what evaluation and serving compute once a day) with its time and memory.
 * **train**: TASRec training steps on sessions of the last day, full softmax (Eq. 9) against ``loss_type:
-  sampled`` (``--num-negatives``): samples/s of each, ``sampled_speedup``, ``train_peak_rss_mib``; and the output
-  layer alone (loss, backward and Adam on the item table from given session vectors: the floor of a step).
-* **serve**: one-session requests: TASRec's session vector, then an exact top-20 over every item by a blocked
-  matrix product with a running top-k (``recbole_tasrec.chunked_eval``): ``serve_p90_ms``; and one evaluation
-  batch ranked the same way (``eval_batch_seconds``, at most ``eval_block_mib`` of scores alive).
+  sampled`` (``--num-negatives``): samples/s of each, ``sampled_speedup``, ``train_peak_rss_mib``, each step's
+  forward + loss, backward and optimiser times; and the output layer alone (loss, backward and Adam on the item
+  table from given session vectors: the floor of a step). ``--max-neighbors`` and ``--lazy-adam`` set TASRec's
+  keys of those names (both off by default: the paper's GCN and Adam).
+* **serve**: one-session requests with 1 and 2 threads: TASRec's session vector, then the exact top-20 over every
+  item two ways: a blocked fp32 matrix product with a running top-k (``recbole_tasrec.chunked_eval``) and the
+  int8-bounded index of ``recbole_tasrec.serve.topk`` (what serving uses above ``bounded_topk_above`` items),
+  checked equal to it; ``serve_p90_ms`` is the index's with one thread (the serving CLI's default: on a loaded
+  machine two threads wait for each other). Then one evaluation batch ranked by the
+  blocked scan (``eval_batch_seconds``, at most ``eval_block_mib`` of scores alive).
 
 Targets (issue "shop scale", 2 cores): advance < 10 s, graph < 4 GiB, sampled >= 5x, training < 16 GiB, p90 < 20 ms.
 
     uv run python -m benchmarks.bench_scale                                              # the recorded run
     uv run python -m benchmarks.bench_scale --items 20000 --transitions-per-day 200000   # smoke run
+    uv run python -m benchmarks.bench_scale --phases graph,serve --output FILE           # serving only
 """
 
 from __future__ import annotations
@@ -162,7 +168,9 @@ def _model(folder: str, args: dict[str, Any]) -> Any:
     torch.manual_seed(0)
     with np.load(Path(folder) / "graph.npz", allow_pickle=False) as saved:  # our own file, no pickle
         graph = TemporalGraph.from_state_dict({key: saved[key] for key in saved.files})
-    config = Config("TASRec", "sample", config_dict={"state": "WARNING", "embedding_size": args["embedding_size"]})
+    settings = {"state": "WARNING", "embedding_size": args["embedding_size"]}
+    settings.update(max_neighbors=args["max_neighbors"], lazy_adam=args["lazy_adam"])
+    config = Config("TASRec", "sample", config_dict=settings)
     tokens = np.arange(args["items"] + 1).astype(str)
     return TASRec.from_graph_source(config, tokens, LatestGraph(graph, 1.0))
 
@@ -189,10 +197,14 @@ def train_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
     """Training steps (forward, loss, backward, fused Adam) with the full and the sampled softmax."""
     import torch
 
+    from recbole_tasrec.lazy_adam import LazyAdam
     from recbole_tasrec.model.sampled_softmax import PopularitySampler
 
     model = _model(folder, args).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5, fused=True)
+    if args["lazy_adam"]:  # what the trainer builds for lazy_adam: True
+        optimizer = LazyAdam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5, fused=True)
     lengths, items = read_day(Path(folder), args["days"] - 1)
     counts = torch.bincount(torch.as_tensor(items, dtype=torch.long), minlength=args["items"] + 1)
     sampler = PopularitySampler(counts, args["num_negatives"], 0.75)
@@ -200,17 +212,27 @@ def train_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, steps in (("full", args["full_steps"]), ("sampled", args["sampled_steps"])):
         model.negative_sampler = sampler if name == "sampled" else None
-        timed = 0.0
+        parts = dict.fromkeys(("loss", "backward", "adam"), 0.0)  # forward + loss, backward, the optimiser step
+        paths = set()
         for step in range(steps + 2):  # two warm-up steps
             batch = _batch(lengths, items, rng.integers(0, len(lengths), args["batch_size"]), args["days"])
-            tick = time.perf_counter()
+            ticks = [time.perf_counter()]
             optimizer.zero_grad()
-            model.calculate_loss(batch).backward()
+            loss = model.calculate_loss(batch)
+            ticks.append(time.perf_counter())
+            loss.backward()
+            ticks.append(time.perf_counter())
             optimizer.step()
-            timed += (time.perf_counter() - tick) if step >= 2 else 0.0
+            ticks.append(time.perf_counter())
+            paths.add(model.temporal_gcn.last_mode)
+            for part, seconds in zip(parts, np.diff(ticks), strict=True):
+                parts[part] += seconds if step >= 2 else 0.0
+        timed = float(sum(parts.values()))
         result[f"{name}_samples_per_s"] = round(steps * args["batch_size"] / timed, 1)
         result[f"{name}_step_ms"] = round(1000 * timed / steps, 1)
-        print(f"  {name}: {result[f'{name}_step_ms']} ms a step", flush=True)
+        result[f"{name}_step_parts_ms"] = {part: round(1000 * float(s) / steps, 1) for part, s in parts.items()}
+        result[f"{name}_gcn_paths"] = sorted(paths)  # the temporal GCN's path: local (batch rows) or full table
+        print(f"  {name}: {result[f'{name}_step_ms']} ms a step {result[f'{name}_step_parts_ms']} {paths}", flush=True)
     result["sampled_speedup"] = round(result["sampled_samples_per_s"] / result["full_samples_per_s"], 2)
     result["train_peak_rss_mib"] = peak_rss_mib()
     result["output_layer"] = output_layer_speed(model.item_embedding.weight, sampler, args)
@@ -246,40 +268,67 @@ def output_layer_speed(weight: Any, sampler: Any, args: dict[str, Any]) -> dict[
 
 
 def serve_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
-    """One-session requests: session vector, then an exact top-20 over blocks of ``--serve-block`` items."""
+    """One-session requests, 1 and 2 threads: the session vector, then the exact top-20 two ways, the blocked
+    fp32 scan (``--scan-requests``) and the int8-bounded index (``--requests``, ``serve/topk.py``), whose answers
+    are checked equal to the scan's; then one evaluation batch by the blocked scan."""
     import torch
 
     from recbole_tasrec.chunked_eval import running_topk, score_blocks
+    from recbole_tasrec.serve.topk import BoundedTopK
 
     model = _model(folder, args).eval()
     lengths, items = read_day(Path(folder), args["days"] - 1)
     rng = np.random.default_rng(2)
     n_items = args["items"] + 1
-    latencies = []
+    result: dict[str, Any] = {"serve_block": args["serve_block"], "k": 20}
     with torch.no_grad():
         tick = time.perf_counter()
         running_topk(score_blocks(model, _batch(lengths, items, np.array([0]), args["days"]), n_items, n_items), 20)
-        first = time.perf_counter() - tick  # includes the day's temporal GCN over the whole table, once a day
-        for _ in range(args["requests"]):
-            batch = _batch(lengths, items, rng.integers(0, len(lengths), 1), args["days"])
-            tick = time.perf_counter()
-            running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
-            latencies.append(1000 * (time.perf_counter() - tick))
+        result["serve_first_request_s"] = round(time.perf_counter() - tick, 2)  # + the day's GCN, once a day
+        tick = time.perf_counter()
+        index = BoundedTopK(model.item_embedding.weight)
+        result["index_build_s"] = round(time.perf_counter() - tick, 2)
+        result["index_mib"] = round(index.nbytes() / 2**20, 1)
+        padding = (torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sessions = [
+                _batch(lengths, items, rng.integers(0, len(lengths), 1), args["days"]) for _ in range(args["requests"])
+            ]
+            scan, bounded, candidates, equal = [], [], [], 0
+            for i, batch in enumerate(sessions):
+                tick = time.perf_counter()
+                values, found = index.topk(model.full_sort_factors(batch)[0], 20, padding)
+                bounded.append(1000 * (time.perf_counter() - tick))
+                candidates.append(index.candidates(model.full_sort_factors(batch)[0], 20, padding)[0].numel())
+                if i < args["scan_requests"]:
+                    tick = time.perf_counter()
+                    expected = running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
+                    scan.append(1000 * (time.perf_counter() - tick))
+                    equal += int(torch.equal(found, expected[1]))
+            for name, latencies in (("scan", scan), ("bounded", bounded)):
+                q = np.percentile(latencies, [50, 90, 99])
+                result[f"{name}_{threads}thread"] = {
+                    "p50_ms": round(float(q[0]), 2),
+                    "p90_ms": round(float(q[1]), 2),
+                    "p99_ms": round(float(q[2]), 2),
+                    "requests": len(latencies),
+                }
+            result[f"bounded_{threads}thread"]["candidates_median"] = int(np.median(candidates))
+            result[f"bounded_{threads}thread"]["candidates_max"] = int(max(candidates))
+            result[f"bounded_{threads}thread"]["equal_to_scan"] = f"{equal} of {len(scan)}"
+            result[f"loadavg_after_{threads}thread"] = load_average()
+            print(f"  {threads} thread(s): {result[f'scan_{threads}thread']} {result[f'bounded_{threads}thread']}")
+        torch.set_num_threads(args["threads"])
+        served = result["bounded_1thread"]  # the serving CLI's default: one torch thread per process
+        result.update(serve_p50_ms=served["p50_ms"], serve_p90_ms=served["p90_ms"], serve_p99_ms=served["p99_ms"])
         batch = _batch(lengths, items, rng.integers(0, len(lengths), args["batch_size"]), args["days"])
         tick = time.perf_counter()
         running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
-        eval_batch = time.perf_counter() - tick  # chunked evaluation: B x block scores alive, never B x n_items
-    q = np.percentile(latencies, [50, 90, 99])
-    return {
-        "serve_p50_ms": round(q[0], 2),
-        "serve_p90_ms": round(q[1], 2),
-        "serve_p99_ms": round(q[2], 2),
-        "serve_first_request_s": round(first, 2),
-        "serve_block": args["serve_block"],
-        "serve_peak_rss_mib": peak_rss_mib(),
-        "eval_batch_seconds": round(eval_batch, 2),
-        "eval_block_mib": round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1),
-    }
+        result["eval_batch_seconds"] = round(time.perf_counter() - tick, 2)  # B x block scores, never B x n_items
+    result["eval_block_mib"] = round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1)
+    result["serve_peak_rss_mib"] = peak_rss_mib()
+    return result
 
 
 def in_process(function: Any, folder: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -298,9 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-negatives", type=int, default=1024)
     parser.add_argument("--full-steps", type=int, default=5)
     parser.add_argument("--sampled-steps", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=300, help="one-session requests per thread count")
+    parser.add_argument("--scan-requests", type=int, default=50, help="of them also ranked by the fp32 scan")
     parser.add_argument("--serve-block", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-neighbors", type=int, default=None, help="TASRec's max_neighbors (default: all)")
+    parser.add_argument("--lazy-adam", action="store_true", help="TASRec's lazy_adam: True (default: Adam)")
     parser.add_argument("--phases", default="graph,train,serve", help="what to measure (train, serve need graph)")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/scale_<date>.json (full scale)")
     args = parser.parse_args(argv)

@@ -236,6 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
     _tasrec("edge_weight", OneOf(("binary", "count")), "binary", "a day's edges: 0/1 (Eq. 1) or counts"),
     _tasrec("temporal_window", Whole(1), 1, "link each click to the next w clicks of its session"),
     _tasrec("neighbor_threshold", Number(at_least=0), 1.0, "only neighbours with e_ij >= this are used"),
+    _tasrec("max_neighbors", OrNone(Whole(1)), None, "training's temporal GCN samples this many neighbours; ~: all"),
     _tasrec("prune_below", Number(at_least=0, at_most=1), 2**-16, "decayed weights below this are dropped"),
     _tasrec("leaky_relu_slope", Number(), 0.2, "negative slope of Eq. 2's LeakyReLU"),
     _tasrec("temporal_eval", _FRESHNESS, "streaming", "the graph keeps advancing through the test days, or stops"),
@@ -243,6 +244,7 @@ SETTINGS: tuple[Setting, ...] = (
     _tasrec("weight_decay", Number(at_least=0), 1e-05, "L2 regularisation (Adam's weight decay)"),
     _tasrec("train_day_order", OneOf(("shuffle", "chronological")), "shuffle", "order of the training days"),
     _tasrec("num_negatives", Whole(1), 1024, "loss_type: sampled: shared negatives per batch"),
+    _tasrec("lazy_adam", Flag(), False, "loss_type: sampled: Adam updates only the item rows a step touched"),
     _tasrec("negative_power", Number(at_least=0, at_most=1), 0.75, "loss_type: sampled: q ~ (count + 1)^power"),
     # the baselines (properties/model/<Model>.yaml)
     _csrm("hidden_size", Whole(1), 150, "H: GRU encoders and memory rows"),

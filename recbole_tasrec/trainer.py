@@ -23,6 +23,7 @@ from recbole.utils import get_local_time, set_color
 from recbole_tasrec import resume, run_folder
 from recbole_tasrec.checkpoint import load_trusted, run_identity, save_atomically
 from recbole_tasrec.chunked_eval import chunked_full_sort, uses_chunks
+from recbole_tasrec.lazy_adam import LazyAdam
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 #: Counters a learning-rate schedule may keep on the trainer (the plateau schedule's), saved for ``--resume``.
@@ -152,6 +153,8 @@ class ScheduledTrainer(Trainer):
             return super()._build_optimizer(**kwargs)
         params = kwargs.get("params", self.model.parameters())
         lr, decay = kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay)
+        if getattr(self.model, "lazy_adam", False):  # lazy_adam: sparse item rows (recbole_tasrec/lazy_adam.py)
+            return LazyAdam(params, lr=lr, weight_decay=decay)
         return torch.optim.Adam(params, lr=lr, weight_decay=decay, **adam_options(self.model))
 
     def evaluate(

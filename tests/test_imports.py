@@ -13,7 +13,7 @@ module level: a function may import a part above it lazily, e.g. the package's l
 3. ``distributed``: processes, process groups, sharding, a rank's trainer (torch and RecBole only).
 4. ``data``: the day-split RecBole data set and its loaders (``data.dataset``, ``data.dataloader``).
 5. ``model``: TASRec and the baselines.
-6. ``training``: ``config``, ``run_folder``, ``checkpoint``, ``resume``, ``chunked_eval``, ``trainer``,
+6. ``training``: ``config``, ``run_folder``, ``checkpoint``, ``resume``, ``chunked_eval``, ``lazy_adam``, ``trainer``,
    ``continual``, ``quick_start``.
 7. ``apps``: what users run: ``serve``, ``tune``, ``cli``, ``data.stats``, ``harness`` and the package's
    ``__init__`` (its public names).
@@ -60,6 +60,7 @@ PARTS = {
     "quick_start": "training",
     "continual": "training",
     "chunked_eval": "training",
+    "lazy_adam": "training",
     "": "apps",
 }
 ORDER = ["base", "light data", "compat", "distributed", "data", "model", "training", "apps"]

@@ -41,21 +41,29 @@ LOSS_TYPES = ("CE", "sampled")
 
 
 def sampled_softmax_cross_entropy(
-    session: Tensor, items: Tensor, target: Tensor, negatives: Tensor, log_weight: Tensor, masked_item: int = 0
+    session: Tensor,
+    items: Tensor,
+    target: Tensor,
+    negatives: Tensor,
+    log_weight: Tensor,
+    masked_item: int = 0,
+    sparse: bool = False,
 ) -> Tensor:
     r"""Mean of ``log \hat Z_b - o_{b,t_b}`` (module docstring) for sessions ``(B, d)`` against the item table
     ``(n, d)``: ``target`` ``(B,)``, shared ``negatives`` ``(K,)`` with their ``log_weight`` ``(K,)`` (``-log(K
     q_j)``; zeros for an exhaustive list). Negatives equal to a sample's target or to ``masked_item`` are masked.
 
-    Only ``B x K`` logits are materialised, and the gradient reaches the ``K + B`` rows used."""
+    Only ``B x K`` logits are materialised, and the gradient reaches the ``K + B`` rows used (``sparse``: as a
+    sparse gradient of those rows, for ``lazy_adam``; else a dense table)."""
     if session.dim() != 2 or items.dim() != 2 or session.size(1) != items.size(1):
         raise ValueError(f"session (B, d) and items (n, d) expected, got {tuple(session.shape)}, {tuple(items.shape)}")
     if negatives.dim() != 1 or log_weight.shape != negatives.shape:
         shapes = f"{tuple(negatives.shape)}, {tuple(log_weight.shape)}"
         raise ValueError(f"negatives and log_weight must be (K,), got {shapes}")
     target = target.long()
-    target_logit = (session * items.index_select(0, target)).sum(-1)  # o_{b, t_b}
-    negative_logits = session @ items.index_select(0, negatives).t() + log_weight.to(session.dtype)
+    rows = torch.nn.functional.embedding(torch.cat([target, negatives]), items, sparse=sparse)
+    target_logit = (session * rows[: len(target)]).sum(-1)  # o_{b, t_b}
+    negative_logits = session @ rows[len(target) :].t() + log_weight.to(session.dtype)
     hit = (negatives.unsqueeze(0) == target.unsqueeze(1)) | (negatives == masked_item).unsqueeze(0)
     negative_logits = negative_logits.masked_fill(hit, float("-inf"))
     logits = torch.cat([target_logit.unsqueeze(1), negative_logits], dim=1)
@@ -88,10 +96,10 @@ class PopularitySampler:
         negatives = torch.searchsorted(self._cdf, u, right=True).clamp_(max=self._cdf.numel() - 1)
         return negatives, -self._log_kq[negatives]
 
-    def loss(self, session: Tensor, items: Tensor, target: Tensor) -> Tensor:
-        """The sampled loss of one batch with fresh negatives."""
+    def loss(self, session: Tensor, items: Tensor, target: Tensor, sparse: bool = False) -> Tensor:
+        """The sampled loss of one batch with fresh negatives (``sparse``: a sparse gradient for ``items``)."""
         negatives, log_weight = self.draw(session.device)
-        return sampled_softmax_cross_entropy(session, items, target, negatives, log_weight)
+        return sampled_softmax_cross_entropy(session, items, target, negatives, log_weight, sparse=sparse)
 
 
 def training_target_counts(dataset: Any, n_items: int) -> Tensor:

@@ -115,7 +115,9 @@ class TASRec(SequentialRecommender):
             int(config["n_layers"]),
             negative_slope=float(config["leaky_relu_slope"]),
             sparse_grad=True,  # see _lookup
+            max_neighbors=config["max_neighbors"],  # None: every neighbour (the paper)
         )
+        self.lazy_adam = bool(config["lazy_adam"])  # the trainer's LazyAdam; a sparse item-table gradient
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
         self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x for every item (_temporal_x)
@@ -242,7 +244,8 @@ class TASRec(SequentialRecommender):
         A model built without training data (:meth:`from_graph_source`) trains with the full softmax."""
         session = self._session_vectors(interaction)
         if self.negative_sampler is not None:
-            return self.negative_sampler.loss(session, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
+            target, table = interaction[self.POS_ITEM_ID], self.item_embedding.weight
+            return self.negative_sampler.loss(session, table, target, sparse=self.lazy_adam)  # lazy: rows only
         return full_softmax_cross_entropy(session, self.item_embedding.weight, interaction[self.POS_ITEM_ID])
 
     def predict(self, interaction: Any) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from recbole_tasrec.model.init import uniform_init_
 from recbole_tasrec.model.sparse import SpMM, csr, csr_row_block, csr_transpose
 
-__all__ = ["TemporalGCN", "l2_normalize"]
+__all__ = ["TemporalGCN", "l2_normalize", "sample_neighbors"]
 
 
 class TemporalGCN(nn.Module):
@@ -55,6 +55,10 @@ class TemporalGCN(nn.Module):
         sparse_grad: on the ``'local'`` path, give the embedding table its gradient as a sparse tensor
             (the rows of ``S_0`` only). Cheaper when the table gets a dense gradient elsewhere that absorbs
             it in place (TASRec's output layer); alone, the table's ``.grad`` would then be sparse.
+        max_neighbors: ``None`` (the paper: every neighbour), or in training mode on the ``'local'`` path, rows
+            of ``P`` with more entries keep this many, drawn uniformly without replacement, each scaled by
+            ``entries / max_neighbors``: an unbiased estimate of ``(P x)_i`` (neighbour sampling, as GraphSAGE),
+            which bounds the frontiers at shop scale (``|S_{k-1}| <= |S_k| (m + 1)``). Evaluation is exact.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class TemporalGCN(nn.Module):
         mode: Literal["auto", "local", "full"] = "auto",
         local_cost_ratio: float = 0.5,
         sparse_grad: bool = False,
+        max_neighbors: int | None = None,
     ) -> None:
         super().__init__()
         if n_layers < 0:
@@ -77,6 +82,9 @@ class TemporalGCN(nn.Module):
         self.mode = mode
         self.local_cost_ratio = local_cost_ratio
         self.sparse_grad = sparse_grad
+        if max_neighbors is not None and max_neighbors < 1:
+            raise ValueError(f"max_neighbors must be None (every neighbour) or >= 1, got {max_neighbors}")
+        self.max_neighbors = max_neighbors
         # W1 applied as x @ weight (Eq. 2 writes x W1).
         self.weight = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self._cache: tuple[Tensor, Tensor, Tensor | None] | None = None  # (P, P as dtype, its T)
@@ -146,6 +154,8 @@ class TemporalGCN(nn.Module):
         for _ in range(self.n_layers):
             current = frontiers[-1]
             crow, col, values = csr_row_block(propagation, current)
+            if self.max_neighbors is not None and self.training:
+                crow, col, values = sample_neighbors(crow, col, values, self.max_neighbors)
             cost += col.numel() + current.numel() * self.hidden_size
             if budget is not None and cost > budget:
                 return None
@@ -210,6 +220,25 @@ class TemporalGCN(nn.Module):
         self.last_mode = "local"
         x = self._local(embedding_weight, *plan)
         return x.index_select(0, inverse.reshape(-1)).view(*items.shape, x.size(-1))
+
+
+def sample_neighbors(crow: Tensor, col: Tensor, values: Tensor, most: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A CSR block whose rows of more than ``most`` entries keep ``most`` of them, drawn uniformly without
+    replacement (torch's global generator) and scaled by ``entries / most``: each entry is kept with probability
+    ``most / entries``, so the sampled row times ``x`` is an unbiased estimate of the whole row's."""
+    counts = crow[1:] - crow[:-1]
+    if counts.numel() == 0 or int(counts.max()) <= most:
+        return crow, col, values
+    row = torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+    # a random order inside each row, the rows still ascending (row + a uniform draw in [0, 1))
+    shuffled = torch.argsort(row.double() + torch.rand(row.numel(), dtype=torch.float64, device=crow.device))
+    rank = torch.arange(row.numel(), device=crow.device) - crow[:-1][row]
+    keep = shuffled[rank < most].sort().values
+    kept = counts.clamp(max=most)
+    kept_crow = torch.zeros_like(crow)
+    torch.cumsum(kept, 0, out=kept_crow[1:])
+    scale = (counts.to(values.dtype) / kept.to(values.dtype))[row[keep]]
+    return kept_crow, col[keep], values[keep] * scale
 
 
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:

@@ -31,6 +31,7 @@ from recbole_tasrec.serve.artifact import ArtifactError
 from recbole_tasrec.serve.day_training import TrainOptions
 from recbole_tasrec.serve.models import load_artifact, load_checkpoint
 from recbole_tasrec.serve.ranking import CHUNK, Ranked, Ranker
+from recbole_tasrec.serve.served import ServedModel
 from recbole_tasrec.serve.session_file import SessionFileError, read_sessions
 
 
@@ -44,6 +45,12 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recbole_tasrec.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    parser.add_argument(
+        "--bounded-topk-above",
+        type=int,
+        default=None,
+        help="rank by the exact int8-bounded scan above this many items (default: 200000; 0: never)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write a safe serving artefact from a RecBole checkpoint")
@@ -110,6 +117,17 @@ def _write_csv_atomically(frame, output: Path) -> None:
         frame.to_csv(temporary, index=False)
 
 
+def _loaded(args: argparse.Namespace) -> ServedModel:
+    """The served artefact, with ``--bounded-topk-above`` applied."""
+    above = args.bounded_topk_above
+    if above is not None and above < 0:
+        raise ValueError(f"--bounded-topk-above must be 0 (never) or a number of items, got {above}")
+    recommender = load_artifact(args.model)
+    if above is not None:
+        recommender.bounded_topk_above = above
+    return recommender
+
+
 def run_export(args: argparse.Namespace) -> str:
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"{args.checkpoint} does not exist: pass a .pth checkpoint written by run_recbole_tasrec")
@@ -125,7 +143,7 @@ def run_recommend(args: argparse.Namespace) -> str:
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     table = read_sessions(args.input, args.sep, args.session_col, args.item_col)
-    ranker = Ranker(load_artifact(args.model))
+    ranker = Ranker(_loaded(args))
     n_items = len(ranker.tokens) - 1
     if args.k > n_items:
         raise ValueError(f"--k {args.k} is more than the {n_items} items of the model: give at most {n_items}")
@@ -186,7 +204,7 @@ def run_http(args: argparse.Namespace) -> str:
     limit = {} if args.max_body_mb is None else {"max_body_bytes": int(args.max_body_mb * 2**20)}
     if limit and limit["max_body_bytes"] < 1:
         raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
-    recommender = load_artifact(args.model)
+    recommender = _loaded(args)
     app = create_app(
         recommender,
         None if args.no_save else args.model,

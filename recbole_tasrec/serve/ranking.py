@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbole_tasrec.serve.topk import BoundedTopK
+
 if TYPE_CHECKING:  # the served model's recommend() is built on this module
-    from recbole_tasrec.serve.served import ServedModel
+    from recbole_tasrec.serve.served import ServedModel, ServedState
 
 #: sessions scored at once: bounds the (sessions x items) score matrix to ~40 MB at 40,000 items
 CHUNK = 256
@@ -41,6 +43,7 @@ class Ranker:
     def __init__(self, recommender: ServedModel) -> None:
         self.recommender = recommender
         self.tokens = np.asarray(recommender.item_tokens, dtype=str)
+        self._index: tuple[tuple[int, int], BoundedTopK] | None = None
 
     def encode(self, sessions: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(every click's item id, 0 where unknown; every click's session; the clicks as text)."""
@@ -67,16 +70,51 @@ class Ranker:
         state = self.recommender.state  # read once: the day and every score come from this state
         ids, session_of, flat = self.encode(sessions)
         ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)), state.day)
+        bounded = 0 < self.recommender.bounded_topk_above < len(self.tokens)
         for start in range(0, len(sessions), CHUNK):
             stop = min(start + CHUNK, len(sessions))
-            scores = self.recommender.scores(sessions[start:stop], state)
             seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
-            scores[torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen])] = float("-inf")
-            top = torch.topk(scores, int(ks[start:stop].max()), dim=1)
-            values = top.values.cpu().numpy()
+            seen_pairs = (torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen]))
+            k_most = int(ks[start:stop].max())
+            top = self._bounded_topk(sessions[start:stop], state, seen_pairs, k_most) if bounded else None
+            if top is None:
+                scores = self.recommender.scores(sessions[start:stop], state)
+                scores[seen_pairs] = float("-inf")
+                top = torch.topk(scores, k_most, dim=1)
+            values = top[0].cpu().numpy()
             values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
-            self._collect(ranked, top.indices.cpu().numpy(), values)
+            self._collect(ranked, top[1].cpu().numpy(), values)
         return ranked
+
+    # --- above ``bounded_topk_above`` items: the exact top-k from an int8 scan (serve/topk.py) ------------------
+    def _bounded_topk(
+        self, sessions: Sequence[Sequence[str]], state: ServedState, seen: tuple, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What ``torch.topk`` of the masked scores gives (the padding item and the ``seen`` pairs excluded, a
+        session without a known item at ``-inf`` throughout), or ``None`` if the scores are no product of
+        session vectors and an item table."""
+        values = torch.full((len(sessions), k), float("-inf"))
+        items = torch.zeros((len(sessions), k), dtype=torch.long)
+        known = np.flatnonzero(self.recommender.padded(sessions)[1] > 0)
+        if not len(known):
+            return values, items
+        factors = self.recommender.factors([sessions[i] for i in known], state)
+        if factors is None:
+            return None
+        row_of = torch.full((len(sessions),), -1, dtype=torch.long)
+        row_of[torch.from_numpy(known)] = torch.arange(len(known))
+        rows, cols = row_of[seen[0]], seen[1]
+        padding = torch.arange(len(known))
+        exclude = (torch.cat([padding, rows[rows >= 0]]), torch.cat([torch.zeros_like(padding), cols[rows >= 0]]))
+        values[known], items[known] = self._index_of(factors[1]).topk(factors[0].cpu(), k, exclude)
+        return values, items
+
+    def _index_of(self, table: torch.Tensor) -> BoundedTopK:
+        """The int8 index of ``table``, built once (again if the table changed in place)."""
+        key = (table.data_ptr(), table._version)
+        if self._index is None or self._index[0] != key:
+            self._index = (key, BoundedTopK(table.cpu()))
+        return self._index[1]
 
     def bounded_k(self, k: int | Sequence[int]) -> int | list[int]:
         """``k`` at most the item count, checked as Python ints: a ``k`` of 2**64 is the item count, not an

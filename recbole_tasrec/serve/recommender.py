@@ -206,10 +206,16 @@ class SessionRecommender(ServedModel):
         return self.state.graph
 
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> torch.Tensor:
-        model = state.model
-        batch = day_training.sample_batch(model, seq, lengths, state.day).to(model.item_embedding.weight.device)
         with torch.no_grad(), self.graphs.pinned(state.source):
-            return model.full_sort_predict(batch)
+            return state.model.full_sort_predict(self._batch(seq, lengths, state))
+
+    def _factors(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), self.graphs.pinned(state.source):
+            return state.model.full_sort_factors(self._batch(seq, lengths, state))
+
+    def _batch(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> Any:
+        model = state.model
+        return day_training.sample_batch(model, seq, lengths, state.day).to(model.item_embedding.weight.device)
 
     def _fold(
         self, base: GraphState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]

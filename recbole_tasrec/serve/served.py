@@ -82,6 +82,8 @@ class ServedModel:
     files: tuple[str, ...] = ()
     #: whether an advance can train the model's weights (:meth:`_train`)
     trains = False
+    #: ranking scans an int8 copy of the item table, exactly, above this many items (``serve/topk.py``; 0: never)
+    bounded_topk_above: int = 200_000
 
     def __init__(self, item_tokens: Any, settings: artifact.Settings, state: ServedState, max_seq_length: int) -> None:
         self.item_tokens = np.asarray(item_tokens).astype(str)
@@ -141,11 +143,22 @@ class ServedModel:
         out[:, 0] = float("-inf")
         return out
 
+    def factors(
+        self, sessions: Sequence[Sequence[Any]], state: ServedState
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(vectors, table)`` with :meth:`scores` ``= vectors @ table.T`` (item 0 aside) for sessions that each
+        have a known item, where the model scores so (TASRec); ``None`` for another model."""
+        seq, lengths = self.padded(sessions)
+        return self._factors(seq, lengths, state)
+
     def recommend(self, sessions: Sequence[Sequence[Any]], k: int = 20) -> list[list[str]]:
-        """The top-``k`` next items (raw ids) for each session (:class:`~recbole_tasrec.serve.ranking.Ranker`)."""
+        """The top-``k`` next items (raw ids) for each session (:class:`~recbole_tasrec.serve.ranking.Ranker`, kept:
+        its int8 index, if any, is built once)."""
         from recbole_tasrec.serve.ranking import Ranker
 
-        return Ranker(self).rank(list(sessions), k).items
+        if getattr(self, "_ranker", None) is None:
+            self._ranker = Ranker(self)
+        return self._ranker.rank(list(sessions), k).items
 
     # --- advancing -----------------------------------------------------------------------------------------
     def advanced(self, sessions: Sequence[Sequence[Any]], train: TrainOptions | None = None) -> Advance:
@@ -219,6 +232,12 @@ class ServedModel:
     def _score(self, seq: np.ndarray, lengths: np.ndarray, state: ServedState) -> torch.Tensor:
         """``(B, n_items)`` scores of padded sessions of at least one known click, from ``state``."""
         raise NotImplementedError
+
+    def _factors(
+        self, seq: np.ndarray, lengths: np.ndarray, state: ServedState
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`factors` of padded sessions of at least one known click; ``None``: scores are no such product."""
+        return None
 
     def _fold(
         self, base: ServedState, items: np.ndarray, counts: np.ndarray, folded: tuple[str, ...]
