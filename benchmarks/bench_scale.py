@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -43,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average, result_header, result_path, write_result
+from benchmarks.common import load_average, peak_rss_mib, result_header, result_path, write_result
 
 FULL_ITEMS, FULL_TRANSITIONS = 1_000_000, 10_000_000
 TARGETS = {
@@ -94,8 +93,9 @@ def read_day(folder: Path, day: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the measurements, each in its own process --------------------------------------------------------------
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def peak_rss() -> float:
+    """This process's peak resident set so far, in MiB to 1 place."""
+    return round(peak_rss_mib(), 1)
 
 
 def graph_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -124,12 +124,12 @@ def graph_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
                 "advance_seconds": round(seconds, 3),
                 "nnz": graph.nnz,
                 "graph_mib": round(mib, 1),
-                "peak_rss_mib": peak_rss_mib(),
+                "peak_rss_mib": peak_rss(),
             }
         )
         print(f"  day {day}: advance {seconds:.2f} s, nnz {graph.nnz:,}, {mib:.0f} MiB", flush=True)
     np.savez(Path(folder) / "graph.npz", **graph.state_dict())
-    rss_before = peak_rss_mib()
+    rss_before = peak_rss()
     tick = time.perf_counter()
     propagation = graph.propagation(1.0)
     prep = time.perf_counter() - tick
@@ -150,7 +150,7 @@ def graph_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
             "propagation_seconds": round(prep, 2),
             "gcn_seconds": round(gcn_seconds, 2),
             "table_mib": round(table.numel() * 4 / 2**20, 1),
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": peak_rss(),
         },
     }
 
@@ -234,7 +234,7 @@ def train_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
         result[f"{name}_gcn_paths"] = sorted(paths)  # the temporal GCN's path: local (batch rows) or full table
         print(f"  {name}: {result[f'{name}_step_ms']} ms a step {result[f'{name}_step_parts_ms']} {paths}", flush=True)
     result["sampled_speedup"] = round(result["sampled_samples_per_s"] / result["full_samples_per_s"], 2)
-    result["train_peak_rss_mib"] = peak_rss_mib()
+    result["train_peak_rss_mib"] = peak_rss()
     result["output_layer"] = output_layer_speed(model.item_embedding.weight, sampler, args)
     return result
 
@@ -327,7 +327,7 @@ def serve_phase(folder: str, args: dict[str, Any]) -> dict[str, Any]:
         running_topk(score_blocks(model, batch, n_items, args["serve_block"]), 20)
         result["eval_batch_seconds"] = round(time.perf_counter() - tick, 2)  # B x block scores, never B x n_items
     result["eval_block_mib"] = round(args["batch_size"] * args["serve_block"] * 4 / 2**20, 1)
-    result["serve_peak_rss_mib"] = peak_rss_mib()
+    result["serve_peak_rss_mib"] = peak_rss()
     return result
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import time
 from typing import Any
 
 from benchmarks.bench_data import REQUIRED, add_data_flags, bench_settings, data_flags, dataset_name, ensure_data
-from benchmarks.common import ROOT, ratio, result_header, result_path, write_result
+from benchmarks.common import ROOT, peak_rss_mib, ratio, result_header, result_path, write_result
 
 SPEED_TARGET = 1.6  # TASRec samples/s / SRGNN samples/s >= this
 MEMORY_TARGET = 1.0  # TASRec peak RSS / SRGNN peak RSS <= this
@@ -60,12 +59,6 @@ def rss_mib() -> float | None:
     except OSError:
         pass
     return None
-
-
-def peak_rss_mib() -> float:
-    """``ru_maxrss`` of this process in MiB (kilobytes on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "ROOT",
     "load_average",
     "machine_record",
+    "peak_rss_mib",
     "pyplot",
     "ratio",
     "result_header",
@@ -42,6 +44,12 @@ SMALL_RESULTS = ROOT / "runs" / "bench_results"
 def load_average() -> list[float]:
     """The 1, 5 and 15-minute load averages, rounded: how busy the shared machine was."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def peak_rss_mib() -> float:
+    """``ru_maxrss`` of this process in MiB (kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def machine_record(threads: int | None) -> dict[str, Any]:

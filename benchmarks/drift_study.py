@@ -27,7 +27,7 @@ from benchmarks.common import RESULTS, ROOT, pyplot, result_header, save_figure,
 from recbole_tasrec import run_recbole_tasrec
 from recbole_tasrec.config import Config
 from recbole_tasrec.data.dataset import TASRecDataset
-from recbole_tasrec.data.stats import day_statistics
+from recbole_tasrec.data.stats import day_statistics, target_share
 from recbole_tasrec.data.synthetic import SyntheticConfig, write
 
 #: small logs (~5k training samples) so that the whole study runs in minutes on 2 cores
@@ -49,9 +49,7 @@ VARIANTS = {
 def test_target_share(name: str, settings: dict[str, Any]) -> float:
     """Share of the test samples' target transitions held by their day's graph (see data/stats.py)."""
     config = Config("TASRec", name, config_dict=settings)
-    stats = day_statistics(TASRecDataset(config), config)
-    test = stats[stats["test_targets"] > 0]
-    return float((test["test_held"] * test["test_targets"]).sum() / test["test_targets"].sum())
+    return target_share(day_statistics(TASRecDataset(config), config))
 
 
 def log_key(period: int, p_follow: float) -> str:
