@@ -62,10 +62,10 @@ class ScheduledTrainer(Trainer):
         else:
             self.lr_scheduler, self.epochs = "constant", 1
         self.lr_decay_gamma = float(config["lr_decay_gamma"])
-        self.lr_decay_epochs = int(config["lr_decay_epochs"] or 0)
-        self.lr_patience = int(config["lr_patience"] or 0)
-        self.min_lr = float(config["min_lr"] or 0.0)
-        self.lr_decay_min_steps = int(config["lr_decay_min_steps"] or 0)
+        self.lr_decay_epochs = int(config["lr_decay_epochs"])
+        self.lr_patience = int(config["lr_patience"])
+        self.min_lr = float(config["min_lr"])
+        self.lr_decay_min_steps = int(config["lr_decay_min_steps"])
         self.plateau_count = 0
         self.optimizer_steps = 0  # batches trained so far: no plateau decay before lr_decay_min_steps
         # unique, so that concurrent runs (sweep trials) sharing a folder never overwrite each other

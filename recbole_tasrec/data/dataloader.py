@@ -101,7 +101,7 @@ class DayGroupedTrainDataLoader(TrainDataLoader):
             dataset.inter_feat[dataset.day_field],
             self.step,
             shuffle,
-            config["train_day_order"] or "shuffle",
+            config["train_day_order"],
             self.generator,
             rank,
             world_size,

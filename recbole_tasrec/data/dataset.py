@@ -160,7 +160,7 @@ class DaySplitDataset(SequentialDataset):
     CONFIG_KEYS = DATASET_KEYS
 
     def __init__(self, config) -> None:
-        self.day_field = config["DAY_FIELD"] or "day"
+        self.day_field = config["DAY_FIELD"]
         super().__init__(config)
 
     # --- 0. reading the atomic file ------------------------------------------------------------------

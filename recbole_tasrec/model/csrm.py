@@ -75,9 +75,7 @@ class CSRM(SequentialRecommender):
                 "recbole_tasrec.run_recbole_tasrec)"
             )
         self.negative_sampler = negative_sampler(config, dataset, self.n_items, "CSRM")  # None: full softmax
-        self.memory_eval = config["memory_eval"] or "streaming"
-        if self.memory_eval not in MEMORY_EVAL_MODES:
-            raise ValueError(f"memory_eval must be one of {MEMORY_EVAL_MODES}, got {self.memory_eval!r}")
+        self.memory_eval = config["memory_eval"]  # checked with the other settings (recbole_tasrec.settings)
         dropout = list(config["dropout_probs"])
         if len(dropout) != 2:
             raise ValueError(f"dropout_probs must be two rates [embedding, representation], got {dropout}")

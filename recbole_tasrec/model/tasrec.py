@@ -101,7 +101,7 @@ class TASRec(SequentialRecommender):
         self.use_temporal_graph = bool(config["use_temporal_graph"])
         self.session_edge_weight = config["session_edge_weight"]
         self.temporal_eval = config["temporal_eval"]
-        self.day_field = config["DAY_FIELD"] or "day"
+        self.day_field = config["DAY_FIELD"] or "day"  # serving builds it from meta.json, which has no DAY_FIELD
         self.n_train_days = n_train_days
         self.graph_source = graph_source  # Eq. 1: the decayed temporal graph of every day
         # raw item ids, so that a checkpoint alone can serve recommendations (RecBole saves other_parameter)
