@@ -76,9 +76,11 @@ class Ranker:
             seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
             seen_pairs = (torch.from_numpy(session_of[seen] - start), torch.from_numpy(ids[seen]))
             k_most = int(ks[start:stop].max())
-            top = self._bounded_topk(sessions[start:stop], state, seen_pairs, k_most) if bounded else None
+            lo, hi = np.searchsorted(session_of, [start, stop])  # encode() lists clicks in session order
+            padded = self.recommender.pad(ids[lo:hi], session_of[lo:hi] - start, stop - start)
+            top = self._bounded_topk(padded, state, seen_pairs, k_most) if bounded else None
             if top is None:
-                scores = self.recommender.scores(sessions[start:stop], state)
+                scores = self.recommender.padded_scores(*padded, state)
                 scores[seen_pairs] = float("-inf")
                 top = torch.topk(scores, k_most, dim=1)
             values = top[0].cpu().numpy()
@@ -88,20 +90,21 @@ class Ranker:
 
     # --- above ``bounded_topk_above`` items: the exact top-k from an int8 scan (serve/topk.py) ------------------
     def _bounded_topk(
-        self, sessions: Sequence[Sequence[str]], state: ServedState, seen: tuple, k: int
+        self, padded: tuple[np.ndarray, np.ndarray], state: ServedState, seen: tuple, k: int
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """What ``torch.topk`` of the masked scores gives (the padding item and the ``seen`` pairs excluded, a
-        session without a known item at ``-inf`` throughout), or ``None`` if the scores are no product of
-        session vectors and an item table."""
-        values = torch.full((len(sessions), k), float("-inf"))
-        items = torch.zeros((len(sessions), k), dtype=torch.long)
-        known = np.flatnonzero(self.recommender.padded(sessions)[1] > 0)
+        """What ``torch.topk`` of the masked scores of the ``padded`` sessions gives (the padding item and the
+        ``seen`` pairs excluded, a session without a known item at ``-inf`` throughout), or ``None`` if the scores
+        are no product of session vectors and an item table."""
+        seq, lengths = padded
+        values = torch.full((len(lengths), k), float("-inf"))
+        items = torch.zeros((len(lengths), k), dtype=torch.long)
+        known = np.flatnonzero(lengths > 0)
         if not len(known):
             return values, items
-        factors = self.recommender.factors([sessions[i] for i in known], state)
+        factors = self.recommender.factors(seq[known], lengths[known], state)
         if factors is None:
             return None
-        row_of = torch.full((len(sessions),), -1, dtype=torch.long)
+        row_of = torch.full((len(lengths),), -1, dtype=torch.long)
         row_of[torch.from_numpy(known)] = torch.arange(len(known))
         rows, cols = row_of[seen[0]], seen[1]
         padding = torch.arange(len(known))

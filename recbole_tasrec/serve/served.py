@@ -69,6 +69,12 @@ class Advance:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def _known(ids: np.ndarray, session_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids of every known click, known clicks per session) of ``n`` encoded sessions."""
+    known = ids > 0
+    return ids[known], np.bincount(session_of[known], minlength=n)
+
+
 def day_digest(sessions: Sequence[Sequence[Any]]) -> str:
     """SHA-256 of a day's sessions as given (ids as text, in order): equal digests, the same day."""
     text = json.dumps([[str(item) for item in session] for session in sessions], separators=(",", ":"))
@@ -112,13 +118,18 @@ class ServedModel:
     def known_clicks(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(item ids of every known click, known clicks per session); unknown items are skipped."""
         ids, session_of, _ = self.encode(sessions)
-        known = ids > 0
-        return ids[known], np.bincount(session_of[known], minlength=len(sessions))
+        return _known(ids, session_of, len(sessions))
 
     def padded(self, sessions: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
         """RecBole's left-aligned, zero-padded ``(B, max_seq_length)`` item ids of each session's last known
         clicks, and their lengths (0: no known click)."""
-        items, counts = self.known_clicks(sessions)
+        ids, session_of, _ = self.encode(sessions)
+        return self.pad(ids, session_of, len(sessions))
+
+    def pad(self, ids: np.ndarray, session_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`padded` of ``n`` sessions already encoded (:meth:`encode`'s ids and sessions, in session order):
+        lets the ranking encode a request once."""
+        items, counts = _known(ids, session_of, n)
         lengths = np.minimum(counts, self.max_seq_length)
         starts = np.cumsum(counts) - lengths
         offsets = np.arange(self.max_seq_length)
@@ -132,8 +143,11 @@ class ServedModel:
         scores ``-inf`` everywhere, and so does the padding item 0."""
         if len(sessions) == 0:
             raise ValueError("recommend() needs at least one session (a list of item ids)")
+        return self.padded_scores(*self.padded(sessions), state)
+
+    def padded_scores(self, seq: np.ndarray, lengths: np.ndarray, state: ServedState | None = None) -> torch.Tensor:
+        """:meth:`scores` of sessions already padded (:meth:`pad`)."""
         state = self.state if state is None else state
-        seq, lengths = self.padded(sessions)
         known = lengths > 0
         out = torch.full((len(lengths), len(self.item_tokens)), float("-inf"))
         if known.any():
@@ -144,11 +158,10 @@ class ServedModel:
         return out
 
     def factors(
-        self, sessions: Sequence[Sequence[Any]], state: ServedState
+        self, seq: np.ndarray, lengths: np.ndarray, state: ServedState
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(vectors, table)`` with :meth:`scores` ``= vectors @ table.T`` (item 0 aside) for sessions that each
-        have a known item, where the model scores so (TASRec); ``None`` for another model."""
-        seq, lengths = self.padded(sessions)
+        """``(vectors, table)`` with :meth:`scores` ``= vectors @ table.T`` (item 0 aside) for padded sessions
+        (:meth:`pad`) that each have a known item, where the model scores so (TASRec); ``None`` for another model."""
         return self._factors(seq, lengths, state)
 
     def recommend(self, sessions: Sequence[Sequence[Any]], k: int = 20) -> list[list[str]]:
