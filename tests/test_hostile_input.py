@@ -236,9 +236,15 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(model_dir: Path) -> 
         assert post(port, "/recommend", json.dumps({"sessions": [ITEMS[:2]], "k": 2}).encode())[0] == 200
 
 
-def test_health_answers_while_a_request_is_scored(model_dir: Path, monkeypatch) -> None:
+def test_health_answers_while_a_large_request_is_scored(model_dir: Path, monkeypatch) -> None:
+    """A batch of more scores than INLINE_SCORES is scored off the event loop (a small one is scored on it: a
+    thread hand-off costs more than the scoring); here one session of the test model's items is over it."""
     from recbole_tasrec.serve import SessionRecommender
+    from recbole_tasrec.serve import http as service_http
     from recbole_tasrec.serve.ranking import Ranker
+
+    recommender = SessionRecommender.from_artifact(model_dir)
+    monkeypatch.setattr(service_http, "INLINE_SCORES", len(recommender.item_tokens) - 1)
 
     health_answered, scoring = threading.Event(), threading.Event()
     rank = Ranker.rank
@@ -249,7 +255,7 @@ def test_health_answers_while_a_request_is_scored(model_dir: Path, monkeypatch) 
         return rank(self, *args, **kwargs)
 
     monkeypatch.setattr(Ranker, "rank", slow_rank)
-    with served(create_app(SessionRecommender.from_artifact(model_dir)), log_level="critical") as port:
+    with served(create_app(recommender), log_level="critical") as port:
         outcome: dict = {}
         body = json.dumps({"sessions": [ITEMS[:2]], "k": 2}).encode()
         worker = threading.Thread(target=lambda: outcome.update(answer=post(port, "/recommend", body)))

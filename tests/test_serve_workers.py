@@ -103,3 +103,33 @@ def test_advance_is_refused_with_several_workers(tmp_path: Path, capsys: pytest.
     assert "--advance-token-file needs --workers 1" in capsys.readouterr().err
     assert main(["http", "--model", str(tmp_path), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_each_worker_listens_on_its_own_socket_and_gets_a_share_of_the_connections() -> None:
+    """One socket shared by the workers let whichever woke first accept every connection (one worker served all
+    32 of the benchmark); with a socket each (SO_REUSEPORT) the kernel spreads them. Port 0 picks one port."""
+    import uvicorn
+
+    from recbole_tasrec.serve.http import worker_sockets
+
+    sockets = worker_sockets(uvicorn.Config(app=None, host="127.0.0.1", port=0), 2)
+    clients = []
+    try:
+        port = sockets[0].getsockname()[1]
+        assert len(sockets) == 2 and sockets[1].getsockname()[1] == port and sockets[0] is not sockets[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        accepted = []
+        for listening in sockets:
+            listening.setblocking(False)
+            count = 0
+            while True:
+                try:
+                    listening.accept()[0].close()
+                except BlockingIOError:
+                    break
+                count += 1
+            accepted.append(count)
+        assert sum(accepted) == 32 and min(accepted) > 0, accepted  # all on one: probability 2^-31
+    finally:
+        for one in [*clients, *sockets]:
+            one.close()

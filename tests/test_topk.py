@@ -1,6 +1,7 @@
 """The bounded int8 top-k (serve/topk.py): its error bound holds item by item, its candidates always hold the
 exact top-k, its answer is torch.topk's on random, near-tied, tied, outlier and masked data, and the Ranker
-uses it above ``bounded_topk_above`` items with the same recommendations."""
+uses it above ``bounded_topk_above`` items with the same recommendations. The blocked top-k of a score matrix
+(``topk_rows``) gives torch.topk's values, ties and masked items included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from recbole_tasrec.serve import topk as topk_module
-from recbole_tasrec.serve.topk import BoundedTopK
+from recbole_tasrec.serve.topk import BLOCK, BoundedTopK, topk_rows
 
 
 def _table(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,3 +163,23 @@ def test_the_serving_cli_refuses_a_negative_threshold(tmp_path, capsys) -> None:
     args[args.index("x.csv")] = str(tmp_path / "x.csv")
     assert main(args) == 2
     assert "--bounded-topk-above must be 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [7, BLOCK, BLOCK * 20, BLOCK * 20 + 13, 40_000])
+@pytest.mark.parametrize("k", [1, 20, 64])
+def test_the_blocked_top_k_gives_torch_topk(n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(n + k)
+    k = min(k, n)
+    for scores in (
+        torch.randn(5, n, generator=g),
+        torch.randint(0, 4, (5, n), generator=g).float(),  # many ties, across blocks
+        torch.randn(5, n, generator=g).masked_fill(torch.rand(5, n, generator=g) < 0.9, float("-inf")),
+    ):
+        scores[1] = float("-inf")  # a row without a candidate
+        scores[:, 0] = float("-inf")  # the padding item
+        values, items = topk_rows(scores, k)
+        expected = torch.topk(scores, k, dim=1).values
+        assert torch.equal(values, expected)
+        assert torch.equal(scores.gather(1, items), values)  # each item carries its value
+        finite = torch.isfinite(values)
+        assert all(len(set(row[mask].tolist())) == int(mask.sum()) for row, mask in zip(items, finite, strict=True))

@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import hmac
 import logging
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +60,7 @@ MAX_SESSIONS = CHUNK  # sessions in one /recommend request: one scoring call, so
 MAX_DAY_CLICKS = 10_000_000  # clicks in one /advance request
 MIN_TOKEN = 16  # characters of the /advance token
 MAX_BODY_BYTES = 32 * 2**20  # default limit of a request body, checked before it is read (--max-body-mb)
+INLINE_SCORES = 2**20  # a batch of at most this many scores (sessions x items) is scored on the event loop
 
 ItemId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ITEM_ID)] | StrictInt
 Session = Annotated[list[ItemId], Field(min_length=1, max_length=MAX_SESSION)]
@@ -205,8 +208,13 @@ class Batcher:
 
     One scoring call reads the whole item table (16 MB at 40,000 x 100) whatever the number of sessions, so
     under load a batch of requests costs little more than one. A batch holds at most CHUNK sessions: one
-    scoring call, one graph, on a worker thread. Requests are answered in arrival order; a failing request
-    fails alone.
+    scoring call, one graph. Requests are answered in arrival order; a failing request fails alone.
+
+    A small batch (at most :data:`INLINE_SCORES` scores: about a millisecond or two here) is scored on the event
+    loop itself: handing it to a worker thread cost more than scoring it (the two threads take turns at the GIL
+    for every small torch call), and the requests that arrive meanwhile wait in the socket to form the next
+    batch. A larger batch is scored on a worker thread, so ``/health`` and the parsing of other requests never
+    wait for it (benchmarks/README.md, serving).
     """
 
     def __init__(self, service: Service) -> None:
@@ -226,7 +234,12 @@ class Batcher:
             while self.pending:
                 await asyncio.sleep(0)  # the requests received meanwhile join this batch
                 batch = self._take()
-                answers = await run_in_threadpool(self._answer, [request for request, _ in batch])
+                requests = [request for request, _ in batch]
+                scores = sum(len(request.sessions) for request in requests) * len(self.service.ranker.tokens)
+                if scores <= INLINE_SCORES:
+                    answers = self._answer(requests)
+                else:
+                    answers = await run_in_threadpool(self._answer, requests)
                 for (_, future), answer in zip(batch, answers, strict=True):
                     if not future.done():
                         future.set_exception(answer) if isinstance(answer, Exception) else future.set_result(answer)
@@ -377,23 +390,30 @@ def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool
     """Run ``app`` with uvicorn on ``host:port`` until stopped (SIGINT, SIGTERM).
 
     With ``workers > 1`` the model is loaded (and its per-day item table computed, by one request) once, then
-    ``workers`` processes are forked that accept on one shared socket: each scores on its own core, and the
-    model's tensors and arrays stay shared, copy-on-write pages never written. A worker that dies stops the
-    service (its exit status says so), rather than serving on at a fraction of the capacity. ``/advance``
-    would change one process's model: the CLI refuses it with several workers, whose apps reload the artefact
-    when the ``advance`` command has replaced it (``reload_from``)."""
+    ``workers`` processes are forked, each scoring on its own core; the model's tensors and arrays stay shared,
+    copy-on-write pages never written. Each worker listens on its own socket bound to the same port
+    (``SO_REUSEPORT``, :func:`worker_sockets`), so the kernel spreads new connections evenly over them; with one
+    socket shared by all, whichever worker woke first accepted them all (one of two workers took all 32
+    connections of the benchmark). A worker that dies stops the service (its exit status says so), rather than
+    serving on at a fraction of the capacity. ``/advance`` would change one process's model: the CLI refuses it
+    with several workers, whose apps reload the artefact when the ``advance`` command has replaced it
+    (``reload_from``)."""
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="warning")
+    # the loaded model's objects leave the collector's view: a full collection never walks them again (pauses
+    # seen in the latency tail), nor writes to their pages, which forked workers keep sharing
+    gc.collect()
+    gc.freeze()
     if workers == 1:
         uvicorn.Server(config).run()
         return
     service: Service = app.state.service
     if len(service.ranker.tokens) > 1:  # the tables scoring builds once, before the fork: shared, not rebuilt
         service.ranker.rank([[service.ranker.tokens[1]]], 1)
-    listening = config.bind_socket()
+    sockets = worker_sockets(config, workers)
     children = []
-    for _ in range(workers):
+    for listening in sockets:
         child = os.fork()
         if child == 0:  # a worker: serve until told to stop, never return into the caller's code
             status = 1
@@ -403,6 +423,8 @@ def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool
             finally:
                 os._exit(status)
         children.append(child)
+    for listening in sockets:  # the workers hold their own: the parent accepts nothing
+        listening.close()
 
     def stop(signum: int, frame: Any) -> None:
         for child in children:
@@ -418,6 +440,33 @@ def serve(app: FastAPI, host: str, port: int, workers: int = 1, access_log: bool
         if status and failed is None:
             failed = f"a worker (pid {child}) exited with status {os.waitstatus_to_exitcode(status)}"
             stop(signal.SIGTERM, None)
-    listening.close()
     if failed:
         raise RuntimeError(f"{failed}: the service stopped")
+
+
+def worker_sockets(config: Any, workers: int) -> list[socket.socket]:
+    """``workers`` listening sockets on ``config``'s host and port, bound with ``SO_REUSEPORT`` where the system
+    has it (the kernel then balances new connections over them: only processes of this user can join the
+    group); elsewhere one socket shared by all. Port 0 picks one free port for all of them."""
+    first = config.bind_socket() if not hasattr(socket, "SO_REUSEPORT") else _reuseport_socket(config.host, config.port)
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return [first] * workers
+    port = first.getsockname()[1]
+    return [first, *(_reuseport_socket(config.host, port) for _ in range(workers - 1))]
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError:
+        listening.close()
+        raise
+    listening.set_inheritable(True)
+    return listening

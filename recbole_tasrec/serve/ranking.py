@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recbole_tasrec.serve.topk import BoundedTopK
+from recbole_tasrec.serve.topk import BoundedTopK, topk_rows
 
 if TYPE_CHECKING:  # the served model's recommend() is built on this module
     from recbole_tasrec.serve.served import ServedModel, ServedState
@@ -43,7 +43,8 @@ class Ranker:
     def __init__(self, recommender: ServedModel) -> None:
         self.recommender = recommender
         self.tokens = np.asarray(recommender.item_tokens, dtype=str)
-        self._index: tuple[tuple[int, int], BoundedTopK] | None = None
+        self._index: tuple[tuple[torch.Tensor, int], BoundedTopK] | None = None
+        self._columns: tuple[tuple[torch.Tensor, int], torch.Tensor] | None = None
 
     def encode(self, sessions: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(every click's item id, 0 where unknown; every click's session; the clicks as text)."""
@@ -70,7 +71,6 @@ class Ranker:
         state = self.recommender.state  # read once: the day and every score come from this state
         ids, session_of, flat = self.encode(sessions)
         ranked = Ranked([], [], self.unknown(ids, session_of, flat, len(sessions)), state.day)
-        bounded = 0 < self.recommender.bounded_topk_above < len(self.tokens)
         for start in range(0, len(sessions), CHUNK):
             stop = min(start + CHUNK, len(sessions))
             seen = (session_of >= start) & (session_of < stop) & (ids > 0) & excluding[session_of]
@@ -78,46 +78,69 @@ class Ranker:
             k_most = int(ks[start:stop].max())
             lo, hi = np.searchsorted(session_of, [start, stop])  # encode() lists clicks in session order
             padded = self.recommender.pad(ids[lo:hi], session_of[lo:hi] - start, stop - start)
-            top = self._bounded_topk(padded, state, seen_pairs, k_most) if bounded else None
+            top = self._factored_topk(padded, state, seen_pairs, k_most)
             if top is None:
                 scores = self.recommender.padded_scores(*padded, state)
                 scores[seen_pairs] = float("-inf")
-                top = torch.topk(scores, k_most, dim=1)
+                top = topk_rows(scores, k_most)
             values = top[0].cpu().numpy()
             values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
             self._collect(ranked, top[1].cpu().numpy(), values)
         return ranked
 
-    # --- above ``bounded_topk_above`` items: the exact top-k from an int8 scan (serve/topk.py) ------------------
-    def _bounded_topk(
+    # --- a model that scores ``vectors @ table.T`` (TASRec): top-k from its factors --------------------------------
+    def _factored_topk(
         self, padded: tuple[np.ndarray, np.ndarray], state: ServedState, seen: tuple, k: int
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """What ``torch.topk`` of the masked scores of the ``padded`` sessions gives (the padding item and the
         ``seen`` pairs excluded, a session without a known item at ``-inf`` throughout), or ``None`` if the scores
-        are no product of session vectors and an item table."""
+        are no product of session vectors and an item table.
+
+        Up to ``bounded_topk_above`` items the scores are one product with a column-major copy of the table: a
+        batch of sessions then reads the table once (row-major, BLAS reads it once per session: 1.4 ms for 4
+        sessions at 40,000 x 100 here, against 0.7); above it, an int8 scan (serve/topk.py) reads a quarter."""
         seq, lengths = padded
+        known = np.flatnonzero(lengths > 0)
+        factors = self.recommender.factors(seq[known], lengths[known], state) if len(known) else None
+        if factors is None and len(known):
+            return None
         values = torch.full((len(lengths), k), float("-inf"))
         items = torch.zeros((len(lengths), k), dtype=torch.long)
-        known = np.flatnonzero(lengths > 0)
         if not len(known):
             return values, items
-        factors = self.recommender.factors(seq[known], lengths[known], state)
-        if factors is None:
-            return None
-        row_of = torch.full((len(lengths),), -1, dtype=torch.long)
-        row_of[torch.from_numpy(known)] = torch.arange(len(known))
-        rows, cols = row_of[seen[0]], seen[1]
-        padding = torch.arange(len(known))
-        exclude = (torch.cat([padding, rows[rows >= 0]]), torch.cat([torch.zeros_like(padding), cols[rows >= 0]]))
-        values[known], items[known] = self._index_of(factors[1]).topk(factors[0].cpu(), k, exclude)
+        vectors, table = factors[0].cpu(), factors[1]
+        rows, cols = seen
+        if len(known) < len(lengths):  # the seen pairs' rows among the known sessions
+            row_of = torch.full((len(lengths),), -1, dtype=torch.long)
+            row_of[torch.from_numpy(known)] = torch.arange(len(known))
+            rows = row_of[rows]
+            rows, cols = rows[rows >= 0], cols[rows >= 0]
+        if 0 < self.recommender.bounded_topk_above < len(self.tokens):
+            padding = torch.arange(len(known))
+            exclude = (torch.cat([padding, rows]), torch.cat([torch.zeros_like(padding), cols]))
+            top = self._index_of(table).topk(vectors, k, exclude)
+        else:
+            scores = vectors @ self._columns_of(table)
+            scores[:, 0] = float("-inf")
+            if len(rows):
+                scores[rows, cols] = float("-inf")
+            top = topk_rows(scores, k)
+        if len(known) == len(lengths):
+            return top
+        values[known], items[known] = top
         return values, items
 
     def _index_of(self, table: torch.Tensor) -> BoundedTopK:
-        """The int8 index of ``table``, built once (again if the table changed in place)."""
-        key = (table.data_ptr(), table._version)
-        if self._index is None or self._index[0] != key:
-            self._index = (key, BoundedTopK(table.cpu()))
+        """The int8 index of ``table``, built once (again if the table changed)."""
+        if self._index is None or not _same(self._index[0], table):
+            self._index = ((table, table._version), BoundedTopK(table.cpu()))
         return self._index[1]
+
+    def _columns_of(self, table: torch.Tensor) -> torch.Tensor:
+        """``table.T`` laid out column-major, ``(d, n)`` contiguous, made once (again if the table changed)."""
+        if self._columns is None or not _same(self._columns[0], table):
+            self._columns = ((table, table._version), table.detach().cpu().t().contiguous())
+        return self._columns[1]
 
     def bounded_k(self, k: int | Sequence[int]) -> int | list[int]:
         """``k`` at most the item count, checked as Python ints: a ``k`` of 2**64 is the item count, not an
@@ -147,3 +170,9 @@ class Ranker:
                 "score": np.array([v for row in ranked.scores for v in row], dtype=np.float32),
             }
         )
+
+
+def _same(made_from: tuple[torch.Tensor, int], table: torch.Tensor) -> bool:
+    """Whether ``table`` is the tensor, in the version, a copy was made from: a trained copy of the weights is
+    another tensor, an edit in place bumps ``_version`` (the tensor is held, so its address is never reused)."""
+    return made_from[0] is table and made_from[1] == table._version

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["BoundedTopK", "MAX_CANDIDATE_SHARE"]
+__all__ = ["BoundedTopK", "MAX_CANDIDATE_SHARE", "topk_rows"]
 
 #: above this share of candidates a group of queries gets every exact score (the bound has not helped)
 MAX_CANDIDATE_SHARE = 0.05
@@ -44,6 +44,28 @@ FOLD = 16
 GROUP = 16
 #: fp32's unit roundoff
 _U = 2.0**-24
+#: items per block of :func:`topk_rows` (fastest measured: 64 at 40,000 items)
+BLOCK = 64
+
+
+def topk_rows(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``torch.topk(scores, k, dim=1)`` of a ``(B, n)`` score matrix in about a third of the time at
+    ``n = 40,000``: the maxima of blocks of :data:`BLOCK` items are compared first, and only the ``k`` blocks
+    with the largest maxima (and the short last block) are searched. Every item of the top-``k`` lies in one
+    of them: a block ranked above the item's own holds an item at least as large as the item, and fewer than
+    ``k`` items are larger. The same values; among equal scores the items may differ, as between two calls
+    of ``torch.topk`` on other hardware."""
+    rows, n = scores.shape
+    blocks = n // BLOCK
+    if blocks <= k:
+        return torch.topk(scores, k, dim=1)
+    head = scores[:, : blocks * BLOCK].view(rows, blocks, BLOCK)
+    chosen = head.amax(2).topk(k, dim=1).indices
+    items = (chosen.unsqueeze(2) * BLOCK + torch.arange(BLOCK, device=scores.device)).view(rows, -1)
+    if blocks * BLOCK < n:
+        items = torch.cat([items, torch.arange(blocks * BLOCK, n, device=scores.device).expand(rows, -1)], 1)
+    values, where = scores.gather(1, items).topk(k, dim=1)
+    return values, items.gather(1, where)
 
 
 class BoundedTopK:
