@@ -133,3 +133,16 @@ def test_each_worker_listens_on_its_own_socket_and_gets_a_share_of_the_connectio
     finally:
         for one in [*clients, *sockets]:
             one.close()
+
+
+def test_a_port_in_use_is_named() -> None:
+    import uvicorn
+
+    from recbole_tasrec.serve.http import worker_sockets
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*another --port"):
+            worker_sockets(uvicorn.Config(app=None, host="127.0.0.1", port=port), 2)

@@ -448,25 +448,25 @@ def worker_sockets(config: Any, workers: int) -> list[socket.socket]:
     """``workers`` listening sockets on ``config``'s host and port, bound with ``SO_REUSEPORT`` where the system
     has it (the kernel then balances new connections over them: only processes of this user can join the
     group); elsewhere one socket shared by all. Port 0 picks one free port for all of them."""
-    first = config.bind_socket() if not hasattr(socket, "SO_REUSEPORT") else _reuseport_socket(config.host, config.port)
     if not hasattr(socket, "SO_REUSEPORT"):
-        return [first] * workers
+        return [config.bind_socket()] * workers
+    first = _reuseport_socket(config.host, config.port)
     port = first.getsockname()[1]
     return [first, *(_reuseport_socket(config.host, port) for _ in range(workers - 1))]
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-        0
-    ]
-    listening = socket.socket(family, kind, proto)
+    """A listening TCP socket on ``host:port`` that joins the port's ``SO_REUSEPORT`` group; the address family
+    chosen as uvicorn chooses it (IPv6 for a host with a colon)."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listening.bind(address)
+        listening.bind((host, port))
         listening.listen(2048)
-    except OSError:
+    except OSError as error:
         listening.close()
-        raise
+        reason = f"cannot listen on {host}:{port}: {error.strerror} (choose another --port?)"
+        raise OSError(error.errno, reason) from None
     listening.set_inheritable(True)
     return listening
