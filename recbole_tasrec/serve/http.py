@@ -213,8 +213,9 @@ class Batcher:
     A small batch (at most :data:`INLINE_SCORES` scores: 26 sessions at 40,000 items, a few ms here; one session
     at a million items, ~20 ms on the int8 path) is scored on the event loop itself: handing it to a worker
     thread cost more than scoring it (the two threads take turns at the GIL for every small torch call), and
-    the requests that arrive meanwhile wait in the socket to form the next batch. A larger batch is scored on a worker thread, so ``/health`` and the parsing of other requests never
-    wait for it (benchmarks/README.md, serving).
+    the requests that arrive meanwhile wait in the socket to form the next batch. A larger batch is scored on a
+    worker thread, so ``/health`` and the parsing of other requests never wait for it (benchmarks/README.md,
+    serving).
     """
 
     def __init__(self, service: Service) -> None:

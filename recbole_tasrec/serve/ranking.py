@@ -108,7 +108,7 @@ class Ranker:
         items = torch.zeros((len(lengths), k), dtype=torch.long)
         if not len(known):
             return values, items
-        vectors, table = factors[0].cpu(), factors[1]
+        vectors, table = factors
         rows, cols = seen
         if len(known) < len(lengths):  # the seen pairs' rows among the known sessions
             row_of = torch.full((len(lengths),), -1, dtype=torch.long)
@@ -118,13 +118,13 @@ class Ranker:
         if 0 < self.recommender.bounded_topk_above < len(self.tokens):
             padding = torch.arange(len(known))
             exclude = (torch.cat([padding, rows]), torch.cat([torch.zeros_like(padding), cols]))
-            top = self._index_of(table).topk(vectors, k, exclude)
+            top = self._index_of(table).topk(vectors.cpu(), k, exclude)
         else:
-            scores = vectors @ self._columns_of(table)
+            scores = vectors @ self._columns_of(table)  # on the model's device
             scores[:, 0] = float("-inf")
             if len(rows):
-                scores[rows, cols] = float("-inf")
-            top = topk_rows(scores, k)
+                scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
+            top = tuple(part.cpu() for part in topk_rows(scores, k))
         if len(known) == len(lengths):
             return top
         values[known], items[known] = top
@@ -139,7 +139,7 @@ class Ranker:
     def _columns_of(self, table: torch.Tensor) -> torch.Tensor:
         """``table.T`` laid out column-major, ``(d, n)`` contiguous, made once (again if the table changed)."""
         if self._columns is None or not _same(self._columns[0], table):
-            self._columns = ((table, table._version), table.detach().cpu().t().contiguous())
+            self._columns = ((table, table._version), table.detach().t().contiguous())
         return self._columns[1]
 
     def bounded_k(self, k: int | Sequence[int]) -> int | list[int]:
