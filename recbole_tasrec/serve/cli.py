@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="processes answering requests, sharing the loaded model; they reload it when the advance command has "
-        "replaced it (default: 1; one per core; no /advance)",
+        "replaced it (default: 1; at most one per core, each with its own socket; no /advance)",
     )
     return parser
 
