@@ -13,9 +13,19 @@ from recbole_tasrec.config import Config
 from recbole_tasrec.trainer import TASRecTrainer
 
 
+class OneLayer(torch.nn.Linear):
+    """A model with RecBole's ``other_parameter`` interface (no state outside its parameters)."""
+
+    def other_parameter(self) -> None:
+        return None
+
+    def load_other_parameter(self, para: object) -> None:
+        assert para is None
+
+
 def make_trainer(tmp_path: Path, **settings) -> TASRecTrainer:
     config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "state": "WARNING", **settings})
-    return TASRecTrainer(config, torch.nn.Linear(2, 1))
+    return TASRecTrainer(config, OneLayer(2, 1))
 
 
 def fit_with_scores(

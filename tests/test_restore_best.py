@@ -1,0 +1,130 @@
+"""``lr_restore_best``: a plateau decay first puts back the best evaluation's weights and Adam state.
+
+The trainer tests drive RecBole's ``fit`` with real Adam steps on a one-layer model and scripted validation
+scores (milliseconds); the resume test trains TASRec on the tiny set with scripted validation scores, so that
+the decay falls after the interruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+
+from recbole_tasrec.checkpoint import load_trusted
+from recbole_tasrec.config import Config
+from recbole_tasrec.quick_start import run_recbole_tasrec
+from recbole_tasrec.resume import resume_file_for
+from recbole_tasrec.trainer import ScheduledTrainer
+
+from .conftest import small_settings
+from .test_resume import Interrupted, assert_same_weights, interrupt_after, only_checkpoint
+from .test_trainer import OneLayer
+
+
+def make_trainer(tmp_path: Path, **settings: Any) -> ScheduledTrainer:
+    config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "state": "WARNING", **settings})
+    torch.manual_seed(0)
+    return ScheduledTrainer(config, OneLayer(3, 1))
+
+
+def fit_with_scores(trainer: ScheduledTrainer, scores: list[float], monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """``fit`` over ``len(scores)`` epochs of one real Adam step each; epoch e validates at ``scores[e]``.
+    Returns, per epoch, the weights and Adam state it started from and ended with, and its rate."""
+    epochs: list[dict] = []
+
+    def snapshot(self: ScheduledTrainer) -> dict[str, Any]:
+        state = self.optimizer.state_dict()["state"]
+        return {"weight": self.model.weight.detach().clone(), "exp_avg": [s["exp_avg"].clone() for s in state.values()]}
+
+    def train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = {**snapshot(self), "lr": self.optimizer.param_groups[0]["lr"]}
+        self.optimizer.zero_grad()
+        (self.model(torch.full((4, 3), float(epoch_idx + 1))) ** 2).sum().backward()
+        self.optimizer.step()
+        epochs.append({"start": start, "end": snapshot(self)})
+        return 1.0
+
+    def valid_epoch(self, valid_data, show_progress=False):
+        return scores[len(epochs) - 1], {"recall@20": scores[len(epochs) - 1]}
+
+    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+    monkeypatch.setattr(Trainer, "_valid_epoch", valid_epoch)
+    trainer.epochs = len(scores)
+    trainer.fit(range(1), object(), saved=False)
+    return epochs
+
+
+def same(left: dict[str, Any], right: dict[str, Any]) -> bool:
+    return torch.equal(left["weight"], right["weight"]) and all(
+        torch.equal(a, b) for a, b in zip(left["exp_avg"], right["exp_avg"], strict=True)
+    )
+
+
+# best at epoch 1, then two drops: patience 2 decays after epoch 3
+SCORES = [0.1, 0.3, 0.2, 0.2, 0.25]
+
+
+def test_a_decay_restores_the_best_epochs_weights_and_adam_state(tmp_path, monkeypatch) -> None:
+    trainer = make_trainer(tmp_path, learning_rate=0.5, lr_patience=2, lr_decay_min_steps=0)
+    assert trainer.lr_restore_best  # the default
+    epochs = fit_with_scores(trainer, SCORES, monkeypatch)
+    assert [e["start"]["lr"] for e in epochs] == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.05])
+    assert same(epochs[4]["start"], epochs[1]["end"])  # after the decay: the best epoch's state, at the new rate
+    assert not same(epochs[4]["start"], epochs[3]["end"])
+    for e in range(1, 4):  # no decay, no restore: each epoch starts where the last one ended
+        assert same(epochs[e]["start"], epochs[e - 1]["end"])
+
+
+def test_off_decays_from_the_last_weights(tmp_path, monkeypatch) -> None:
+    trainer = make_trainer(tmp_path, learning_rate=0.5, lr_patience=2, lr_decay_min_steps=0, lr_restore_best=False)
+    epochs = fit_with_scores(trainer, SCORES, monkeypatch)
+    assert [e["start"]["lr"] for e in epochs] == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.05])
+    assert all(same(epochs[e]["start"], epochs[e - 1]["end"]) for e in range(1, 5))
+    assert trainer.best_state is None  # nothing copied
+
+
+def test_other_schedules_never_restore(tmp_path, monkeypatch) -> None:
+    trainer = make_trainer(tmp_path, learning_rate=0.5, lr_scheduler="paper", lr_decay_epochs=2)
+    assert not trainer.lr_restore_best
+    epochs = fit_with_scores(trainer, SCORES, monkeypatch)
+    assert all(same(epochs[e]["start"], epochs[e - 1]["end"]) for e in range(1, 5))
+
+
+def test_the_copy_is_not_changed_by_later_training(tmp_path, monkeypatch) -> None:
+    trainer = make_trainer(tmp_path, learning_rate=0.5, lr_patience=2, lr_decay_min_steps=0)
+    epochs = fit_with_scores(trainer, [0.1, 0.3, 0.2], monkeypatch)  # no decay yet
+    assert torch.equal(trainer.best_state["state_dict"]["weight"], epochs[1]["end"]["weight"])
+    assert trainer.best_state["state_dict"]["weight"].device.type == "cpu"
+
+
+# --- resume ---------------------------------------------------------------------------------------------------
+RESUMED = {"epochs": 3, "train_batch_size": 256, "lr_patience": 1, "lr_decay_min_steps": 0}
+
+
+def scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """Real training, validation scores by epoch (the epoch is the last key of the trainer's loss record)."""
+
+    def valid_epoch(self, valid_data, show_progress=False):
+        score = scores[max(self.train_loss_dict)]
+        return score, {"recall@20": score, "mrr@20": score}
+
+    monkeypatch.setattr(Trainer, "_valid_epoch", valid_epoch)
+
+
+def test_a_resumed_run_restores_the_best_state_from_its_checkpoint(data_dir, tmp_path, monkeypatch) -> None:
+    """Best at epoch 0, interrupted after it, resumed: epoch 1 drops, the decay restores epoch 0's state, read
+    back from the best-model checkpoint; the run ends with the uninterrupted run's weights."""
+    scripted_validation(monkeypatch, [0.3, 0.1, 0.4])
+    settings = {name: small_settings(data_dir, tmp_path / name, **RESUMED) for name in ("full", "cut")}
+    full = run_recbole_tasrec("TASRec", "tiny", config_dict=settings["full"])
+    with pytest.raises(Interrupted):
+        run_recbole_tasrec("TASRec", "tiny", config_dict=settings["cut"], epoch_callback=interrupt_after(0))
+    cut = only_checkpoint(tmp_path / "cut")
+    resumed = run_recbole_tasrec("TASRec", "tiny", config_dict=settings["cut"], resume=cut)
+    assert resumed["train_loss"] == full["train_loss"]
+    last, uninterrupted = (load_trusted(resume_file_for(run)) for run in (cut, full["checkpoint"]))
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # one decay happened
+    assert_same_weights(last["state_dict"], uninterrupted["state_dict"])
