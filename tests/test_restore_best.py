@@ -6,13 +6,16 @@ the decay falls after the interruption."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
 from recbole.trainer import Trainer
 
+from recbole_tasrec import distributed
 from recbole_tasrec.checkpoint import load_trusted
 from recbole_tasrec.config import Config
 from recbole_tasrec.quick_start import run_recbole_tasrec
@@ -20,6 +23,7 @@ from recbole_tasrec.resume import resume_file_for
 from recbole_tasrec.trainer import ScheduledTrainer
 
 from .conftest import small_settings
+from .test_distributed import free_port
 from .test_resume import Interrupted, assert_same_weights, interrupt_after, only_checkpoint
 from .test_trainer import OneLayer
 
@@ -128,3 +132,43 @@ def test_a_resumed_run_restores_the_best_state_from_its_checkpoint(data_dir, tmp
     last, uninterrupted = (load_trusted(resume_file_for(run)) for run in (cut, full["checkpoint"]))
     assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # one decay happened
     assert_same_weights(last["state_dict"], uninterrupted["state_dict"])
+
+
+# --- several processes ------------------------------------------------------------------------------------------
+def weights_digest(model: torch.nn.Module) -> str:
+    flat_weights = torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
+    return hashlib.sha256(flat_weights.numpy().tobytes()).hexdigest()
+
+
+def run_with_restores_recorded(config_dict: dict[str, Any], scores: list[float]) -> dict[str, Any]:
+    """One rank's run (spawned: the patches are made here) with scripted validation scores; after each restore
+    the rank gathers every rank's weights digest and compares its own with the best-model checkpoint's."""
+    restores: list[dict[str, Any]] = []
+    restore_best = ScheduledTrainer.restore_best
+
+    def recording_restore(self: ScheduledTrainer) -> None:
+        restore_best(self)
+        digests: list[str | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(digests, weights_digest(self.model))
+        best = load_trusted(self.saved_model_file)["state_dict"]  # rank 0 wrote it at the best evaluation
+        restored = self.model.state_dict()
+        same = all(torch.equal(restored[key].cpu(), value) for key, value in best.items() if torch.is_tensor(value))
+        restores.append({"digests": digests, "same_as_best_checkpoint": same})
+
+    def valid_epoch(self, valid_data, show_progress=False):
+        score = scores[max(self.train_loss_dict)]
+        return score, {"recall@20": score, "mrr@20": score}
+
+    ScheduledTrainer.restore_best = recording_restore
+    Trainer._valid_epoch = valid_epoch
+    return {**run_recbole_tasrec("TASRec", "tiny", config_dict=config_dict), "restores": restores}
+
+
+@pytest.mark.slow
+def test_every_rank_restores_the_same_best_weights(data_dir, tmp_path) -> None:
+    settings = small_settings(data_dir, tmp_path, **RESUMED)
+    launch = {"nproc": 2, "world_size": 2, "ip": "localhost", "port": free_port(), "offset": 0}
+    result = distributed.launch(launch, run_with_restores_recorded, config_dict=settings, scores=[0.3, 0.1, 0.4])
+    (restore,) = result["restores"]  # one decay, after epoch 1
+    assert restore["same_as_best_checkpoint"]  # epoch 0's weights, which rank 0 saved as the best model
+    assert len(set(restore["digests"])) == 1  # on both ranks
