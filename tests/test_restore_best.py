@@ -7,7 +7,6 @@ the decay falls after the interruption."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,21 +16,15 @@ from recbole.trainer import Trainer
 
 from recbole_tasrec import distributed
 from recbole_tasrec.checkpoint import load_trusted
-from recbole_tasrec.config import Config
 from recbole_tasrec.quick_start import run_recbole_tasrec
 from recbole_tasrec.resume import resume_file_for
 from recbole_tasrec.trainer import ScheduledTrainer
 
+from . import test_trainer as trainer_tests
 from .conftest import small_settings
 from .test_distributed import free_port
 from .test_resume import Interrupted, assert_same_weights, interrupt_after, only_checkpoint
-from .test_trainer import OneLayer
-
-
-def make_trainer(tmp_path: Path, **settings: Any) -> ScheduledTrainer:
-    config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "state": "WARNING", **settings})
-    torch.manual_seed(0)
-    return ScheduledTrainer(config, OneLayer(3, 1))
+from .test_trainer import make_trainer
 
 
 def fit_with_scores(trainer: ScheduledTrainer, scores: list[float], monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -43,21 +36,16 @@ def fit_with_scores(trainer: ScheduledTrainer, scores: list[float], monkeypatch:
         state = self.optimizer.state_dict()["state"]
         return {"weight": self.model.weight.detach().clone(), "exp_avg": [s["exp_avg"].clone() for s in state.values()]}
 
-    def train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        start = {**snapshot(self), "lr": self.optimizer.param_groups[0]["lr"]}
+    def adam_step(self: ScheduledTrainer, epoch_idx: int) -> None:
+        start = snapshot(self)
         self.optimizer.zero_grad()
-        (self.model(torch.full((4, 3), float(epoch_idx + 1))) ** 2).sum().backward()
+        (self.model(torch.full((4, 2), float(epoch_idx + 1))) ** 2).sum().backward()
         self.optimizer.step()
         epochs.append({"start": start, "end": snapshot(self)})
-        return 1.0
 
-    def valid_epoch(self, valid_data, show_progress=False):
-        return scores[len(epochs) - 1], {"recall@20": scores[len(epochs) - 1]}
-
-    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
-    monkeypatch.setattr(Trainer, "_valid_epoch", valid_epoch)
-    trainer.epochs = len(scores)
-    trainer.fit(range(1), object(), saved=False)
+    rates = trainer_tests.fit_with_scores(trainer, scores, monkeypatch, batches_per_epoch=1, train_step=adam_step)
+    for epoch, rate in zip(epochs, rates, strict=True):
+        epoch["start"]["lr"] = rate
     return epochs
 
 
