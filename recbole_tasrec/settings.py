@@ -210,6 +210,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lr_decay_gamma", Number(above=0, below=1), 0.1, "factor of each decay"),
     Setting("lr_patience", Whole(1), 2, "plateau: evaluations without improvement before a decay"),
     Setting("lr_decay_min_steps", Whole(0), 1000, "plateau: no decay before this many optimiser steps"),
+    Setting("lr_restore_best", Flag(), True, "plateau: a decay first restores the best evaluation's weights"),
     Setting("min_lr", Number(at_least=0), 0.0, "plateau and paper: the rate never decays below this"),
     Setting("lr_decay_epochs", Whole(1), 2, "paper: epochs between decays"),
     Setting("stopping_step", Whole(0), 5, "stop after stopping_step + 1 evaluations without improvement"),

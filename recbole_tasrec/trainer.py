@@ -36,6 +36,18 @@ def adam_options(model: Any) -> dict[str, Any]:
     return {"fused": True} if getattr(model, "fused_adam", False) else {}
 
 
+def cpu_copy(value: Any) -> Any:
+    """``value`` (nested dicts, lists and tuples of tensors) with every tensor copied to the CPU: a copy that
+    later training steps, which update tensors in place, cannot change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(cpu_copy(item) for item in value)
+    return value
+
+
 class ScheduledTrainer(Trainer):
     """``Trainer`` + a learning-rate schedule (``lr_scheduler``) + per-epoch validation callback.
 
@@ -43,7 +55,9 @@ class ScheduledTrainer(Trainer):
 
     - ``plateau`` (default): the rate times ``lr_decay_gamma`` after ``lr_patience`` evaluations in a row
       without improvement of ``valid_metric`` (ties count as improvement, as in RecBole's early stopping),
-      never below ``min_lr``, and not before ``lr_decay_min_steps`` training batches.
+      never below ``min_lr``, and not before ``lr_decay_min_steps`` training batches. With ``lr_restore_best``
+      each decay first puts back the weights and the Adam state of the best evaluation so far
+      (:meth:`restore_best`): the lower rate continues from the best point, not from the epochs that fell.
     - ``paper``: times ``lr_decay_gamma`` every ``lr_decay_epochs`` epochs (SR-GNN's StepLR).
     - ``constant``: no decay.
 
@@ -66,6 +80,8 @@ class ScheduledTrainer(Trainer):
         self.lr_patience = int(config["lr_patience"])
         self.min_lr = float(config["min_lr"])
         self.lr_decay_min_steps = int(config["lr_decay_min_steps"])
+        self.lr_restore_best = bool(config["lr_restore_best"]) and self.lr_scheduler == "plateau"
+        self.best_state: dict[str, Any] | None = None  # lr_restore_best: a CPU copy of the best evaluation's state
         self.plateau_count = 0
         self.optimizer_steps = 0  # batches trained so far: no plateau decay before lr_decay_min_steps
         # unique, so that concurrent runs (sweep trials) sharing a folder never overwrite each other
@@ -100,6 +116,11 @@ class ScheduledTrainer(Trainer):
         """Continue the run whose resume state is ``resume_file`` (after the epoch it was written)."""
         self.identity = run_identity(self.config, train_data._dataset)
         resume.restore(self, train_data, resume_file)
+        if self.lr_restore_best and Path(self.saved_model_file).is_file():
+            # the best evaluation's state is the best-model checkpoint (written at every improvement, as the
+            # in-memory copy is), so the resume file need not hold a second copy
+            best = load_trusted(self.saved_model_file, required=("state_dict", "optimizer"), expected=self.identity)
+            self.best_state = {key: best.get(key) for key in self.training_state()}  # loaded onto the CPU
         self.logger.info(f"Resumed from {resume_file}: training continues at epoch {self.start_epoch}")
 
     def training_finished(self) -> bool:
@@ -195,13 +216,48 @@ class ScheduledTrainer(Trainer):
     def plateau_step(self, valid_score: float) -> None:
         """Count evaluations without improvement over the best so far (before ``fit`` updates it); decay after
         ``lr_patience`` of them, once ``lr_decay_min_steps`` batches have trained (a small log's flat first
-        epochs are not a plateau: RecBole's SRGNN sat flat for 5 epochs of 7 batches on the Diginetica sample)."""
+        epochs are not a plateau: RecBole's SRGNN sat flat for 5 epochs of 7 batches on the Diginetica sample).
+        With ``lr_restore_best``, an improvement refreshes the copy of the best state and a decay restores it.
+
+        Every rank of a run over several processes takes the same branch (the gathered metrics give each the same
+        score) and holds the same weights (DDP), so each restores the same state without communicating."""
         best = self.best_valid_score
         improved = valid_score >= best if self.valid_metric_bigger else valid_score <= best
         self.plateau_count = 0 if improved else self.plateau_count + 1
+        if improved and self.lr_restore_best:
+            self.best_state = cpu_copy(self.training_state())
         if self.plateau_count >= self.lr_patience and self.optimizer_steps >= self.lr_decay_min_steps:
+            if self.lr_restore_best:
+                self.restore_best()
             self.decay_learning_rate()
             self.plateau_count = 0
+
+    def training_state(self) -> dict[str, Any]:
+        """What training continues from: the weights, the model's other parameters and the optimiser's state
+        (the keys of a best-model checkpoint, so that one can stand in for it after ``--resume``)."""
+        return {
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def restore_best(self) -> None:
+        """Put back the weights and Adam's moments of the best evaluation, keeping the current rate.
+
+        Adam's moments are restored with the weights rather than reset: they were accumulated along the path to
+        those weights, so training continues as if the decay had come right after the best epoch; a fresh state
+        would restart Adam's bias correction, whose first steps move every touched row by about the full rate.
+        """
+        if self.best_state is None:  # no evaluation improved yet (a resumed run whose checkpoint is gone)
+            self.logger.warning("lr_restore_best: no best state to restore; the rate decays from the last weights")
+            return
+        rates = self.learning_rates
+        self.model.load_state_dict(self.best_state["state_dict"])
+        self.model.load_other_parameter(self.best_state.get("other_parameter"))
+        self.optimizer.load_state_dict(self.best_state["optimizer"])
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        self.logger.info("learning rate decay: weights and optimiser state of the best evaluation restored")
 
     def fit_with_callback(
         self, train_data: Any, valid_data: Any, saved: bool, epoch_callback: EpochCallback | None = None

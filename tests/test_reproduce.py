@@ -260,10 +260,12 @@ def test_tune_trials_choose_record_and_reuse_each_models_settings(
     assert runs[1]["settings"]["learning_rate"] == tuning["settings"]["learning_rate"]
 
 
-def write_harness_result(results: Path, name: str, ranks: dict[str, np.ndarray]) -> None:
-    """A harness result as the harness writes it, as far as the schedule report reads it."""
+def write_harness_result(results: Path, name: str, ranks: dict[str, np.ndarray], **config: object) -> None:
+    """A harness result as the harness writes it, as far as the schedule report reads it (each run recording
+    the settings ``config``)."""
     (results / name).parent.mkdir(parents=True, exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps({"name": name, "runs": []}))
+    runs = [{"model": key.split("|")[0], "config": config} for key in ranks]
+    (results / f"{name}.json").write_text(json.dumps({"name": name, "runs": runs}))
     np.savez_compressed(results / f"{name}.ranks.npz", **ranks)
 
 
@@ -278,16 +280,28 @@ def test_schedule_report_verdicts(tmp_path: Path) -> None:
     results = tmp_path / "results"
     write_harness_result(results, "schedules/log-paper", {"A|1": bad, "B|1": good, "C|1": good})
     write_harness_result(results, "schedules/log-constant", {"A|1": good, "B|1": noisy, "C|1": good})
-    write_harness_result(results, "log", {"A|1": good, "B|1": bad, "C|1": noisy})  # the default, from the harness
+    write_harness_result(results, "schedules/log-plateau-old", {"A|1": bad, "B|1": noisy, "C|1": noisy})
+    # the default, from the plain harness run whose runs recorded its settings
+    write_harness_result(
+        results, "log", {"A|1": good, "B|1": bad, "C|1": noisy}, lr_scheduler="plateau", lr_restore_best=True
+    )
     rows = {
         row["model"]: row for row in report.main(["--datasets", "log", "--models", "A,B,C", "--results", str(results)])
     }
     assert rows["A"]["verdict"] == "best (the same ranks as constant)"
     assert rows["B"]["verdict"] == "worse" and rows["B"]["best"] == "paper" and rows["B"]["p_value"] < 0.05
-    assert rows["C"]["verdict"] == "within noise" and rows["C"]["default_minus_best"] == pytest.approx(-3 / 400)
+    assert rows["C"]["verdict"] == "within noise (the same ranks as plateau-old)"
+    assert rows["C"]["default_minus_best"] == pytest.approx(-3 / 400)
     assert rows["C"]["plateau"]["file"] == "log.json"
     text = (results / "schedules" / "summary.md").read_text()
     assert "| log (400 tests) | B |" in text and (results / "schedules" / "summary.png").stat().st_size > 0
+    assert rows["A"]["default_minus_previous"] > 0.3 and rows["A"]["p_value_previous"] < 0.05
+    assert rows["C"]["default_minus_previous"] == 0 and rows["C"]["p_value_previous"] == 1
+    # a plain harness run of the plateau schedule before lr_restore_best is the previous default, not the default
+    write_harness_result(results, "old", {"A|1": good}, lr_scheduler="plateau")
+    write_harness_result(results, "schedules/old-paper", {"A|1": bad})
+    (row,) = report.main(["--datasets", "old", "--models", "A", "--results", str(results)])
+    assert row["plateau-old"]["file"] == "old.json" and "plateau" not in row and row["verdict"] == "default not run"
 
 
 def test_harness_command_names_its_tools_and_runs_one(capsys) -> None:

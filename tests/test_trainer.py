@@ -3,6 +3,7 @@ training and validation epochs (no data, no model training: milliseconds)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,21 +14,37 @@ from recbole_tasrec.config import Config
 from recbole_tasrec.trainer import TASRecTrainer
 
 
+class OneLayer(torch.nn.Linear):
+    """A model with RecBole's ``other_parameter`` interface (no state outside its parameters)."""
+
+    def other_parameter(self) -> None:
+        return None
+
+    def load_other_parameter(self, para: object) -> None:
+        assert para is None
+
+
 def make_trainer(tmp_path: Path, **settings) -> TASRecTrainer:
     config = Config("SRGNN", "sample", config_dict={"run_dir": str(tmp_path), "state": "WARNING", **settings})
-    return TASRecTrainer(config, torch.nn.Linear(2, 1))
+    return TASRecTrainer(config, OneLayer(2, 1))
 
 
 def fit_with_scores(
-    trainer: TASRecTrainer, scores: list[float], monkeypatch: pytest.MonkeyPatch, batches_per_epoch: int = 10_000
+    trainer: TASRecTrainer,
+    scores: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    batches_per_epoch: int = 10_000,
+    train_step: Callable[[TASRecTrainer, int], None] | None = None,
 ) -> list[float]:
     """Run ``fit`` for ``len(scores)`` epochs (or until early stopping); the validation score of epoch e is
-    ``scores[e]``; an epoch counts ``batches_per_epoch`` optimiser steps. Returns the learning rate in force
-    during each epoch that trained."""
+    ``scores[e]``; an epoch counts ``batches_per_epoch`` optimiser steps and runs ``train_step(trainer, e)``
+    (default: nothing). Returns the learning rate in force during each epoch that trained."""
     rates: list[float] = []
 
     def train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         rates.append(self.optimizer.param_groups[0]["lr"])
+        if train_step is not None:
+            train_step(self, epoch_idx)
         return 1.0
 
     def valid_epoch(self, valid_data, show_progress=False):

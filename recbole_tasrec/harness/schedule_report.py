@@ -3,12 +3,13 @@
     python -m recbole_tasrec.harness schedules --datasets drift5k,sample,diginetica-sample,drift50k
 
 For each data set ``D`` it reads the harness results (:mod:`recbole_tasrec.harness.reproduce`, in ``--results``,
-default ``benchmarks/results/`` under the current folder) of each schedule:
-``results/schedules/<D>-paper.json`` and ``<D>-constant.json``, and for the default (``plateau``)
-``results/schedules/<D>-plateau.json``, or else the harness run with the defaults, ``results/<D>.json``. For each
-model it compares the default with the best of the three: a paired t-test over the test samples of the
-per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs of the harness's default protocol,
-``paper``). The default is "within noise" when that test does not separate it from the best at p < 0.05.
+default ``benchmarks/results/`` under the current folder) of each schedule (:data:`SCHEDULES`):
+``results/schedules/<D>-<schedule>.json``, or else the plain harness run ``results/<D>.json`` when the settings its
+runs recorded are that schedule's (:func:`schedule_of`). For each model it compares the default with the best of
+them, and with ``plateau-old`` (the plateau schedule without ``lr_restore_best``, the default before it): a paired
+t-test over the test samples of the per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs
+of the harness's default protocol, ``paper``). The default is "within noise" when that test does not separate it
+from the best at p < 0.05.
 
 Writes ``results/schedules/summary.{md,json,png}``.
 """
@@ -16,6 +17,7 @@ Writes ``results/schedules/summary.{md,json,png}``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,18 +28,33 @@ from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_
 from recbole_tasrec.harness.protocols import DEFAULT_PROTOCOL
 from recbole_tasrec.harness.reproduce import RESULTS, cell_of, metrics_from_ranks, paired
 
-SCHEDULES = ("paper", "constant", "plateau")
+#: The compared schedules: ``plateau-old`` is ``lr_scheduler: plateau`` with ``lr_restore_best: False``.
+SCHEDULES = ("paper", "constant", "plateau-old", "plateau")
 DEFAULT = "plateau"
+#: The schedule the default is also tested against: the same one without going back to the best weights.
+PREVIOUS = "plateau-old"
 METRIC = "recall@20"
+#: The row's keys of each test the table shows: the difference and its p-value.
+TESTS = (("default_minus_best", "p_value"), ("default_minus_previous", "p_value_previous"))
 
 
-def schedule_files(dataset: str, schedule: str, results: Path) -> Path | None:
-    """The harness json of ``dataset`` under ``schedule`` (the default may come from the plain harness run)."""
+def schedule_of(config: dict[str, Any]) -> str:
+    """The schedule a run's recorded settings ran (runs before ``lr_restore_best`` existed decayed without it)."""
+    scheduler = config.get("lr_scheduler")
+    return PREVIOUS if scheduler == "plateau" and not config.get("lr_restore_best", False) else str(scheduler)
+
+
+def schedule_files(dataset: str, schedule: str, model: str, results: Path) -> Path | None:
+    """The harness json of ``dataset`` under ``schedule``: its own, or the plain harness run if ``model`` ran
+    that schedule there."""
     path = results / "schedules" / f"{dataset}-{schedule}.json"
     if path.exists():
         return path
     plain = results / f"{dataset}.json"
-    return plain if schedule == DEFAULT and plain.exists() else None
+    if not plain.exists():
+        return None
+    runs = [run for run in json.loads(plain.read_text())["runs"] if run["model"] == model]
+    return plain if runs and all(schedule_of(run.get("config", {})) == schedule for run in runs) else None
 
 
 def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
@@ -53,11 +70,11 @@ def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
 def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
     found = {}
     for schedule in SCHEDULES:
-        path = schedule_files(dataset, schedule, results)
+        path = schedule_files(dataset, schedule, model, results)
         values = per_sample(path, model) if path else None
         if values is not None:
             found[schedule] = {"file": str(path.relative_to(results)), "samples": values[0], "seeds": values[1]}
-    if DEFAULT not in found or len(found) < 2:
+    if len(found) < 2:
         return None
     sizes = {entry["samples"].size for entry in found.values()}
     if len(sizes) != 1:
@@ -67,10 +84,16 @@ def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
     for schedule, entry in found.items():
         row[schedule] = {"mean": float(np.mean(entry["seeds"])), "std": float(np.std(entry["seeds"])),
                          "seeds": len(entry["seeds"]), "file": entry["file"]}  # fmt: skip
+    if DEFAULT not in found:
+        row["verdict"] = "default not run"
+        return row
     # identical runs (the default is the best, or no plateau decay happened) give no test: p = 1
     test = paired(found[DEFAULT]["samples"], found[best]["samples"], f"{dataset}, {model}: the schedules")
     row["default_minus_best"], row["p_value"] = test["difference"], test["p_value"]
     row["verdict"] = "best" if best == DEFAULT else ("within noise" if row["p_value"] >= 0.05 else "worse")
+    if PREVIOUS in found:
+        test = paired(found[DEFAULT]["samples"], found[PREVIOUS]["samples"], f"{dataset}, {model}: {PREVIOUS}")
+        row["default_minus_previous"], row["p_value_previous"] = test["difference"], test["p_value"]
     twins = [s for s in found if s != DEFAULT and np.array_equal(found[s]["samples"], found[DEFAULT]["samples"])]
     if twins:  # e.g. constant, when the plateau never decayed
         row["verdict"] += f" (the same ranks as {', '.join(twins)})"
@@ -78,31 +101,35 @@ def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
-    lines = ["# The default schedule (plateau) against the paper's and a constant rate: test Recall@20 (%)", "",
-             f"Command: `{command}`. Mean +- std over seeds (n); the verdict is a paired t-test over test samples",
-             "of the seed-averaged per-sample Recall@20, default against the best schedule.", "",
-             "| data set | model | paper | constant | plateau (default) | best | default - best (pp) | p | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["# The default schedule (plateau) against the others: test Recall@20 (%)", "",
+             f"Command: `{command}`. Mean +- std over seeds (n); the tests are paired t-tests over test samples of",
+             "the seed-averaged per-sample Recall@20: the default against the best schedule, and against",
+             f"`{PREVIOUS}` (plateau with `lr_restore_best: False`, the default before).", "",
+             "| data set | model | paper | constant | plateau-old | plateau (default) | best | default - best (pp) "
+             "| p | default - plateau-old (pp) | p | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
         cells = []
         for schedule in SCHEDULES:
             entry = row.get(schedule)
             cells.append(f"{100 * entry['mean']:.1f} +- {100 * entry['std']:.1f} ({entry['seeds']})" if entry else "-")
-        verdict = f"{row['best']} | {100 * row['default_minus_best']:+.1f} | {row['p_value']:.2g} | {row['verdict']}"
+        tests = [f"{100 * row[d]:+.1f} | {row[p]:.2g}" if d in row else "- | -" for d, p in TESTS]
         where = f"{row['dataset']} ({row['test_samples']} tests)"
-        lines.append(f"| {where} | {row['model']} | {' | '.join(cells)} | {verdict} |")
+        lines.append(f"| {where} | {row['model']} | {' | '.join(cells)} | {row['best']} | {' | '.join(tests)} "
+                     f"| {row['verdict']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def chart(path: Path, rows: list[dict[str, Any]]) -> None:
     """Bars of each schedule's mean Recall@20 (seeds' std as error bars) per data set and model."""
     fig, ax = pyplot().subplots(figsize=(max(6, 0.9 * len(rows)), 4))
-    width = 0.27
+    width = 0.8 / len(SCHEDULES)
     for i, schedule in enumerate(SCHEDULES):
         means = [100 * row[schedule]["mean"] if schedule in row else np.nan for row in rows]
         stds = [100 * row[schedule]["std"] if schedule in row else 0.0 for row in rows]
         ax.bar(np.arange(len(rows)) + i * width, means, width, yerr=stds, capsize=2, label=schedule)
-    ax.set_xticks(np.arange(len(rows)) + width, [f"{r['dataset']}\n{r['model']}" for r in rows], fontsize=7)
+    labels = [f"{r['dataset']}\n{r['model']}" for r in rows]
+    ax.set_xticks(np.arange(len(rows)) + width * (len(SCHEDULES) - 1) / 2, labels, fontsize=7)
     ax.set_ylabel("test Recall@20 (%)")
     ax.set_title("learning-rate schedules by data set and model")
     ax.legend(fontsize=8)
@@ -118,7 +145,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = [row for dataset in args.datasets.split(",") for model in args.models.split(",")
             if (row := compare(dataset, model, args.results)) is not None]  # fmt: skip
     if not rows:
-        raise SystemExit("no data set has the default schedule and another one for these models")
+        raise SystemExit("no data set has two schedules' results for these models")
     command = "python -m recbole_tasrec.harness schedules " + " ".join(argv if argv is not None else sys.argv[1:])
     out = args.results / "schedules" / "summary"
     write_text(out.with_name(out.name + ".md"), markdown(rows, command))
