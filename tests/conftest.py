@@ -197,6 +197,13 @@ def assert_learns_demo_set_and_checkpoint_rescores(model: str, settings: dict[st
     assert {k: float(v) for k, v in again.items()} == pytest.approx(result["test_result"], abs=1e-6)
 
 
+def first_test_samples(test_data: Any, dataset: Any, model: Any, n: int) -> tuple[Any, list[list[str]]]:
+    """The first ``n`` test samples and their sessions as raw item ids: what a served model is asked, and the batch
+    its source model scores for comparison."""
+    batch = test_data._dataset.inter_feat[torch.arange(n)]
+    return batch, sessions_of(batch, model, dataset.field2id_token[dataset.iid_field])
+
+
 def sessions_of(batch: Any, model: Any, tokens: Any) -> list[list[str]]:
     """The raw item ids of each padded session of a batch of samples (what a served model is asked)."""
     seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]

@@ -9,7 +9,7 @@ import torch
 from recbole_tasrec import load_data_and_model
 from recbole_tasrec.data.clicks import transition_pairs
 from recbole_tasrec.serve import SessionRecommender
-from tests.conftest import TrainedRun
+from tests.conftest import TrainedRun, first_test_samples
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,9 @@ def test_scores_match_the_model_on_the_graph_after_the_last_day(trained) -> None
     model.eval()
     recommender = SessionRecommender.from_checkpoint(checkpoint)
     assert recommender.day == dataset.n_days
-    batch = test_data._dataset.inter_feat[torch.arange(12)]
-    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    batch, sessions = first_test_samples(test_data, dataset, model, 12)
     tokens = dataset.field2id_token[dataset.iid_field]
-    sessions = [[tokens[i] for i in seq[row, : lengths[row]].tolist()] for row in range(len(seq))]
-    batch[dataset.day_field] = torch.full((len(seq),), float(dataset.n_days))
+    batch[dataset.day_field] = torch.full((len(sessions),), float(dataset.n_days))
     with torch.no_grad():
         expected = model.full_sort_predict(batch)
     got = recommender.scores(sessions)

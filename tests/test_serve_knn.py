@@ -16,7 +16,7 @@ from recbole_tasrec.serve import DayAlreadyFolded, KNNRecommender, load_artifact
 from recbole_tasrec.serve.cli import main
 from recbole_tasrec.serve.http import create_app
 from recbole_tasrec.serve.ranking import Ranker
-from tests.conftest import served, sessions_of, small_settings
+from tests.conftest import first_test_samples, served, small_settings
 
 #: no cut-off of neighbours on the tiny set, so SKNN's scores are a plain sum that a test can recompute
 WIDE = {"k": 100_000, "sample_size": 100_000}
@@ -37,9 +37,7 @@ def test_served_answers_equal_full_sort_predict(run) -> None:
     knn = load_artifact(artefact)
     assert isinstance(knn, KNNRecommender) and knn.day == dataset.n_days
     assert json.loads((artefact / "meta.json").read_text())["model"] == type(model).__name__
-    batch = test_data._dataset.inter_feat[torch.arange(40)]
-    tokens = dataset.field2id_token[dataset.iid_field]
-    sessions = sessions_of(batch, model, tokens)
+    batch, sessions = first_test_samples(test_data, dataset, model, 40)
     batch[model.day_field] = torch.full((len(sessions),), dataset.n_days)  # the first day after the data
     batch[model.time_list_field] = torch.full(batch[model.ITEM_SEQ].shape, knn.state.clock, dtype=torch.float64)
     model.eval()

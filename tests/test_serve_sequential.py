@@ -22,7 +22,7 @@ from recbole_tasrec.serve.day_training import TrainOptions, prefix_samples, samp
 from recbole_tasrec.serve.http import create_app
 from recbole_tasrec.serve.ranking import Ranker
 from recbole_tasrec.serve.sequential import SEQUENTIAL_MODELS, build_model
-from tests.conftest import served, sessions_of, small_settings
+from tests.conftest import first_test_samples, served, small_settings
 
 TOKEN = "test-token-0123456789abcdef"
 #: a small memory, so that one day's rows change what CSRM reads
@@ -46,9 +46,8 @@ def test_served_answers_equal_full_sort_predict(run) -> None:
     served_model = load_artifact(artefact)
     assert isinstance(served_model, NeuralRecommender) and served_model.day == dataset.n_days
     assert json.loads((artefact / "meta.json").read_text())["model"] == type(model).__name__
-    batch = test_data._dataset.inter_feat[torch.arange(40)]
+    batch, sessions = first_test_samples(test_data, dataset, model, 40)
     tokens = dataset.field2id_token[dataset.iid_field]
-    sessions = sessions_of(batch, model, tokens)
     batch[dataset.day_field] = torch.full((len(sessions),), float(served_model.day))  # the first day after the data
     model.eval()
     with torch.no_grad():

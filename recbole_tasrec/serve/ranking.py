@@ -97,8 +97,9 @@ class Ranker:
         are no product of session vectors and an item table.
 
         Up to ``bounded_topk_above`` items the scores are one product with a column-major copy of the table: a
-        batch of sessions then reads the table once (row-major, BLAS reads it once per session: 1.4 ms for 4
-        sessions at 40,000 x 100 here, against 0.7); above it, an int8 scan (serve/topk.py) reads a quarter."""
+        batch of sessions then reads the table once (row-major, BLAS reads it once per session: 1.36 ms for 4
+        sessions at 40,000 x 100 here, against 0.71: benchmarks/bench_ranking.py); above it, an int8 scan
+        (serve/topk.py) reads a quarter."""
         seq, lengths = padded
         known = np.flatnonzero(lengths > 0)
         factors = self.recommender.factors(seq[known], lengths[known], state) if len(known) else None
