@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmarks.bench_output_layer import median_ms
 from benchmarks.common import result_header, result_path, write_result
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    threadpool_limits(1)  # NumPy's BLAS too, as the service's --threads 1
     generator = torch.Generator().manual_seed(0)
     table = torch.randn(args.items, args.dim, generator=generator)
     columns = table.t().contiguous()

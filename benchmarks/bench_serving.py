@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmarks.common import ROOT, result_header, result_path, write_result
 from recbole_tasrec.harness.random_model import popular_items, random_knn_recommender, random_recommender
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             recommender = build(model, args)
             recommender.save(Path(scratch) / model)
             torch.set_num_threads(1)
+            threadpool_limits(1)  # NumPy's BLAS too, as the service's --threads 1
             figures = {"in_process": in_process(recommender, rng, 1000, args.k)}
             del recommender
             port = free_port()

@@ -83,32 +83,29 @@ def build_session_graphs(
     item_seq = item_seq.long()
 
     positions = torch.arange(length, device=device)
-    valid = positions.unsqueeze(0) < item_seq_len.to(device).unsqueeze(1)  # (B, L)
+    invalid = positions.unsqueeze(0) >= item_seq_len.to(device).unsqueeze(1)  # (B, L): padding positions
 
     # Sort-based unique per row: padding gets a sentinel that sorts last.
     sentinel = torch.iinfo(torch.long).max
-    key = item_seq.masked_fill(~valid, sentinel)
-    sorted_key, perm = torch.sort(key, dim=1, stable=True)
-    sorted_valid = valid.gather(1, perm)
-    is_first = sorted_valid.clone()
-    is_first[:, 1:] &= sorted_key[:, 1:] != sorted_key[:, :-1]
-    rank = is_first.long().cumsum(1) - 1  # local node index of each sorted position
+    sorted_key, perm = torch.sort(item_seq.masked_fill(invalid, sentinel), dim=1, stable=True)
+    sorted_invalid = sorted_key == sentinel  # item ids are below the sentinel
+    is_first = F.pad(sorted_key.diff(dim=1) != 0, (1, 0), value=True) & ~sorted_invalid
+    rank = is_first.cumsum(1) - 1  # local node index of each sorted position
     n_nodes = is_first.sum(1)
     n_max = max(int(n_nodes.max()) if batch > 0 else 0, 1)
 
-    alias = torch.zeros_like(item_seq).scatter_(1, perm, rank).masked_fill_(~valid, 0)
+    alias = torch.zeros_like(item_seq).scatter_(1, perm, rank.masked_fill(sorted_invalid, 0))
 
     # nodes[b, rank] = item; padded sorted positions go to a dump column that is cut off.
-    dump_rank = torch.where(sorted_valid, rank, torch.full_like(rank, n_max))
     nodes = item_seq.new_zeros(batch, n_max + 1)
-    nodes.scatter_(1, dump_rank, sorted_key.masked_fill(~sorted_valid, 0))
+    nodes.scatter_(1, rank.masked_fill(sorted_invalid, n_max), sorted_key.masked_fill(sorted_invalid, 0))
     nodes = nodes[:, :n_max]
     node_mask = torch.arange(n_max, device=device).unsqueeze(0) < n_nodes.unsqueeze(1)
 
     # Edges p -> p+1 while p+1 is a real position; invalid edges add 0 at a harmless index.
     src, dst = alias[:, :-1], alias[:, 1:]
-    edge_valid = valid[:, 1:].to(dtype)
-    offset = (torch.arange(batch, device=device) * n_max * n_max).unsqueeze(1)
+    edge_valid = (~invalid[:, 1:]).to(dtype)
+    offset = torch.arange(0, batch * n_max * n_max, n_max * n_max, device=device).unsqueeze(1)
     flat = (offset + src * n_max + dst).reshape(-1)
     adj = torch.zeros(batch * n_max * n_max, dtype=dtype, device=device)
     adj.index_add_(0, flat, edge_valid.reshape(-1))
@@ -116,10 +113,9 @@ def build_session_graphs(
     if edge_weight == "binary":
         adj = (adj > 0).to(dtype)
 
-    out_weight = adj.sum(2, keepdim=True)  # (B, N, 1): out-weight of the source u
-    in_weight = adj.sum(1).unsqueeze(2)  # (B, N, 1): in-weight of the target v
-    a_out = adj / torch.where(out_weight == 0, torch.ones_like(out_weight), out_weight)
-    a_in = adj.transpose(1, 2) / torch.where(in_weight == 0, torch.ones_like(in_weight), in_weight)
+    # weights are whole counts, so a zero row's divisor 1 is clamp_min(1)
+    a_out = adj / adj.sum(2, keepdim=True).clamp_min(1)  # divided by the out-weight of the source u
+    a_in = adj.transpose(1, 2) / adj.sum(1).unsqueeze(2).clamp_min(1)  # by the in-weight of the target v
     return SessionGraphs(alias=alias, nodes=nodes, node_mask=node_mask, a_in=a_in, a_out=a_out)
 
 

@@ -120,7 +120,7 @@ class TASRec(SequentialRecommender):
         self.lazy_adam = bool(config["lazy_adam"])  # the trainer's LazyAdam; a sparse item-table gradient
         self.dropout = nn.Dropout(float(config["dropout_prob"]))  # Eq. 5
         self.readout = AttentionReadout(self.embedding_size)  # Eq. 6, 7
-        self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x for every item (_temporal_x)
+        self._day_tables: dict[int, tuple] = {}  # evaluation's per-day x / ||x|| of every item (temporal_table)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -140,14 +140,22 @@ class TASRec(SequentialRecommender):
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         return positions.unsqueeze(0) < item_seq_len.to(item_seq.device).unsqueeze(1)
 
-    def session_states(self, item_seq: Tensor, item_seq_len: Tensor) -> Tensor:
-        """2.1: ``h_p`` at every real position, ``(M, d)``."""
+    def packed_positions(self, item_seq: Tensor, item_seq_len: Tensor) -> tuple[Tensor, Tensor]:
+        """``(flat, session)``, ``(M,)`` each: every real position's index into the flattened ``(B, L)`` batch and
+        its session, row after row (found once per batch: one ``nonzero``, every packed read an ``index_select``)."""
+        flat = self.real_positions(item_seq, item_seq_len).reshape(-1).nonzero().squeeze(1)
+        return flat, flat // item_seq.size(1)
+
+    def session_states(
+        self, item_seq: Tensor, item_seq_len: Tensor, positions: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """2.1: ``h_p`` at every real position, ``(M, d)`` (``positions``: :meth:`packed_positions`, if known)."""
+        flat, session = positions or self.packed_positions(item_seq, item_seq_len)
         dtype = self.item_embedding.weight.dtype  # so that model.double() works
         graphs = build_session_graphs(item_seq, item_seq_len, self.session_edge_weight, dtype=dtype)
         hidden = self.session_gnn(graphs.a_in, graphs.a_out, self._lookup(graphs.nodes), graphs.node_mask)
-        real = self.real_positions(item_seq, item_seq_len)
-        node = graphs.alias + hidden.size(1) * torch.arange(len(item_seq), device=item_seq.device).unsqueeze(1)
-        return hidden.flatten(0, 1).index_select(0, node[real])
+        node = graphs.alias.reshape(-1).index_select(0, flat) + session * hidden.size(1)
+        return hidden.flatten(0, 1).index_select(0, node)
 
     def _lookup(self, items: Tensor) -> Tensor:
         """Embedding rows with a sparse gradient (so is the GCN's, ``sparse_grad``): the output layer's dense
@@ -168,34 +176,46 @@ class TASRec(SequentialRecommender):
         graph_day = self.graph_day(day)
         days = torch.unique(graph_day)
         if len(days) == 1:  # the day-grouped fast path
-            x = self._temporal_x(int(days[0]), items)
-        else:  # a batch from RecBole's own loader: one GCN per day present
-            x = items.new_zeros(items.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
-            for t in days.tolist():
-                rows = graph_day == t
-                x[rows] = self._temporal_x(t, items[rows])
-        return l2_normalize(x)
+            return self._normalized_x(int(days[0]), items)
+        # a batch from RecBole's own loader: one GCN per day present
+        x = items.new_zeros(items.shape + (self.embedding_size,), dtype=self.item_embedding.weight.dtype)
+        for t in days.tolist():
+            rows = graph_day == t
+            x[rows] = self._normalized_x(t, items[rows])
+        return x
 
-    def _temporal_x(self, t: int, items: Tensor) -> Tensor:
-        """Eq. 2-3 on day ``t``'s graph. Without gradients (evaluation, serving) every item's ``x`` is computed
-        once per day, graph and weights, and looked up: batches of a day share it (the last two days kept)."""
-        weight, propagation = self.item_embedding.weight, self._propagation(t)
+    def _normalized_x(self, t: int, items: Tensor) -> Tensor:
+        """Eq. 2-4 on day ``t``'s graph, for ``items``: with gradients the GCN of their neighbourhoods, without
+        (evaluation, serving) rows of :meth:`temporal_table`."""
         if torch.is_grad_enabled():
-            return self.temporal_gcn(weight, propagation, items)
+            return l2_normalize(self.temporal_gcn(self.item_embedding.weight, self._propagation(t), items))
+        return self.temporal_table(t)[items]
+
+    def temporal_table(self, t: int) -> Tensor:
+        """Eq. 2-4 for every item, ``x / ||x||`` on day ``t``'s graph, ``(n_items, d)``, without gradients: computed
+        once per day, graph and weights, so that the batches of a day share it (the last two days kept)."""
+        propagation = self._propagation(t)
         tables = self._day_tables
         cached = tables.get(t)
         if cached is None or cached[0] is not propagation:
             tables.pop(t, None)
             while len(tables) >= 2:
                 tables.pop(next(iter(tables)))
-            cached = tables[t] = (propagation, self.temporal_gcn.full_table(weight, propagation))
-        return cached[1][items]
+            with torch.no_grad():
+                table = l2_normalize(self.temporal_gcn.full_table(self.item_embedding.weight, propagation))
+            cached = tables[t] = (propagation, table)
+        return cached[1]
 
     def invalidate_day_tables(self) -> None:
-        """Forget evaluation's per-day tables (:meth:`_temporal_x`). Done whenever the weights may change: a
+        """Forget evaluation's per-day tables (:meth:`temporal_table`). Done whenever the weights may change: a
         switch of mode (training switches before and after its steps), loading a state, moving or casting the
         model. Call it after editing the weights in place by hand."""
         self.__dict__.get("_day_tables", {}).clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The model to copy or pickle, without evaluation's per-day tables: a cache, holding the day's sparse
+        propagation matrix, which ``copy.deepcopy`` cannot copy (serving copies a model it trains on a day)."""
+        return {**self.__dict__, "_day_tables": {}}
 
     def train(self, mode: bool = True) -> TASRec:
         self.invalidate_day_tables()
@@ -215,13 +235,12 @@ class TASRec(SequentialRecommender):
     # --- Eq. 5-7 ---------------------------------------------------------------------------------------
     def forward(self, item_seq: Tensor, item_seq_len: Tensor, day: Tensor) -> Tensor:
         """The session representation ``s`` (Eq. 7), ``(B, d)``."""
-        real = self.real_positions(item_seq, item_seq_len)
-        session = real.nonzero()[:, 0]  # the session of each real position, (M,)
+        flat, session = positions = self.packed_positions(item_seq, item_seq_len)
         z = 0
         if self.use_session_graph:
-            z = z + self.session_states(item_seq, item_seq_len)
+            z = z + self.session_states(item_seq, item_seq_len, positions)
         if self.use_temporal_graph:
-            z = z + self.temporal_states(item_seq[real], day[session])
+            z = z + self.temporal_states(item_seq.reshape(-1).index_select(0, flat), day.index_select(0, session))
         z = self.dropout(z)  # Eq. 5 (z holds the real positions only)
         last = z.index_select(0, item_seq_len.cumsum(0) - 1)  # z_l of each session
         return self.readout.packed(z, session, last)  # Eq. 6, 7

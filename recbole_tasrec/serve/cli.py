@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from recbole_tasrec.safe_write import atomic_path
@@ -44,7 +45,7 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recbole_tasrec.serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of torch and of NumPy's BLAS (default: 1)")
     parser.add_argument(
         "--bounded-topk-above",
         type=int,
@@ -228,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # NumPy's BLAS too: TASRec's session encoder and the kNN models use it
     try:
         print(COMMANDS[args.command](args))
     except (ArtifactError, SessionFileError, ValueError, RuntimeError, OSError) as error:

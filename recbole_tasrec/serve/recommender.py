@@ -36,6 +36,7 @@ from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
 from recbole_tasrec.serve import artifact, day_training
 from recbole_tasrec.serve.served import ServedModel, ServedState
+from recbole_tasrec.serve.session_encoder import SessionEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class SessionRecommender(ServedModel):
             raise TypeError("SessionRecommender serves a TASRec built on ServingGraphs (see from_state)")
         self.graphs = model.graph_source
         self.window = window
+        self._encoder: SessionEncoder | None = None
         source = model.graph_source.current
         state = GraphState(source.graph.day, (), source, model.eval())
         super().__init__(model.item_tokens, settings or artifact.Settings(), state, model.max_seq_length)
@@ -210,8 +212,23 @@ class SessionRecommender(ServedModel):
             return state.model.full_sort_predict(self._batch(seq, lengths, state))
 
     def _factors(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``full_sort_factors`` of the sessions: on the CPU by the NumPy :class:`SessionEncoder` (a request's few
+        sessions cost a quarter of ``forward``'s torch operations), elsewhere by ``forward`` itself."""
+        model = state.model
+        table = model.item_embedding.weight
         with torch.no_grad(), self.graphs.pinned(state.source):
-            return state.model.full_sort_factors(self._batch(seq, lengths, state))
+            if table.device.type != "cpu":
+                seq_t, lengths_t = torch.from_numpy(seq).to(table.device), torch.from_numpy(lengths).to(table.device)
+                return model(seq_t, lengths_t, torch.full_like(lengths_t, state.day)), table
+            temporal = model.temporal_table(state.day).numpy() if model.use_temporal_graph else None
+        return torch.from_numpy(self._encoder_of(model)(seq, lengths, temporal)), table
+
+    def _encoder_of(self, model: TASRec) -> SessionEncoder:
+        """The NumPy encoder of ``model`` (the served state's weights), made once per model."""
+        encoder = self._encoder
+        if encoder is None or encoder.model is not model:
+            encoder = self._encoder = SessionEncoder(model)
+        return encoder
 
     def _batch(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState) -> Any:
         model = state.model
