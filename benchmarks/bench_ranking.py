@@ -1,11 +1,13 @@
-"""The serving ranking's two kernels at a 40,000-item TASRec's shapes: the product with the item table and the top-k.
+"""The serving ranking's three kernels at a 40,000-item TASRec's shapes: session vectors, product, top-k.
 
     uv run python -m benchmarks.bench_ranking [--items 40000] [--dim 100] [--repeats 500]
 
-Times in ms (median of ``--repeats``, 1 thread) for 1, 4 and 16 sessions: ``s @ X.T`` with the table row-major
-(as the model holds it) against the column-major copy the ranking keeps (``Ranker.columns_of``), and
-``torch.topk`` of the scores against :func:`recbole_tasrec.serve.topk.topk_rows` (checked to give the same values).
-Writes ``benchmarks/results/ranking_<date>.json`` (or ``--output``).
+Times in ms (median of ``--repeats``, 1 thread) for 1, 4 and 16 sessions of 1-10 clicks: the session vectors by
+``TASRec.forward`` (torch) against the NumPy :class:`~recbole_tasrec.serve.session_encoder.SessionEncoder` serving
+uses (checked equal), on an untrained TASRec whose graph folded in 5 random days (``random_recommender``);
+``s @ X.T`` with the table row-major (as the model holds it) against the column-major copy the ranking keeps
+(``Ranker.columns_of``); ``torch.topk`` of the scores against :func:`recbole_tasrec.serve.topk.topk_rows` (checked
+to give the same values). Writes ``benchmarks/results/ranking_<date>.json`` (or ``--output``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
 from benchmarks.bench_output_layer import median_ms
+from benchmarks.bench_serving import random_sessions
 from benchmarks.common import result_header, result_path, write_result
+from recbole_tasrec.harness.random_model import random_recommender
+from recbole_tasrec.serve.recommender import SessionRecommender
 from recbole_tasrec.serve.topk import topk_rows
+
+
+def session_vectors(recommender: SessionRecommender, seq: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+    """``TASRec.forward`` of padded sessions as the served state scores them, in torch."""
+    state = recommender.state
+    with torch.no_grad(), recommender.graphs.pinned(state.source):
+        lengths_t = torch.from_numpy(lengths)
+        return state.model(torch.from_numpy(seq), lengths_t, torch.full_like(lengths_t, state.day))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     columns = table.t().contiguous()
     result = {**result_header("bench_ranking", argv, 1), "items": args.items, "dim": args.dim, "k": args.k}
     result["sessions"] = {}
+    recommender = random_recommender(args.items, days=5, embedding_size=args.dim)
+    rng = np.random.default_rng(0)
     for batch in (1, 4, 16):
+        seq, lengths = recommender.padded(random_sessions(rng, args.items, batch))
+        encoded = recommender.factors(seq, lengths, recommender.state)[0]
+        torch.testing.assert_close(encoded, session_vectors(recommender, seq, lengths), rtol=1e-5, atol=1e-6)
         vectors = torch.randn(batch, args.dim, generator=generator)
         scores = vectors @ columns
         assert torch.equal(topk_rows(scores, args.k)[0], torch.topk(scores, args.k, dim=1).values)
         figures = {
+            "vectors_torch_forward_ms": median_ms(
+                lambda p=(seq, lengths): session_vectors(recommender, *p), args.repeats
+            ),
+            "vectors_numpy_encoder_ms": median_ms(
+                lambda p=(seq, lengths): recommender.factors(*p, recommender.state), args.repeats
+            ),
             "product_row_major_ms": median_ms(lambda v=vectors: v @ table.t(), args.repeats),
             "product_column_major_ms": median_ms(lambda v=vectors: v @ columns, args.repeats),
             "torch_topk_ms": median_ms(lambda s=scores: torch.topk(s, args.k, dim=1), args.repeats),
