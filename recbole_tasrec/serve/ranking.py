@@ -84,7 +84,8 @@ class Ranker:
                 scores[seen_pairs] = float("-inf")
                 top = topk_rows(scores, k_most)
             values = top[0].cpu().numpy()
-            values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf  # each session's own k
+            if (ks[start:stop] < k_most).any():  # each session's own k
+                values[np.arange(values.shape[1]) >= ks[start:stop, None]] = -np.inf
             self._collect(ranked, top[1].cpu().numpy(), values)
         return ranked
 
@@ -105,10 +106,8 @@ class Ranker:
         factors = self.recommender.factors(seq[known], lengths[known], state) if len(known) else None
         if factors is None and len(known):
             return None
-        values = torch.full((len(lengths), k), float("-inf"))
-        items = torch.zeros((len(lengths), k), dtype=torch.long)
         if not len(known):
-            return values, items
+            return torch.full((len(lengths), k), float("-inf")), torch.zeros((len(lengths), k), dtype=torch.long)
         vectors, table = factors
         rows, cols = seen
         if len(known) < len(lengths):  # the seen pairs' rows among the known sessions
@@ -128,6 +127,8 @@ class Ranker:
             top = tuple(part.cpu() for part in topk_rows(scores, k))
         if len(known) == len(lengths):
             return top
+        values = torch.full((len(lengths), k), float("-inf"))
+        items = torch.zeros((len(lengths), k), dtype=torch.long)
         values[known], items[known] = top
         return values, items
 
