@@ -63,3 +63,14 @@ def test_the_encoder_needs_the_weights_on_the_cpu() -> None:
     model = random_recommender(N_ITEMS).model.to("meta")
     with pytest.raises(ValueError, match="on the CPU"):
         SessionEncoder(model)
+
+
+def test_the_encoder_follows_an_edit_of_the_weights_in_place() -> None:
+    recommender = random_recommender(N_ITEMS, days=1, sessions_per_day=50, embedding_size=16)
+    seq, lengths = padded_sessions(np.random.default_rng(2), 6, recommender.max_seq_length)
+    before = recommender.factors(seq, lengths, recommender.state)[0]
+    with torch.no_grad():
+        recommender.model.session_gnn.w_hh.mul_(3.0)  # a copied matrix of the encoder
+    after = recommender.factors(seq, lengths, recommender.state)[0]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, forward(recommender, seq, lengths), rtol=1e-5, atol=1e-6)

@@ -36,7 +36,7 @@ from recbole_tasrec.data.temporal_graph import TemporalGraph, check_threshold
 from recbole_tasrec.model.tasrec import TASRec
 from recbole_tasrec.serve import artifact, day_training
 from recbole_tasrec.serve.served import ServedModel, ServedState
-from recbole_tasrec.serve.session_encoder import SessionEncoder
+from recbole_tasrec.serve.session_encoder import SessionEncoder, weights_version
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +224,9 @@ class SessionRecommender(ServedModel):
         return torch.from_numpy(self._encoder_of(model)(seq, lengths, temporal)), table
 
     def _encoder_of(self, model: TASRec) -> SessionEncoder:
-        """The NumPy encoder of ``model`` (the served state's weights), made once per model."""
+        """The NumPy encoder of ``model`` (the served state's weights), made once per model and weights."""
         encoder = self._encoder
-        if encoder is None or encoder.model is not model:
+        if encoder is None or encoder.model is not model or encoder.version != weights_version(model):
             encoder = self._encoder = SessionEncoder(model)
         return encoder
 
