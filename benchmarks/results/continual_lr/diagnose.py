@@ -188,7 +188,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
                 continue
             p = float(stats.ttest_rel(hit, off).pvalue) if (hit != off).any() else 1.0
             passes = runs[0]["variants"][spec]["passes"]
-            steps = f"{passes[0]['steps']}; " + ", ".join(str(x["steps"]) for x in passes[1:]) if passes else "-"
+            steps = f"{passes[0]['steps']}; " + (", ".join(str(x["steps"]) for x in passes[1:]) or "-")
             first = np.mean([r["variants"][spec]["passes"][0]["move_rel"] for r in runs])
             whole = np.mean([r["variants"][spec]["passes"][-1]["move_from_best_rel"] for r in runs])
             lines.append(f"| {model} | {spec} | {100 * hit.mean():.2f} | {100 * (hit - off).mean():+.2f}, "
