@@ -1,0 +1,248 @@
+"""What `continual: daily` does to each model's weights on one log, and which continual rate validation picks.
+
+``run``: for each (model, seed), train once as the harness does (its equal footing and ``--protocol paper`` keys,
+so training is the one ``--protocol both`` trains), then score the test split under ``off`` and under each
+continual setting ``mode:epochs:rate`` from the same best checkpoint (``rate``: ``ended``, the rate training ended
+with, the default; ``xF``, F times that rate; or a number). Recorded per run: epochs, best epoch, optimiser steps,
+the rate training ended with; per continual pass the samples, optimiser steps, rate, loss and how far the weights
+moved (relative L2 change, and from the best checkpoint); the same for one more epoch over the training samples
+from the best checkpoint (a yardstick); every test sample's rank; and the class of every test sample by where its
+last transition (last prefix item -> target) occurs before it is scored: a repeat of the last item (``repeat``),
+in the training sessions (``train``), only in the validation sessions (``valid``), only in an earlier test day
+(``earlier_test``), or nowhere (``none``).
+Check: ``off`` and ``daily:1:ended`` reproduce the harness's ``paper`` and ``streaming`` ranks of the same seed.
+
+``summary``: a markdown table of each ``run`` output (mean over seeds, paired t-test over test samples of
+the seed-averaged Recall@20 against ``off``).
+
+    OMP_NUM_THREADS=1 uv run python benchmarks/results/continual_lr/diagnose.py run --models TASRec,LESSR \
+        --seeds 3 --variants refit:1:ended,daily:1:ended --output OUT.json --data_path=/tmp/digi_h/data
+    uv run python benchmarks/results/continual_lr/diagnose.py summary OUT.json [MORE.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from recbole.utils import init_seed
+from scipy import stats
+
+from recbole_tasrec import continual
+from recbole_tasrec.config import Config
+from recbole_tasrec.harness.reproduce import cell_settings
+from recbole_tasrec.harness.sample_ranks import recording_test_ranks
+from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
+from recbole_tasrec.safe_write import write_text
+
+CLASSES = ("repeat", "train", "valid", "earlier_test", "none")
+
+
+def flat(model: torch.nn.Module) -> torch.Tensor:
+    """Every parameter of ``model`` in one float64 vector."""
+    return torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+
+
+def transitions(part: Any, config: Any) -> np.ndarray:
+    """``(N, 2)``: each sample's last prefix item and target."""
+    feat = part.inter_feat
+    items = feat[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].long()
+    last = items[torch.arange(len(items)), feat[config["ITEM_LIST_LENGTH_FIELD"]].long() - 1]
+    return np.stack([last.numpy(), feat[config["ITEM_ID_FIELD"]].long().numpy()], 1)
+
+
+def transition_classes(prepared: Any, config: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each test sample's class (:data:`CLASSES`, the first that holds; ``repeat``: the target is the last prefix
+    item, a transition the temporal graph never holds) and its day."""
+    train = {tuple(t) for t in transitions(prepared.train, config).tolist()}
+    valid = {tuple(t) for t in transitions(prepared.valid, config).tolist()}
+    test = [tuple(t) for t in transitions(prepared.test, config).tolist()]
+    days = prepared.test.inter_feat[prepared.dataset.day_field].long().numpy()
+    kind = []
+    for pair, day in zip(test, days, strict=True):
+        earlier = {t for t, d in zip(test, days, strict=True) if d < day}
+        seen_in = ({pair} if pair[0] == pair[1] else set(), train, valid, earlier, {pair})
+        kind.append(next(c for c, seen in zip(CLASSES, seen_in, strict=True) if pair in seen))
+    return np.array(kind), days
+
+
+class Probe(continual.ContinualTester):
+    """The continual tester, recording what each training pass did to the weights."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.passes: list[dict[str, Any]] = []
+        self.best = torch.zeros(0)
+
+    def start_from_best(self, saved: bool) -> None:
+        super().start_from_best(saved)
+        self.best = flat(self.trainer.model)
+
+    def train_on(self, part: Any, what: str) -> float:
+        before, steps = flat(self.trainer.model), self.trainer.optimizer_steps
+        loss = super().train_on(part, what)
+        after = flat(self.trainer.model)
+        self.passes.append({
+            "what": what, "samples": len(part), "steps": int(self.trainer.optimizer_steps - steps),
+            "lr": self.trainer.learning_rates[0], "loss": loss,
+            "move_rel": float((after - before).norm() / before.norm()),
+            "move_from_best_rel": float((after - self.best).norm() / self.best.norm()),
+        })  # fmt: skip
+        return loss
+
+
+def rate_of(spec: str, ended: float) -> float:
+    return ended if spec == "ended" else ended * float(spec[1:]) if spec.startswith("x") else float(spec)
+
+
+def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], variants: list[str]) -> dict[str, Any]:
+    """One (model, seed): train once, then the test phase under ``off`` and each variant (module docstring)."""
+    from recbole_tasrec.trainer import ScheduledTrainer
+
+    base, settings = cell_settings(model, "paper", overrides, None, seed)
+    start = time.time()
+    config = Config(base, dataset, config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    prepared = prepare_data(config)
+    kind, days = transition_classes(prepared, config)
+    train_data, valid_data, test_data = make_dataloaders(config, prepared)
+    trainer = ScheduledTrainer(config, build_model(config, prepared.train))
+    trainer.fit_with_callback(train_data, valid_data, saved=True)
+    ended = trainer.learning_rates[0]
+    record: dict[str, Any] = {
+        "model": model, "seed": seed, "epochs_run": len(trainer.train_loss_dict),
+        "best_epoch": int(continual.load_trusted(trainer.saved_model_file, ("epoch",))["epoch"]),
+        "train_steps": int(trainer.optimizer_steps), "batches_per_epoch": len(train_data), "lr_ended": ended,
+        "learner": config["learner"], "n_train": len(prepared.train), "n_valid": len(prepared.valid),
+        "n_test": len(prepared.test), "test_days": {int(d): int((days == d).sum()) for d in np.unique(days)},
+        "classes": {c: int((kind == c).sum()) for c in CLASSES}, "kind": kind.tolist(), "variants": {},
+    }  # fmt: skip
+    with recording_test_ranks(prepared.test, config) as recorder:
+        trainer.evaluate(test_data, load_best_model=True)
+    record["variants"]["off"] = {"ranks": recorder.ranks().tolist()}
+    yardstick = Probe(trainer, prepared, continual.ContinualSettings("refit", 1, ended))
+    yardstick.start_from_best(True)
+    yardstick.train_on(prepared.train, "the training samples (yardstick)")
+    record["yardstick"] = yardstick.passes[0]
+    for spec in variants:
+        mode, epochs, rate = spec.split(":")
+        probe = Probe(trainer, prepared, continual.ContinualSettings(mode, int(epochs), rate_of(rate, ended)))
+        with recording_test_ranks(prepared.test, config) as recorder:
+            phase = probe.run(True)
+        record["variants"][spec] = {"ranks": recorder.ranks().tolist(), "passes": probe.passes,
+                                    "recall@20": float(phase.test_result["recall@20"])}  # fmt: skip
+    record["seconds"] = round(time.time() - start, 1)
+    return record
+
+
+def run(args: argparse.Namespace, rest: list[str]) -> None:
+    overrides: dict[str, Any] = {}
+    for item in rest:  # --key=value, a JSON value or a string
+        key, value = item.removeprefix("--").split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    records = []
+    for model in args.models.split(","):
+        for seed in range(1, args.seeds + 1):
+            records.append(run_cell(model, seed, args.dataset, overrides, args.variants.split(",")))
+            done = {k: round(float((np.array(v["ranks"]) <= 20).mean()), 4) for k, v in records[-1]["variants"].items()}
+            print(model, seed, done, flush=True)
+            body = {"command": " ".join(sys.argv), "overrides": overrides, "records": records}
+            write_text(args.output, json.dumps(body, indent=1))
+
+
+def summary_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per model: training, and per variant Recall@20, its gain over ``off`` with the paired p-value, steps, rate,
+    weight movement, and the seed-averaged hits by transition class."""
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_model[record["model"]].append(record)
+    lines = [
+        "| model | variant | Recall@20 | gain over off (pp, p) | rate | steps (valid; each test day) | weights moved "
+        "(valid pass; whole phase) | hits by class: " + " / ".join(CLASSES) + " |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, runs in by_model.items():
+        kind = np.array(runs[0]["kind"])
+        sizes = " / ".join(str(int((kind == c).sum())) for c in CLASSES)
+        off = np.mean([np.array(r["variants"]["off"]["ranks"]) <= 20 for r in runs], 0)
+        for spec in runs[0]["variants"]:
+            hit = np.mean([np.array(r["variants"][spec]["ranks"]) <= 20 for r in runs], 0)
+            by_class = " / ".join(f"{hit[kind == c].sum():.2f}" for c in CLASSES) + f" (of {sizes})"
+            if spec == "off":
+                what = (f"epochs {[r['epochs_run'] for r in runs]}, best {[r['best_epoch'] for r in runs]}, "
+                        f"{runs[0]['batches_per_epoch']} steps/epoch")  # fmt: skip
+                move = np.mean([r["yardstick"]["move_rel"] for r in runs])
+                lines.append(f"| {model} ({len(runs)} seeds) | off | {100 * hit.mean():.2f} | {what} | "
+                             f"{runs[0]['lr_ended']:.3g} (ended) | - | one more training epoch: {100 * move:.2f} % | "
+                             f"{by_class} |")  # fmt: skip
+                continue
+            p = float(stats.ttest_rel(hit, off).pvalue) if (hit != off).any() else 1.0
+            passes = runs[0]["variants"][spec]["passes"]
+            steps = f"{passes[0]['steps']}; " + (", ".join(str(x["steps"]) for x in passes[1:]) or "-")
+            first = np.mean([r["variants"][spec]["passes"][0]["move_rel"] for r in runs])
+            whole = np.mean([r["variants"][spec]["passes"][-1]["move_from_best_rel"] for r in runs])
+            lines.append(f"| {model} | {spec} | {100 * hit.mean():.2f} | {100 * (hit - off).mean():+.2f}, "
+                         f"p = {p:.2g} | {passes[0]['lr']:.3g} | {steps} | {100 * first:.2f} %; {100 * whole:.2f} % | "
+                         f"{by_class} |")  # fmt: skip
+    return lines
+
+
+def pooled_lines(files: list[str]) -> list[str]:
+    """Per model and variant, the gain over ``off`` pooled over the test samples of every file (each file's seeds
+    averaged per sample first): one paired t-test over all of them."""
+    gains: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for name in files:
+        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in json.loads(Path(name).read_text())["records"]:
+            by_model[record["model"]].append(record)
+        for model, runs in by_model.items():
+            off = np.mean([np.array(r["variants"]["off"]["ranks"]) <= 20 for r in runs], 0)
+            for spec in runs[0]["variants"]:
+                hit = np.mean([np.array(r["variants"][spec]["ranks"]) <= 20 for r in runs], 0)
+                gains[model, spec].append(hit - off)
+    lines = ["| model | variant | test samples | gain over off (pp) | p |", "|---|---|---|---|---|"]
+    for (model, spec), parts in gains.items():
+        if spec == "off":
+            continue
+        gain = np.concatenate(parts)
+        p = float(stats.ttest_1samp(gain, 0.0).pvalue) if gain.any() else 1.0
+        lines.append(f"| {model} | {spec} | {gain.size} | {100 * gain.mean():+.2f} | {p:.2g} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="train and score (module docstring); any --key=value: a setting")
+    run_parser.add_argument("--models", default="TASRec,LESSR,CSRM")
+    run_parser.add_argument("--seeds", type=int, default=3)
+    run_parser.add_argument("--dataset", default="diginetica")
+    run_parser.add_argument("--variants", default="refit:1:ended,daily:1:ended")
+    run_parser.add_argument("--output", required=True)
+    summary_parser = commands.add_parser("summary", help="markdown tables of run outputs, and their pooled gains")
+    summary_parser.add_argument("files", nargs="+")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        run(args, rest)
+        return 0
+    for name in args.files:
+        print(f"`{name}`\n")
+        print("\n".join(summary_lines(json.loads(Path(name).read_text())["records"])) + "\n")
+    if len(args.files) > 1:
+        print("Pooled over the files' test samples:\n")
+        print("\n".join(pooled_lines(args.files)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
