@@ -15,9 +15,9 @@ Check: ``off`` and ``daily:1:ended`` reproduce the harness's ``paper`` and ``str
 ``summary``: a markdown table of each ``run`` output (mean over seeds, paired t-test over test samples of
 the seed-averaged Recall@20 against ``off``).
 
-    OMP_NUM_THREADS=1 uv run python benchmarks/results/continual_lr/diagnose.py run --models TASRec,LESSR \
+    OMP_NUM_THREADS=1 uv run python -m benchmarks.continual_study run --models TASRec,LESSR \
         --seeds 3 --variants refit:1:ended,daily:1:ended --output OUT.json --data_path=/tmp/digi_h/data
-    uv run python benchmarks/results/continual_lr/diagnose.py summary OUT.json [MORE.json ...]
+    uv run python -m benchmarks.continual_study summary OUT.json [MORE.json ...]
 """
 
 from __future__ import annotations
