@@ -23,16 +23,7 @@ from benchmarks.bench_output_layer import median_ms
 from benchmarks.bench_serving import random_sessions
 from benchmarks.common import result_header, result_path, write_result
 from recbole_tasrec.harness.random_model import random_recommender
-from recbole_tasrec.serve.recommender import SessionRecommender
 from recbole_tasrec.serve.topk import topk_rows
-
-
-def session_vectors(recommender: SessionRecommender, seq: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-    """``TASRec.forward`` of padded sessions as the served state scores them, in torch."""
-    state = recommender.state
-    with torch.no_grad(), recommender.graphs.pinned(state.source):
-        lengths_t = torch.from_numpy(lengths)
-        return state.model(torch.from_numpy(seq), lengths_t, torch.full_like(lengths_t, state.day))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,14 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (1, 4, 16):
         seq, lengths = recommender.padded(random_sessions(rng, args.items, batch))
         encoded = recommender.factors(seq, lengths, recommender.state)[0]
-        torch.testing.assert_close(encoded, session_vectors(recommender, seq, lengths), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(encoded, recommender.model_vectors(seq, lengths), rtol=1e-5, atol=1e-6)
         vectors = torch.randn(batch, args.dim, generator=generator)
         scores = vectors @ columns
         assert torch.equal(topk_rows(scores, args.k)[0], torch.topk(scores, args.k, dim=1).values)
         figures = {
-            "vectors_torch_forward_ms": median_ms(
-                lambda p=(seq, lengths): session_vectors(recommender, *p), args.repeats
-            ),
+            "vectors_torch_forward_ms": median_ms(lambda p=(seq, lengths): recommender.model_vectors(*p), args.repeats),
             "vectors_numpy_encoder_ms": median_ms(
                 lambda p=(seq, lengths): recommender.factors(*p, recommender.state), args.repeats
             ),

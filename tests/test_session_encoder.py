@@ -21,13 +21,6 @@ def padded_sessions(rng: np.random.Generator, n: int, length: int) -> tuple[np.n
     return seq.astype(np.int64), lengths.astype(np.int64)
 
 
-def forward(recommender, seq: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-    state = recommender.state
-    with torch.no_grad(), recommender.graphs.pinned(state.source):
-        lengths_t = torch.from_numpy(lengths)
-        return state.model(torch.from_numpy(seq), lengths_t, torch.full_like(lengths_t, state.day))
-
-
 @pytest.mark.parametrize(
     "settings",
     [
@@ -45,7 +38,7 @@ def test_the_encoder_equals_the_model(settings: dict) -> None:
         seq, lengths = padded_sessions(rng, n, recommender.max_seq_length)
         vectors, table = recommender.factors(seq, lengths, recommender.state)
         assert table is recommender.model.item_embedding.weight
-        torch.testing.assert_close(vectors, forward(recommender, seq, lengths), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(vectors, recommender.model_vectors(seq, lengths), rtol=1e-5, atol=1e-6)
 
 
 def test_the_encoder_follows_the_weights_an_advance_trained() -> None:
@@ -56,7 +49,7 @@ def test_the_encoder_follows_the_weights_an_advance_trained() -> None:
     recommender.advance_day(day * 5, train=TrainOptions(epochs=2, learning_rate=0.05))
     after = recommender.factors(seq, lengths, recommender.state)[0]
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, forward(recommender, seq, lengths), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after, recommender.model_vectors(seq, lengths), rtol=1e-5, atol=1e-6)
 
 
 def test_the_encoder_needs_the_weights_on_the_cpu() -> None:
@@ -73,4 +66,4 @@ def test_the_encoder_follows_an_edit_of_the_weights_in_place() -> None:
         recommender.model.session_gnn.w_hh.mul_(3.0)  # a copied matrix of the encoder
     after = recommender.factors(seq, lengths, recommender.state)[0]
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, forward(recommender, seq, lengths), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after, recommender.model_vectors(seq, lengths), rtol=1e-5, atol=1e-6)

@@ -107,7 +107,7 @@ class Ranker:
         if factors is None and len(known):
             return None
         if not len(known):
-            return torch.full((len(lengths), k), float("-inf")), torch.zeros((len(lengths), k), dtype=torch.long)
+            return _no_answers(len(lengths), k)
         vectors, table = factors
         rows, cols = seen
         if len(known) < len(lengths):  # the seen pairs' rows among the known sessions
@@ -127,8 +127,7 @@ class Ranker:
             top = tuple(part.cpu() for part in topk_rows(scores, k))
         if len(known) == len(lengths):
             return top
-        values = torch.full((len(lengths), k), float("-inf"))
-        items = torch.zeros((len(lengths), k), dtype=torch.long)
+        values, items = _no_answers(len(lengths), k)
         values[known], items[known] = top
         return values, items
 
@@ -172,6 +171,11 @@ class Ranker:
                 "score": np.array([v for row in ranked.scores for v in row], dtype=np.float32),
             }
         )
+
+
+def _no_answers(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` values and items of ``n`` sessions without a candidate: ``-inf`` (dropped by ``Ranker._collect``)."""
+    return torch.full((n, k), float("-inf")), torch.zeros((n, k), dtype=torch.long)
 
 
 def _same(made_from: tuple[torch.Tensor, int], table: torch.Tensor) -> bool:

@@ -216,12 +216,20 @@ class SessionRecommender(ServedModel):
         sessions cost a quarter of ``forward``'s torch operations), elsewhere by ``forward`` itself."""
         model = state.model
         table = model.item_embedding.weight
+        if table.device.type != "cpu":
+            return self.model_vectors(seq, lengths, state), table
         with torch.no_grad(), self.graphs.pinned(state.source):
-            if table.device.type != "cpu":
-                seq_t, lengths_t = torch.from_numpy(seq).to(table.device), torch.from_numpy(lengths).to(table.device)
-                return model(seq_t, lengths_t, torch.full_like(lengths_t, state.day)), table
             temporal = model.temporal_table(state.day).numpy() if model.use_temporal_graph else None
         return torch.from_numpy(self._encoder_of(model)(seq, lengths, temporal)), table
+
+    def model_vectors(self, seq: np.ndarray, lengths: np.ndarray, state: GraphState | None = None) -> torch.Tensor:
+        """``TASRec.forward`` of padded sessions as ``state`` (default: the served one) scores them, in torch: what
+        serves on a GPU, and what the NumPy encoder is held equal to."""
+        state = self.state if state is None else state
+        device = state.model.item_embedding.weight.device
+        with torch.no_grad(), self.graphs.pinned(state.source):
+            lengths_t = torch.from_numpy(lengths).to(device)
+            return state.model(torch.from_numpy(seq).to(device), lengths_t, torch.full_like(lengths_t, state.day))
 
     def _encoder_of(self, model: TASRec) -> SessionEncoder:
         """The NumPy encoder of ``model`` (the served state's weights), made once per model and weights."""
