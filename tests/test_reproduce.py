@@ -302,6 +302,18 @@ def test_schedule_report_verdicts(tmp_path: Path) -> None:
     write_harness_result(results, "schedules/old-paper", {"A|1": bad})
     (row,) = report.main(["--datasets", "old", "--models", "A", "--results", str(results)])
     assert row["plateau-old"]["file"] == "old.json" and "plateau" not in row and row["verdict"] == "default not run"
+    # --run names the file of one cell: here the default's run under a larger epoch budget
+    write_harness_result(results, "schedules/old-plateau-epochs20", {"A|1": good})
+    (row,) = report.main(["--datasets", "old", "--models", "A", "--results", str(results),
+                          "--run", "old:plateau=old-plateau-epochs20"])  # fmt: skip
+    assert row["plateau"]["file"] == "schedules/old-plateau-epochs20.json"
+    assert row["verdict"] == "best (the same ranks as plateau-old)"
+    for bad_option in ("old:plateau", "old:sgd=x", "old:plateau=../x", "old=x"):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(["--datasets", "old", "--models", "A", "--results", str(results), "--run", bad_option])
+        assert exit_info.value.code == 2
+    with pytest.raises(SystemExit, match="does not exist"):
+        report.main(["--datasets", "old", "--models", "A", "--results", str(results), "--run", "old:paper=missing"])
 
 
 def test_harness_command_names_its_tools_and_runs_one(capsys) -> None:

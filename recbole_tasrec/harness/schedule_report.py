@@ -9,7 +9,8 @@ runs recorded are that schedule's (:func:`schedule_of`). For each model it compa
 them, and with ``plateau-old`` (the plateau schedule without ``lr_restore_best``, the default before it): a paired
 t-test over the test samples of the per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs
 of the harness's default protocol, ``paper``). The default is "within noise" when that test does not separate it
-from the best at p < 0.05.
+from the best at p < 0.05. ``--run D:schedule=NAME`` reads that cell from ``results/schedules/NAME.json`` instead
+(a run under another name, e.g. one given a larger epoch budget).
 
 Writes ``results/schedules/summary.{md,json,png}``.
 """
@@ -44,9 +45,16 @@ def schedule_of(config: dict[str, Any]) -> str:
     return PREVIOUS if scheduler == "plateau" and not config.get("lr_restore_best", False) else str(scheduler)
 
 
-def schedule_files(dataset: str, schedule: str, model: str, results: Path) -> Path | None:
-    """The harness json of ``dataset`` under ``schedule``: its own, or the plain harness run if ``model`` ran
-    that schedule there."""
+def schedule_files(
+    dataset: str, schedule: str, model: str, results: Path, named: dict[tuple[str, str], str] | None = None
+) -> Path | None:
+    """The harness json of ``dataset`` under ``schedule``: the one ``named`` for that cell, else its own, else the
+    plain harness run if ``model`` ran that schedule there."""
+    if named and (dataset, schedule) in named:
+        path = results / "schedules" / f"{named[dataset, schedule]}.json"
+        if not path.exists():
+            raise SystemExit(f"--run {dataset}:{schedule}={named[dataset, schedule]}: {path} does not exist")
+        return path
     path = results / "schedules" / f"{dataset}-{schedule}.json"
     if path.exists():
         return path
@@ -67,10 +75,12 @@ def per_sample(path: Path, model: str) -> tuple[np.ndarray, list[float]] | None:
     return np.mean(values, axis=0), [float(v.mean()) for v in values]
 
 
-def compare(dataset: str, model: str, results: Path) -> dict[str, Any] | None:
+def compare(
+    dataset: str, model: str, results: Path, named: dict[tuple[str, str], str] | None = None
+) -> dict[str, Any] | None:
     found = {}
     for schedule in SCHEDULES:
-        path = schedule_files(dataset, schedule, model, results)
+        path = schedule_files(dataset, schedule, model, results, named)
         values = per_sample(path, model) if path else None
         if values is not None:
             found[schedule] = {"file": str(path.relative_to(results)), "samples": values[0], "seeds": values[1]}
@@ -136,14 +146,30 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> None:
     save_figure(fig, path)
 
 
+def named_runs(specs: list[str], parser: argparse.ArgumentParser) -> dict[tuple[str, str], str]:
+    """``--run D:SCHEDULE=NAME`` options as ``{(D, SCHEDULE): NAME}``; a malformed one or an unknown schedule is an
+    argparse error."""
+    named = {}
+    for spec in specs:
+        cell, _, name = spec.partition("=")
+        dataset, _, schedule = cell.partition(":")
+        if not (dataset and name and schedule in SCHEDULES) or "/" in name:
+            parser.error(f"--run {spec!r}: expected D:SCHEDULE=NAME, SCHEDULE one of {', '.join(SCHEDULES)}")
+        named[dataset, schedule] = name
+    return named
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", required=True, help="comma-separated harness result names")
     parser.add_argument("--models", default="TASRec,TASRec-base,SRGNN")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--run", action="append", default=[], metavar="D:SCHEDULE=NAME",
+                        help="read data set D's SCHEDULE from results/schedules/NAME.json (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    named = named_runs(args.run, parser)
     rows = [row for dataset in args.datasets.split(",") for model in args.models.split(",")
-            if (row := compare(dataset, model, args.results)) is not None]  # fmt: skip
+            if (row := compare(dataset, model, args.results, named)) is not None]  # fmt: skip
     if not rows:
         raise SystemExit("no data set has two schedules' results for these models")
     command = "python -m recbole_tasrec.harness schedules " + " ".join(argv if argv is not None else sys.argv[1:])
