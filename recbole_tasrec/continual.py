@@ -13,10 +13,10 @@ trains (``trains = False`` models, the kNN baselines, are left as they are):
 
 No sample trains the model before it has been scored. Training reuses the trainer's own epoch
 (``_train_epoch``: the same batches, loss, optimiser and, over several processes, the same sharding) on a loader
-restricted to the day's samples, at ``continual_learning_rate`` (default: the rate training ended with), held
-constant. A model whose evaluation scores a sample on another day's graph than its own (TASRec's
-``temporal_eval: frozen``) trains on that same graph, so the weights never learn from a graph the scores never
-see.
+restricted to the day's samples, at ``continual_learning_rate`` (default: the rate training ended with, times
+``continual_learning_rate_scale``), held constant. A model whose evaluation scores a sample on another day's
+graph than its own (TASRec's ``temporal_eval: frozen``) trains on that same graph, so the weights never learn
+from a graph the scores never see.
 
 Test metrics are those of one evaluation over all test samples: every day's per-sample rows (top-k hits, ranks,
 as RecBole's collector gathers them) are kept and the metrics are computed once from all of them, never as an
@@ -47,14 +47,26 @@ class ContinualSettings:
     mode: str
     epochs: int
     learning_rate: float | None
+    learning_rate_scale: float = 1.0
+
+    def rates(self, ended_with: list[float]) -> list[float]:
+        """The constant rate of each optimiser group: ``learning_rate`` if set, else the rate each group ended
+        training with times ``learning_rate_scale`` (a multiple carries over between models and data sets whose
+        training ends at different rates; an absolute rate does not)."""
+        if self.learning_rate is not None:
+            return [self.learning_rate] * len(ended_with)
+        return [rate * self.learning_rate_scale for rate in ended_with]
 
 
 def continual_settings(config: Any) -> ContinualSettings:
-    """``continual``, ``continual_epochs`` and ``continual_learning_rate`` of ``config`` (checked by the settings
-    table, :mod:`recbole_tasrec.settings`, when the config was built)."""
-    rate = config["continual_learning_rate"]
+    """``continual``, ``continual_epochs``, ``continual_learning_rate`` and ``continual_learning_rate_scale`` of
+    ``config`` (checked by the settings table, :mod:`recbole_tasrec.settings`, when the config was built)."""
+    rate, scale = config["continual_learning_rate"], config["continual_learning_rate_scale"]  # None: a run from before
     return ContinualSettings(
-        config["continual"], int(config["continual_epochs"]), None if rate is None else float(rate)
+        config["continual"],
+        int(config["continual_epochs"]),
+        None if rate is None else float(rate),
+        1.0 if scale is None else float(scale),
     )
 
 
@@ -152,8 +164,7 @@ class ContinualTester:
             trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
             trainer.optimizer.load_state_dict(checkpoint["optimizer"])
             self._best_epoch = int(checkpoint.get("epoch", -1))
-        rates = [self.settings.learning_rate] * len(ended_with) if self.settings.learning_rate else ended_with
-        for group, rate in zip(trainer.optimizer.param_groups, rates, strict=True):
+        for group, rate in zip(trainer.optimizer.param_groups, self.settings.rates(ended_with), strict=True):
             group["lr"] = rate
         trainer.lr_scheduler = "constant"  # the continual rate stays as it is
         init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])

@@ -219,6 +219,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("continual", OneOf(("off", "refit", "daily")), "off", "train on validation, then each scored test day"),
     Setting("continual_epochs", Whole(1), 1, "continual: passes over the validation samples and each test day"),
     Setting("continual_learning_rate", OrNone(Number(above=0)), None, "continual's constant rate; ~: training's last"),
+    Setting("continual_learning_rate_scale", Number(above=0), 1.0, "continual_learning_rate ~: training's last x this"),
     Setting("eval_item_chunk", Whole(0), 0, "full-sort evaluation scores this many items at a time (0: all)"),
     # several processes (recbole_tasrec/distributed/ checks them against each other and torchrun's variables)
     Setting("nproc", Whole(1), 1, "processes on this machine"),
@@ -290,8 +291,22 @@ def _one_view_at_least(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _one_continual_rate(values: Mapping[str, Any]) -> str | None:
+    rate, scale = values.get("continual_learning_rate"), values.get("continual_learning_rate_scale")
+    if rate is not None and scale not in (None, 1, 1.0):
+        return (
+            f"continual_learning_rate={rate} and continual_learning_rate_scale={scale} both set the continual rate: "
+            "give an absolute rate or a multiple of the rate training ended with, not both"
+        )
+    return None
+
+
 #: Checks across settings, each returning what is wrong (or None); they run after every row has passed.
-RULES: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (_schedule_leaves_room, _one_view_at_least)
+RULES: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
+    _schedule_leaves_room,
+    _one_view_at_least,
+    _one_continual_rate,
+)
 
 
 def check(values: Mapping[str, Any]) -> None:

@@ -42,6 +42,11 @@ DEMO = {"train_batch_size": 256, "topk": [10, 20]}
         ({"continual_epochs": 1.5}, "continual_epochs must be a whole number >= 1"),
         ({"continual_learning_rate": -0.1}, "continual_learning_rate must be a number > 0"),
         ({"continual_learning_rate": "fast"}, "continual_learning_rate must be a number > 0"),
+        ({"continual_learning_rate_scale": 0}, "continual_learning_rate_scale must be a number > 0"),
+        (
+            {"continual_learning_rate": 1e-4, "continual_learning_rate_scale": 0.3},
+            "give an absolute rate or a multiple of the rate training ended with, not both",
+        ),
     ],
 )
 def test_bad_settings_are_refused_before_training(data_dir: Path, tmp_path: Path, settings, message: str) -> None:
@@ -51,7 +56,24 @@ def test_bad_settings_are_refused_before_training(data_dir: Path, tmp_path: Path
 
 def test_defaults_are_the_papers_protocol(data_dir: Path, tmp_path: Path) -> None:
     defaults = continual.continual_settings(Config("TASRec", "tiny", config_dict=small_settings(data_dir, tmp_path)))
-    assert defaults == continual.ContinualSettings("off", 1, None)
+    assert defaults == continual.ContinualSettings("off", 1, None, 1.0)
+
+
+def test_the_continual_rate_is_absolute_or_a_multiple_of_the_ended_one() -> None:
+    ended_with = [1e-3, 5e-4]  # two optimiser groups
+    assert continual.ContinualSettings("daily", 1, None).rates(ended_with) == ended_with
+    assert continual.ContinualSettings("daily", 3, None, 0.3).rates(ended_with) == pytest.approx([3e-4, 1.5e-4])
+    assert continual.ContinualSettings("daily", 1, 2e-4).rates(ended_with) == [2e-4, 2e-4]
+
+
+def test_the_continual_phase_trains_at_the_scaled_rate(data_dir: Path, tmp_path: Path) -> None:
+    """The model after the last day was trained at the rate training ended with times the scale."""
+    settings = small_settings(data_dir, tmp_path, continual="refit", continual_learning_rate_scale=0.25)
+    result = run_recbole_tasrec("TASRec", "tiny", config_dict=settings)
+    best = load_trusted(result["checkpoint"], ("optimizer",))
+    after = load_trusted(result["continual_checkpoint"], ("optimizer",))
+    ended_with = best["optimizer"]["param_groups"][0]["lr"]
+    assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.25 * ended_with) and ended_with > 0
 
 
 def test_knn_models_ignore_the_setting(data_dir: Path, tmp_path: Path) -> None:

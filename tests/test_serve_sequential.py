@@ -18,7 +18,7 @@ from recbole_tasrec.harness.random_model import random_recommender
 from recbole_tasrec.serve import NeuralRecommender, day_training, load_artifact
 from recbole_tasrec.serve.artifact import WEIGHTS, read_artifact
 from recbole_tasrec.serve.cli import main
-from recbole_tasrec.serve.day_training import TrainOptions, prefix_samples, sample_batch, train_copy
+from recbole_tasrec.serve.day_training import TrainOptions, prefix_samples, sample_batch, train_copy, training_settings
 from recbole_tasrec.serve.http import create_app
 from recbole_tasrec.serve.ranking import Ranker
 from recbole_tasrec.serve.sequential import SEQUENTIAL_MODELS, build_model
@@ -230,3 +230,15 @@ def test_a_knn_model_refuses_to_train(data_dir: Path, tmp_path: Path, capsys: py
     day.write_text(f"session_id,item_id\n1,{knn.item_tokens[1]}\n1,{knn.item_tokens[2]}\n")
     assert main(["advance", "--model", str(tmp_path / "model"), "--input", str(day), "--train"]) == 2
     assert "no weights to train" in capsys.readouterr().err
+
+
+def test_an_artefact_records_the_continual_rate_as_training_would_use_it() -> None:
+    """Unset, a day's rate is the rate training ended with times continual_learning_rate_scale; an absolute rate
+    is kept; a run from before the scale existed counts it as 1."""
+    config = {"learner": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "train_batch_size": 64,
+              "continual_epochs": 3, "continual_learning_rate": None, "seed": 1, "loss_type": "CE"}  # fmt: skip
+    scaled = training_settings({**config, "continual_learning_rate_scale": 0.3}, ended_with=1e-4)
+    assert scaled["continual_learning_rate"] == pytest.approx(3e-5)
+    assert training_settings(config, ended_with=1e-4)["continual_learning_rate"] == pytest.approx(1e-4)
+    absolute = {**config, "continual_learning_rate": 2e-4, "continual_learning_rate_scale": 1.0}
+    assert training_settings(absolute, ended_with=1e-4)["continual_learning_rate"] == 2e-4

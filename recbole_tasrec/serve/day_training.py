@@ -70,10 +70,12 @@ class TrainOptions:
 
 def training_settings(config: Any, ended_with: float | None = None) -> dict[str, Any]:
     """:data:`TRAINING_KEYS` of a run's config; ``continual_learning_rate`` unset becomes ``ended_with`` (the rate the
-    checkpoint's optimiser held), as continual training defaults to the rate training ended with."""
+    checkpoint's optimiser held) times ``continual_learning_rate_scale``, as continual training's rate is."""
     settings = {key: config[key] for key in TRAINING_KEYS if artifact.is_plain(config[key])}
     if settings.get("continual_learning_rate") is None and ended_with is not None:
-        settings["continual_learning_rate"] = float(ended_with)
+        # a run from before the setting existed has no scale (1); a RecBole Config has no get()
+        scale = config["continual_learning_rate_scale"] if "continual_learning_rate_scale" in config else None  # noqa: SIM401
+        settings["continual_learning_rate"] = float(ended_with) * (1.0 if scale is None else float(scale))
     return settings
 
 
