@@ -7,6 +7,8 @@ The harness's ``--protocol both`` compares ``streaming`` with ``frozen``, which 
 CSRM's memory and the weights at once. Against ``paper`` (the same streaming graph, index and memory, but
 ``continual: off``), ``streaming`` differs only in ``continual: daily``: this isolates what day-by-day training of
 the weights is worth. Both runs must share the data set, split and settings; only models present in both count.
+``--against MODEL`` compares each model of the first run with MODEL of the second instead (for instance TASRec
+under ``continual: daily`` against streaming STAN).
 """
 
 from __future__ import annotations
@@ -27,22 +29,27 @@ def models_of(ranks: dict[str, np.ndarray], protocol: str) -> list[str]:
     return list(dict.fromkeys(cell_of(key)[1] for key in ranks if cell_of(key)[0] == protocol))
 
 
-def gain_table(ranks_a: dict, protocol_a: str, ranks_b: dict, protocol_b: str) -> str:
-    """A markdown table: per model, the mean of ``a - b`` per test sample (seed-averaged) and its p-value."""
+def gain_table(ranks_a: dict, protocol_a: str, ranks_b: dict, protocol_b: str, against: str | None = None) -> str:
+    """A markdown table: per model, the mean of ``a - b`` per test sample (seed-averaged) and its p-value; ``b`` is
+    the same model's runs, or those of ``against``."""
     lines = [
         f"{protocol_a} minus {protocol_b}, per test sample, seed-averaged, paired t-test",
         "",
         "| model | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
     ]
-    for model in (m for m in models_of(ranks_a, protocol_a) if m in models_of(ranks_b, protocol_b)):
+    in_b = models_of(ranks_b, protocol_b)
+    if against is not None and against not in in_b:
+        raise SystemExit(f"--against {against}: no {protocol_b} run of it in the second file (it has {in_b})")
+    for model in (m for m in models_of(ranks_a, protocol_a) if against is not None or m in in_b):
+        other = model if against is None else against
         cells = []
         for metric in METRICS:
             a = seed_averaged(ranks_a, protocol_a, model, metric)
-            b = seed_averaged(ranks_b, protocol_b, model, metric)
-            test = paired(a, b, f"{model}'s runs")
+            b = seed_averaged(ranks_b, protocol_b, other, metric)
+            test = paired(a, b, f"{model}'s and {other}'s runs")
             cells.append(f"{100 * test['difference']:+.2f} pp, p = {test['p_value']:.3g} ({test['samples']} tests)")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model if against is None else f'{model} - {other}'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -52,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("protocol_a", help="its protocol (paper, frozen or streaming)")
     parser.add_argument("ranks_b", help="another harness .ranks.npz, on the same split")
     parser.add_argument("protocol_b")
+    parser.add_argument("--against", metavar="MODEL", help="compare with this model of the second run")
     parser.add_argument("--output", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     with np.load(args.ranks_a) as a, np.load(args.ranks_b) as b:
-        table = gain_table(dict(a), args.protocol_a, dict(b), args.protocol_b)
+        table = gain_table(dict(a), args.protocol_a, dict(b), args.protocol_b, args.against)
     print(table)
     if args.output:
         command = "uv run python -m benchmarks.protocol_gain " + " ".join(sys.argv[1:] if argv is None else argv)
