@@ -208,7 +208,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("learning_rate", Number(above=0), 0.001, "Adam's initial learning rate"),
     Setting("lr_scheduler", OneOf(("plateau", "paper", "constant")), "plateau", "how the learning rate decays"),
     Setting("lr_decay_gamma", Number(above=0, below=1), 0.1, "factor of each decay"),
-    Setting("lr_patience", Whole(1), 2, "plateau: evaluations without improvement before a decay"),
+    Setting("lr_patience", Whole(1), 1, "plateau: evaluations without improvement before a decay"),
     Setting("lr_decay_min_steps", Whole(0), 1000, "plateau: no decay before this many optimiser steps"),
     Setting("lr_restore_best", Flag(), True, "plateau: a decay first restores the best evaluation's weights"),
     Setting("min_lr", Number(at_least=0), 0.0, "plateau and paper: the rate never decays below this"),

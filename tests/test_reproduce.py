@@ -21,6 +21,7 @@ from recbole_tasrec.harness.protocols import WITH_VALIDATION as VALIDATION
 from recbole_tasrec.harness.protocols import information_seen as seen
 from recbole_tasrec.harness.sample_ranks import TestRankRecorder
 from recbole_tasrec.model import CSRM, STAN, VSKNN, TASRec
+from recbole_tasrec.settings import BY_KEY
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +271,7 @@ def write_harness_result(results: Path, name: str, ranks: dict[str, np.ndarray],
 
 
 def test_schedule_report_verdicts(tmp_path: Path) -> None:
-    """Default (plateau) best, tied with constant, within noise of the best, or worse, from per-sample ranks."""
+    """Default best, tied with constant, within noise of the best, or worse, from per-sample ranks."""
     report = schedule_report
     rng = np.random.default_rng(0)
     good = rng.integers(1, 15, 400)  # ranks: about 95 % within the top 20
@@ -280,40 +281,50 @@ def test_schedule_report_verdicts(tmp_path: Path) -> None:
     results = tmp_path / "results"
     write_harness_result(results, "schedules/log-paper", {"A|1": bad, "B|1": good, "C|1": good})
     write_harness_result(results, "schedules/log-constant", {"A|1": good, "B|1": noisy, "C|1": good})
-    write_harness_result(results, "schedules/log-plateau-old", {"A|1": bad, "B|1": noisy, "C|1": noisy})
+    # the previous default (plateau-p2), under the name its runs were written with
+    write_harness_result(results, "schedules/log-plateau", {"A|1": bad, "B|1": noisy, "C|1": noisy})
     # the default, from the plain harness run whose runs recorded its settings
     write_harness_result(
-        results, "log", {"A|1": good, "B|1": bad, "C|1": noisy}, lr_scheduler="plateau", lr_restore_best=True
-    )
+        results, "log", {"A|1": good, "B|1": bad, "C|1": noisy},
+        lr_scheduler="plateau", lr_restore_best=True, lr_patience=1,
+    )  # fmt: skip
     rows = {
         row["model"]: row for row in report.main(["--datasets", "log", "--models", "A,B,C", "--results", str(results)])
     }
     assert rows["A"]["verdict"] == "best (the same ranks as constant)"
     assert rows["B"]["verdict"] == "worse" and rows["B"]["best"] == "paper" and rows["B"]["p_value"] < 0.05
-    assert rows["C"]["verdict"] == "within noise (the same ranks as plateau-old)"
+    assert rows["C"]["verdict"] == "within noise (the same ranks as plateau-p2)"
     assert rows["C"]["default_minus_best"] == pytest.approx(-3 / 400)
-    assert rows["C"]["plateau"]["file"] == "log.json"
+    assert rows["C"]["plateau-p1"]["file"] == "log.json"
+    assert rows["C"]["plateau-p2"]["file"] == "schedules/log-plateau.json"
     text = (results / "schedules" / "summary.md").read_text()
     assert "| log (400 tests) | B |" in text and (results / "schedules" / "summary.png").stat().st_size > 0
+    assert "plateau-p1 (default)" in text
     assert rows["A"]["default_minus_previous"] > 0.3 and rows["A"]["p_value_previous"] < 0.05
     assert rows["C"]["default_minus_previous"] == 0 and rows["C"]["p_value_previous"] == 1
-    # a plain harness run of the plateau schedule before lr_restore_best is the previous default, not the default
+    # a plain harness run of the plateau schedule before lr_restore_best is plateau-old, not the default
     write_harness_result(results, "old", {"A|1": good}, lr_scheduler="plateau")
     write_harness_result(results, "schedules/old-paper", {"A|1": bad})
     (row,) = report.main(["--datasets", "old", "--models", "A", "--results", str(results)])
-    assert row["plateau-old"]["file"] == "old.json" and "plateau" not in row and row["verdict"] == "default not run"
+    assert row["plateau-old"]["file"] == "old.json" and "plateau-p1" not in row and row["verdict"] == "default not run"
     # --run names the file of one cell: here the default's run under a larger epoch budget
     write_harness_result(results, "schedules/old-plateau-epochs20", {"A|1": good})
     (row,) = report.main(["--datasets", "old", "--models", "A", "--results", str(results),
-                          "--run", "old:plateau=old-plateau-epochs20"])  # fmt: skip
-    assert row["plateau"]["file"] == "schedules/old-plateau-epochs20.json"
+                          "--run", "old:plateau-p1=old-plateau-epochs20"])  # fmt: skip
+    assert row["plateau-p1"]["file"] == "schedules/old-plateau-epochs20.json"
     assert row["verdict"] == "best (the same ranks as plateau-old)"
-    for bad_option in ("old:plateau", "old:sgd=x", "old:plateau=../x", "old=x"):
+    for bad_option in ("old:plateau-p1", "old:sgd=x", "old:plateau-p1=../x", "old=x"):
         with pytest.raises(SystemExit) as exit_info:
             report.main(["--datasets", "old", "--models", "A", "--results", str(results), "--run", bad_option])
         assert exit_info.value.code == 2
     with pytest.raises(SystemExit, match="does not exist"):
         report.main(["--datasets", "old", "--models", "A", "--results", str(results), "--run", "old:paper=missing"])
+
+
+def test_the_schedule_reports_default_is_the_packages() -> None:
+    """The report's default schedule is what the settings table's defaults run."""
+    defaults = {key: BY_KEY[key].default for key in ("lr_scheduler", "lr_restore_best", "lr_patience")}
+    assert schedule_report.schedule_of(defaults) == schedule_report.DEFAULT
 
 
 def test_harness_command_names_its_tools_and_runs_one(capsys) -> None:

@@ -58,15 +58,16 @@ def fit_with_scores(
 
 
 def test_plateau_is_the_default_and_decays_after_lr_patience_flat_evaluations(tmp_path, monkeypatch) -> None:
-    trainer = make_trainer(tmp_path, learning_rate=1.0)
-    assert trainer.lr_scheduler == "plateau" and trainer.lr_patience == 2 and trainer.stopping_step == 5
+    assert make_trainer(tmp_path).lr_patience == 1  # the default: a decay at the first drop
+    trainer = make_trainer(tmp_path, learning_rate=1.0, lr_patience=2)
+    assert trainer.lr_scheduler == "plateau" and trainer.stopping_step == 5
     # improves, improves, ties (counts as improvement, as RecBole's early stopping), 2 drops, improves, 2 drops
     rates = fit_with_scores(trainer, [0.1, 0.2, 0.2, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1], monkeypatch)
     assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01])
 
 
 def test_no_plateau_decay_before_lr_decay_min_steps(tmp_path, monkeypatch) -> None:
-    trainer = make_trainer(tmp_path, learning_rate=1.0, lr_decay_min_steps=50, stopping_step=9)
+    trainer = make_trainer(tmp_path, learning_rate=1.0, lr_decay_min_steps=50, stopping_step=9, lr_patience=2)
     # 10 batches an epoch, flat after the first: patience 2 is reached after epoch 2 (30 batches), but the first
     # decay waits for 50 batches (after epoch 4); without the guard: [1, 1, 1, 0.1, 0.1, 0.01]
     rates = fit_with_scores(trainer, [0.5, 0.4, 0.4, 0.4, 0.4, 0.4], monkeypatch, batches_per_epoch=10)

@@ -4,9 +4,9 @@
 
 For each data set ``D`` it reads the harness results (:mod:`recbole_tasrec.harness.reproduce`, in ``--results``,
 default ``benchmarks/results/`` under the current folder) of each schedule (:data:`SCHEDULES`):
-``results/schedules/<D>-<schedule>.json``, or else the plain harness run ``results/<D>.json`` when the settings its
-runs recorded are that schedule's (:func:`schedule_of`). For each model it compares the default with the best of
-them, and with ``plateau-old`` (the plateau schedule without ``lr_restore_best``, the default before it): a paired
+``results/schedules/<D>-<name>.json`` (the name its runs were written under, :data:`RUN_NAMES`), or else the plain
+harness run ``results/<D>.json`` when the settings its runs recorded are that schedule's (:func:`schedule_of`).
+For each model it compares the default with the best of them, and with :data:`PREVIOUS` (the default before): a paired
 t-test over the test samples of the per-sample Recall@20 averaged over seeds (the ``.ranks.npz`` files; the runs
 of the harness's default protocol, ``paper``). The default is "within noise" when that test does not separate it
 from the best at p < 0.05. ``--run D:schedule=NAME`` reads that cell from ``results/schedules/NAME.json`` instead
@@ -29,20 +29,27 @@ from recbole_tasrec.harness.files import pyplot, save_figure, write_json, write_
 from recbole_tasrec.harness.protocols import DEFAULT_PROTOCOL
 from recbole_tasrec.harness.reproduce import RESULTS, cell_of, metrics_from_ranks, paired
 
-#: The compared schedules: ``plateau-old`` is ``lr_scheduler: plateau`` with ``lr_restore_best: False``.
-SCHEDULES = ("paper", "constant", "plateau-old", "plateau")
-DEFAULT = "plateau"
-#: The schedule the default is also tested against: the same one without going back to the best weights.
-PREVIOUS = "plateau-old"
+#: The compared schedules: ``plateau-pN`` is ``lr_scheduler: plateau`` with ``lr_patience: N`` and ``lr_restore_best:
+#: True``; ``plateau-old`` the same with ``lr_patience: 2`` and without going back to the best weights.
+SCHEDULES = ("paper", "constant", "plateau-old", "plateau-p2", "plateau-p1")
+#: The package's default (``tests/test_reproduce.py`` holds it to the settings table).
+DEFAULT = "plateau-p1"
+#: The schedule the default is also tested against: the default before it.
+PREVIOUS = "plateau-p2"
+#: The name a schedule's runs were written under (``results/schedules/<D>-<name>.json``) where it is not its own.
+RUN_NAMES = {"plateau-p2": "plateau", "plateau-p1": "plateau-patience1"}
 METRIC = "recall@20"
 #: The row's keys of each test the table shows: the difference and its p-value.
 TESTS = (("default_minus_best", "p_value"), ("default_minus_previous", "p_value_previous"))
 
 
 def schedule_of(config: dict[str, Any]) -> str:
-    """The schedule a run's recorded settings ran (runs before ``lr_restore_best`` existed decayed without it)."""
+    """The schedule a run's recorded settings ran (runs before ``lr_restore_best`` existed decayed without it;
+    before ``lr_patience`` was recorded it was 2)."""
     scheduler = config.get("lr_scheduler")
-    return PREVIOUS if scheduler == "plateau" and not config.get("lr_restore_best", False) else str(scheduler)
+    if scheduler != "plateau":
+        return str(scheduler)
+    return f"plateau-p{config.get('lr_patience', 2)}" if config.get("lr_restore_best", False) else "plateau-old"
 
 
 def schedule_files(
@@ -55,7 +62,7 @@ def schedule_files(
         if not path.exists():
             raise SystemExit(f"--run {dataset}:{schedule}={named[dataset, schedule]}: {path} does not exist")
         return path
-    path = results / "schedules" / f"{dataset}-{schedule}.json"
+    path = results / "schedules" / f"{dataset}-{RUN_NAMES.get(schedule, schedule)}.json"
     if path.exists():
         return path
     plain = results / f"{dataset}.json"
@@ -111,13 +118,15 @@ def compare(
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
-    lines = ["# The default schedule (plateau) against the others: test Recall@20 (%)", "",
+    lines = [f"# The default schedule ({DEFAULT}) against the others: test Recall@20 (%)", "",
              f"Command: `{command}`. Mean +- std over seeds (n); the tests are paired t-tests over test samples of",
              "the seed-averaged per-sample Recall@20: the default against the best schedule, and against",
-             f"`{PREVIOUS}` (plateau with `lr_restore_best: False`, the default before).", "",
-             "| data set | model | paper | constant | plateau-old | plateau (default) | best | default - best (pp) "
-             "| p | default - plateau-old (pp) | p | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"`{PREVIOUS}`, the default before. `plateau-pN`: x0.1 after N evaluations without improvement, from the",
+             "best evaluation's weights (`lr_patience: N`, `lr_restore_best: True`); `plateau-old`: `plateau-p2` from",
+             "the last weights.", "",
+             "| data set | model | " + " | ".join(f"{s} (default)" if s == DEFAULT else s for s in SCHEDULES)
+             + f" | best | default - best (pp) | p | default - {PREVIOUS} (pp) | p | verdict |",
+             "|---|---|" + "---|" * (len(SCHEDULES) + 6)]  # fmt: skip
     for row in rows:
         cells = []
         for schedule in SCHEDULES:
