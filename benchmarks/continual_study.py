@@ -36,7 +36,7 @@ from recbole.utils import init_seed
 from scipy import stats
 
 from recbole_tasrec import continual
-from recbole_tasrec.config import Config
+from recbole_tasrec.config import Config, parse_overrides
 from recbole_tasrec.harness.reproduce import cell_settings
 from recbole_tasrec.harness.sample_ranks import recording_test_ranks
 from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
@@ -65,11 +65,13 @@ def transition_classes(prepared: Any, config: Any) -> tuple[np.ndarray, np.ndarr
     valid = {tuple(t) for t in transitions(prepared.valid, config).tolist()}
     test = [tuple(t) for t in transitions(prepared.test, config).tolist()]
     days = prepared.test.inter_feat[prepared.dataset.day_field].long().numpy()
+    first_day: dict[tuple[int, int], int] = {}  # the first test day each transition occurs on
+    for pair, day in zip(test, days.tolist(), strict=True):
+        first_day[pair] = min(day, first_day.get(pair, day))
     kind = []
-    for pair, day in zip(test, days, strict=True):
-        earlier = {t for t, d in zip(test, days, strict=True) if d < day}
-        seen_in = ({pair} if pair[0] == pair[1] else set(), train, valid, earlier, {pair})
-        kind.append(next(c for c, seen in zip(CLASSES, seen_in, strict=True) if pair in seen))
+    for pair, day in zip(test, days.tolist(), strict=True):
+        seen_in = (pair[0] == pair[1], pair in train, pair in valid, first_day[pair] < day, True)
+        kind.append(next(c for c, seen in zip(CLASSES, seen_in, strict=True) if seen))
     return np.array(kind), days
 
 
@@ -98,8 +100,12 @@ class Probe(continual.ContinualTester):
         return loss
 
 
-def rate_of(spec: str, ended: float) -> float:
-    return ended if spec == "ended" else ended * float(spec[1:]) if spec.startswith("x") else float(spec)
+def continual_of(spec: str) -> continual.ContinualSettings:
+    """``mode:epochs:rate``, the rate ``ended`` (the rate training ended with), ``xF`` (F times it) or a number."""
+    mode, epochs, rate = spec.split(":")
+    if rate == "ended" or rate.startswith("x"):
+        return continual.ContinualSettings(mode, int(epochs), None, 1.0 if rate == "ended" else float(rate[1:]))
+    return continual.ContinualSettings(mode, int(epochs), float(rate))
 
 
 def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], variants: list[str]) -> dict[str, Any]:
@@ -132,8 +138,7 @@ def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], var
     yardstick.train_on(prepared.train, "the training samples (yardstick)")
     record["yardstick"] = yardstick.passes[0]
     for spec in variants:
-        mode, epochs, rate = spec.split(":")
-        probe = Probe(trainer, prepared, continual.ContinualSettings(mode, int(epochs), rate_of(rate, ended)))
+        probe = Probe(trainer, prepared, continual_of(spec))
         with recording_test_ranks(prepared.test, config) as recorder:
             phase = probe.run(True)
         record["variants"][spec] = {"ranks": recorder.ranks().tolist(), "passes": probe.passes,
@@ -143,13 +148,7 @@ def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], var
 
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
-    overrides: dict[str, Any] = {}
-    for item in rest:  # --key=value, a JSON value or a string
-        key, value = item.removeprefix("--").split("=", 1)
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    overrides = parse_overrides(rest)  # text: Config reads each value as the runner does
     records = []
     for model in args.models.split(","):
         for seed in range(1, args.seeds + 1):
@@ -160,23 +159,33 @@ def run(args: argparse.Namespace, rest: list[str]) -> None:
             write_text(args.output, json.dumps(body, indent=1))
 
 
+def seed_hits(runs: list[dict[str, Any]], spec: str) -> np.ndarray:
+    """Each test sample's Recall@20 under ``spec``, averaged over the runs (seeds)."""
+    return np.mean([np.array(r["variants"][spec]["ranks"]) <= 20 for r in runs], 0)
+
+
+def by_model(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The records of each model, in the order they were run."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[record["model"]].append(record)
+    return grouped
+
+
 def summary_lines(records: list[dict[str, Any]]) -> list[str]:
     """Per model: training, and per variant Recall@20, its gain over ``off`` with the paired p-value, steps, rate,
     weight movement, and the seed-averaged hits by transition class."""
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_model[record["model"]].append(record)
     lines = [
         "| model | variant | Recall@20 | gain over off (pp, p) | rate | steps (valid; each test day) | weights moved "
         "(valid pass; whole phase) | hits by class: " + " / ".join(CLASSES) + " |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for model, runs in by_model.items():
+    for model, runs in by_model(records).items():
         kind = np.array(runs[0]["kind"])
         sizes = " / ".join(str(int((kind == c).sum())) for c in CLASSES)
-        off = np.mean([np.array(r["variants"]["off"]["ranks"]) <= 20 for r in runs], 0)
+        off = seed_hits(runs, "off")
         for spec in runs[0]["variants"]:
-            hit = np.mean([np.array(r["variants"][spec]["ranks"]) <= 20 for r in runs], 0)
+            hit = seed_hits(runs, spec)
             by_class = " / ".join(f"{hit[kind == c].sum():.2f}" for c in CLASSES) + f" (of {sizes})"
             if spec == "off":
                 what = (f"epochs {[r['epochs_run'] for r in runs]}, best {[r['best_epoch'] for r in runs]}, "
@@ -202,14 +211,10 @@ def pooled_lines(files: list[str]) -> list[str]:
     averaged per sample first): one paired t-test over all of them."""
     gains: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
     for name in files:
-        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for record in json.loads(Path(name).read_text())["records"]:
-            by_model[record["model"]].append(record)
-        for model, runs in by_model.items():
-            off = np.mean([np.array(r["variants"]["off"]["ranks"]) <= 20 for r in runs], 0)
+        for model, runs in by_model(json.loads(Path(name).read_text())["records"]).items():
+            off = seed_hits(runs, "off")
             for spec in runs[0]["variants"]:
-                hit = np.mean([np.array(r["variants"][spec]["ranks"]) <= 20 for r in runs], 0)
-                gains[model, spec].append(hit - off)
+                gains[model, spec].append(seed_hits(runs, spec) - off)
     lines = ["| model | variant | test samples | gain over off (pp) | p |", "|---|---|---|---|---|"]
     for (model, spec), parts in gains.items():
         if spec == "off":
