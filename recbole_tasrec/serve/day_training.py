@@ -31,6 +31,7 @@ import torch
 from recbole.data.interaction import Interaction
 from torch import nn
 
+from recbole_tasrec.continual import ContinualSettings
 from recbole_tasrec.serve import artifact
 from recbole_tasrec.trainer import ScheduledTrainer
 
@@ -75,7 +76,8 @@ def training_settings(config: Any, ended_with: float | None = None) -> dict[str,
     if settings.get("continual_learning_rate") is None and ended_with is not None:
         # a run from before the setting existed has no scale (1); a RecBole Config has no get()
         scale = config["continual_learning_rate_scale"] if "continual_learning_rate_scale" in config else None  # noqa: SIM401
-        settings["continual_learning_rate"] = float(ended_with) * (1.0 if scale is None else float(scale))
+        rule = ContinualSettings("daily", 1, None, 1.0 if scale is None else float(scale))
+        (settings["continual_learning_rate"],) = rule.rates([float(ended_with)])  # the continual phase's own rule
     return settings
 
 
