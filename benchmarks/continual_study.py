@@ -12,11 +12,17 @@ in the training sessions (``train``), only in the validation sessions (``valid``
 (``earlier_test``), or nowhere (``none``).
 Check: ``off`` and ``daily:1:ended`` reproduce the harness's ``paper`` and ``streaming`` ranks of the same seed.
 
+``replay``: the same test phases from the best checkpoints of saved runs (``--checkpoints A.pth,B.pth``), without
+training again, for logs where training takes hours; ``ended`` is then the rate the best epoch trained at, the
+last rate a checkpoint holds.
+
 ``summary``: a markdown table of each ``run`` output (mean over seeds, paired t-test over test samples of
 the seed-averaged Recall@20 against ``off``).
 
     OMP_NUM_THREADS=1 uv run python -m benchmarks.continual_study run --models TASRec,LESSR \
         --seeds 3 --variants refit:1:ended,daily:1:ended --output OUT.json --data_path=/tmp/digi_h/data
+    OMP_NUM_THREADS=1 uv run python -m benchmarks.continual_study replay --checkpoints RUN.pth \
+        --variants daily:1:ended --output OUT.json
     uv run python -m benchmarks.continual_study summary OUT.json [MORE.json ...]
 """
 
@@ -39,7 +45,7 @@ from recbole_tasrec import continual
 from recbole_tasrec.config import Config, parse_overrides
 from recbole_tasrec.harness.reproduce import cell_settings
 from recbole_tasrec.harness.sample_ranks import recording_test_ranks
-from recbole_tasrec.quick_start import build_model, make_dataloaders, prepare_data
+from recbole_tasrec.quick_start import build_model, load_data_and_model, make_dataloaders, prepare_data
 from recbole_tasrec.safe_write import write_text
 
 CLASSES = ("repeat", "train", "valid", "earlier_test", "none")
@@ -76,14 +82,19 @@ def transition_classes(prepared: Any, config: Any) -> tuple[np.ndarray, np.ndarr
 
 
 class Probe(continual.ContinualTester):
-    """The continual tester, recording what each training pass did to the weights."""
+    """The continual tester, recording what each training pass did to the weights. ``ended``: the rate training
+    ended with by each optimiser group, which a scaled continual rate multiplies (every probe of a trainer starts
+    from it, not from the constant rate the probe before it left in the optimiser)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, trainer: Any, prepared: Any, settings: continual.ContinualSettings, ended: list[float]) -> None:
+        super().__init__(trainer, prepared, settings)
+        self.ended = ended
         self.passes: list[dict[str, Any]] = []
         self.best = torch.zeros(0)
 
     def start_from_best(self, saved: bool) -> None:
+        for group, rate in zip(self.trainer.optimizer.param_groups, self.ended, strict=True):
+            group["lr"] = rate
         super().start_from_best(saved)
         self.best = flat(self.trainer.model)
 
@@ -117,46 +128,80 @@ def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], var
     config = Config(base, dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     prepared = prepare_data(config)
-    kind, days = transition_classes(prepared, config)
-    train_data, valid_data, test_data = make_dataloaders(config, prepared)
+    train_data, valid_data, _ = make_dataloaders(config, prepared)
     trainer = ScheduledTrainer(config, build_model(config, prepared.train))
     trainer.fit_with_callback(train_data, valid_data, saved=True)
-    ended = trainer.learning_rates[0]
+    record = {"model": model, "seed": seed, "epochs_run": len(trainer.train_loss_dict),
+              "train_steps": int(trainer.optimizer_steps), "batches_per_epoch": len(train_data)}  # fmt: skip
+    record |= score_variants(trainer, prepared, trainer.learning_rates, variants)
+    record["seconds"] = round(time.time() - start, 1)
+    return record
+
+
+def replay_cell(checkpoint: str, variants: list[str]) -> dict[str, Any]:
+    """The test phase of a saved run (its best checkpoint) under ``off`` and each variant, without training it
+    again: for logs where training takes hours. ``ended`` is the rate the best epoch trained at (the checkpoint
+    holds no later rate)."""
+    from recbole_tasrec.trainer import ScheduledTrainer
+
+    start = time.time()
+    config, model, _, train_data, _, _ = load_data_and_model(checkpoint)
+    prepared = prepare_data(config)
+    trainer = ScheduledTrainer(config, model)
+    trainer.saved_model_file = checkpoint
+    saved = continual.load_trusted(checkpoint, ("optimizer",))
+    ended = [float(group["lr"]) for group in saved["optimizer"]["param_groups"]]
+    record = {"model": config["model"], "seed": config["seed"], "checkpoint": checkpoint,
+              "batches_per_epoch": len(train_data)}  # fmt: skip
+    record |= score_variants(trainer, prepared, ended, variants)
+    record["seconds"] = round(time.time() - start, 1)
+    return record
+
+
+def score_variants(trainer: Any, prepared: Any, ended: list[float], variants: list[str]) -> dict[str, Any]:
+    """From the trainer's best checkpoint: the test ranks under ``off`` and each variant, one more training epoch
+    as a yardstick, and what each sample's last transition is (:func:`transition_classes`)."""
+    config = trainer.config
+    kind, days = transition_classes(prepared, config)
+    _, _, test_data = make_dataloaders(config, prepared)
     record: dict[str, Any] = {
-        "model": model, "seed": seed, "epochs_run": len(trainer.train_loss_dict),
         "best_epoch": int(continual.load_trusted(trainer.saved_model_file, ("epoch",))["epoch"]),
-        "train_steps": int(trainer.optimizer_steps), "batches_per_epoch": len(train_data), "lr_ended": ended,
-        "learner": config["learner"], "n_train": len(prepared.train), "n_valid": len(prepared.valid),
-        "n_test": len(prepared.test), "test_days": {int(d): int((days == d).sum()) for d in np.unique(days)},
+        "lr_ended": ended[0], "learner": config["learner"], "n_train": len(prepared.train),
+        "n_valid": len(prepared.valid), "n_test": len(prepared.test),
+        "test_days": {int(d): int((days == d).sum()) for d in np.unique(days)},
         "classes": {c: int((kind == c).sum()) for c in CLASSES}, "kind": kind.tolist(), "variants": {},
     }  # fmt: skip
     with recording_test_ranks(prepared.test, config) as recorder:
         trainer.evaluate(test_data, load_best_model=True)
     record["variants"]["off"] = {"ranks": recorder.ranks().tolist()}
-    yardstick = Probe(trainer, prepared, continual.ContinualSettings("refit", 1, ended))
+    yardstick = Probe(trainer, prepared, continual.ContinualSettings("refit", 1, None), ended)
     yardstick.start_from_best(True)
     yardstick.train_on(prepared.train, "the training samples (yardstick)")
     record["yardstick"] = yardstick.passes[0]
     for spec in variants:
-        probe = Probe(trainer, prepared, continual_of(spec))
+        probe = Probe(trainer, prepared, continual_of(spec), ended)
         with recording_test_ranks(prepared.test, config) as recorder:
             phase = probe.run(True)
         record["variants"][spec] = {"ranks": recorder.ranks().tolist(), "passes": probe.passes,
                                     "recall@20": float(phase.test_result["recall@20"])}  # fmt: skip
-    record["seconds"] = round(time.time() - start, 1)
     return record
 
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     overrides = parse_overrides(rest)  # text: Config reads each value as the runner does
+    variants = args.variants.split(",")
+    if args.command == "replay":
+        cells = ((replay_cell, (checkpoint, variants)) for checkpoint in args.checkpoints.split(","))
+    else:
+        seeds = range(1, args.seeds + 1)
+        cells = ((run_cell, (m, s, args.dataset, overrides, variants)) for m in args.models.split(",") for s in seeds)
     records = []
-    for model in args.models.split(","):
-        for seed in range(1, args.seeds + 1):
-            records.append(run_cell(model, seed, args.dataset, overrides, args.variants.split(",")))
-            done = {k: round(float((np.array(v["ranks"]) <= 20).mean()), 4) for k, v in records[-1]["variants"].items()}
-            print(model, seed, done, flush=True)
-            body = {"command": " ".join(sys.argv), "overrides": overrides, "records": records}
-            write_text(args.output, json.dumps(body, indent=1))
+    for cell, cell_args in cells:
+        records.append(cell(*cell_args))
+        done = {k: round(float((np.array(v["ranks"]) <= 20).mean()), 4) for k, v in records[-1]["variants"].items()}
+        print(records[-1]["model"], records[-1]["seed"], done, flush=True)
+        body = {"command": " ".join(sys.argv), "overrides": overrides, "records": records}
+        write_text(args.output, json.dumps(body, indent=1))
 
 
 def seed_hits(runs: list[dict[str, Any]], spec: str) -> np.ndarray:
@@ -188,7 +233,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
             hit = seed_hits(runs, spec)
             by_class = " / ".join(f"{hit[kind == c].sum():.2f}" for c in CLASSES) + f" (of {sizes})"
             if spec == "off":
-                what = (f"epochs {[r['epochs_run'] for r in runs]}, best {[r['best_epoch'] for r in runs]}, "
+                what = (f"epochs {[r.get('epochs_run', '-') for r in runs]}, best {[r['best_epoch'] for r in runs]}, "
                         f"{runs[0]['batches_per_epoch']} steps/epoch")  # fmt: skip
                 move = np.mean([r["yardstick"]["move_rel"] for r in runs])
                 lines.append(f"| {model} ({len(runs)} seeds) | off | {100 * hit.mean():.2f} | {what} | "
@@ -234,10 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--dataset", default="diginetica")
     run_parser.add_argument("--variants", default="refit:1:ended,daily:1:ended")
     run_parser.add_argument("--output", required=True)
+    replay_parser = commands.add_parser("replay", help="score saved runs' checkpoints (module docstring)")
+    replay_parser.add_argument("--checkpoints", required=True, help="comma-separated best checkpoints")
+    replay_parser.add_argument("--variants", default="refit:1:ended,daily:1:ended")
+    replay_parser.add_argument("--output", required=True)
     summary_parser = commands.add_parser("summary", help="markdown tables of run outputs, and their pooled gains")
     summary_parser.add_argument("files", nargs="+")
     args, rest = parser.parse_known_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "replay"):
+        if args.command == "replay" and rest:
+            parser.error(f"replay takes a saved run's own settings; unrecognised: {' '.join(rest)}")
         run(args, rest)
         return 0
     for name in args.files:

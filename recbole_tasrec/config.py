@@ -150,8 +150,11 @@ class Config(RecBoleConfig):
         check_valid_metric(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """An unpickled configuration (a checkpoint's, for ``load_data_and_model``) is checked like a new one."""
+        """An unpickled configuration (a checkpoint's, for ``load_data_and_model``) is checked like a new one, and
+        sets numpy's aliases as a new one does: a process that only loads a checkpoint builds no ``Config``, and
+        RecBole's metrics still read ``np.float``."""
         self.__dict__.update(state)
+        self.compatibility_settings()
         table.check(self.final_config_dict)
 
     def _build_yaml_loader(self) -> type[yaml.SafeLoader]:

@@ -43,6 +43,22 @@ def test_config_builds_on_numpy_2(data_dir: Path, tmp_path: Path) -> None:
         upstream("recbole.config.configurator", "Config.compatibility_settings")(config)
 
 
+def test_a_config_read_back_in_a_fresh_process_sets_the_numpy_aliases(data_dir: Path, tmp_path: Path) -> None:
+    """A process that only loads a checkpoint (``load_data_and_model``, then RecBole's evaluation) builds no
+    ``Config``: reading one back must set the aliases that RecBole's NDCG and MRR read."""
+    path = tmp_path / "config.pkl"
+    path.write_bytes(pickle.dumps(Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))))
+    code = (
+        "import pickle, sys, numpy as np, recbole_tasrec; assert 'float' not in np.__dict__; "
+        f"config = pickle.loads(open({str(path)!r}, 'rb').read()); "
+        "from recbole.evaluator.metrics import NDCG; "
+        "print(NDCG(config).metric_info(np.ones((2, 20), bool), np.ones(2, int)).shape)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["(2,", "20)"], out.stderr[-2000:]
+
+
 def test_recboles_trainer_loads_its_own_checkpoints_on_torch_2_6(tmp_path: Path) -> None:
     import recbole.trainer.trainer as trainer_module
     from recbole.utils import ModelType
