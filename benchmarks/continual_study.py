@@ -259,7 +259,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
             steps = f"{passes[0]['steps']}; " + (", ".join(str(x["steps"]) for x in passes[1:]) or "-")
             first = np.mean([r["variants"][spec]["passes"][0]["move_rel"] for r in runs])
             whole = np.mean([r["variants"][spec]["passes"][-1]["move_from_best_rel"] for r in runs])
-            gain = f"{100 * test['difference']:+.2f}, p = {p_text(test['p_value'])}"
+            gain = f"{100 * test['difference']:+.2f}, {p_text(test['p_value'])}"
             lines.append(f"| {model} | {spec} | {100 * hit.mean():.2f} | {gain} | {passes[0]['lr']:.3g} | {steps} | "
                          f"{100 * first:.2f} %; {100 * whole:.2f} % | {by_class} |")  # fmt: skip
     return lines
@@ -282,14 +282,14 @@ def against_lines(records: list[dict[str, Any]], against: str) -> list[str]:
                 ours = np.mean([metrics_from_ranks(np.array(r["variants"][spec]["ranks"]), [metric])[metric]
                                 for r in runs], 0)  # fmt: skip
                 test = paired(ours, seed_averaged(harness_ranks, protocol, other, metric), f"{model} and {other}")
-                cells.append(f"{100 * test['difference']:+.2f}, p = {p_text(test['p_value'])}")
+                cells.append(f"{100 * test['difference']:+.2f}, {p_text(test['p_value'])}")
             lines.append(f"| {model} | {spec} | " + " | ".join(cells) + " |")
     return lines
 
 
 def p_text(p: float) -> str:
-    """A p-value as text; one that underflows to 0 reads as below the smallest double."""
-    return f"{p:.2g}" if p > 0 else "< 1e-300"
+    """``p = ...``; a p-value that underflows to 0 reads as below the smallest double."""
+    return f"p = {p:.2g}" if p > 0 else "p < 1e-300"
 
 
 def pooled_lines(files: list[str]) -> list[str]:
