@@ -82,18 +82,6 @@ def transition_classes(prepared: Any, config: Any) -> tuple[np.ndarray, np.ndarr
     return np.array(kind), days
 
 
-def new_targets(prepared: Any, config: Any) -> np.ndarray:
-    """Whether each test sample's target is an item no training session holds (new since training): what only
-    weights, an index or a memory that keep learning after training can know, and a transition graph cannot."""
-    feat = prepared.train.inter_feat
-    item = config["ITEM_ID_FIELD"]
-    seen = np.zeros(prepared.dataset.item_num, bool)
-    seen[feat[item + config["LIST_SUFFIX"]].long().numpy().ravel()] = True
-    seen[feat[item].long().numpy()] = True
-    seen[0] = False  # the padding of the item lists
-    return ~seen[prepared.test.inter_feat[item].long().numpy()]
-
-
 class Probe(continual.ContinualTester):
     """The continual tester, recording what each training pass did to the weights. ``ended``: the rate training
     ended with by each optimiser group, which a scaled continual rate multiplies (every probe of a trainer starts
@@ -182,8 +170,7 @@ def score_variants(trainer: Any, prepared: Any, ended: list[float], variants: li
         "lr_ended": ended[0], "learner": config["learner"], "n_train": len(prepared.train),
         "n_valid": len(prepared.valid), "n_test": len(prepared.test),
         "test_days": {int(d): int((days == d).sum()) for d in np.unique(days)},
-        "classes": {c: int((kind == c).sum()) for c in CLASSES}, "kind": kind.tolist(),
-        "new_target": new_targets(prepared, config).astype(int).tolist(), "variants": {},
+        "classes": {c: int((kind == c).sum()) for c in CLASSES}, "kind": kind.tolist(), "variants": {},
     }  # fmt: skip
     with recording_test_ranks(prepared.test, config) as recorder:
         trainer.evaluate(test_data, load_best_model=True)
@@ -278,19 +265,6 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def novelty_lines(records: list[dict[str, Any]]) -> list[str]:
-    """Per model and variant, the seed-averaged hits on test targets that no training session holds (new items)
-    and on the others; records from before ``new_target`` was recorded are left out."""
-    lines = ["| model | variant | hits: target new since training | target in a training session |", "|" + "---|" * 4]
-    for model, runs in by_model([r for r in records if "new_target" in r]).items():
-        new = np.array(runs[0]["new_target"], bool)
-        for spec in runs[0]["variants"]:
-            hit = seed_hits(runs, spec)
-            lines.append(f"| {model} | {spec} | {hit[new].sum():.2f} of {new.sum()} | {hit[~new].sum():.2f} of "
-                         f"{(~new).sum()} |")  # fmt: skip
-    return lines if len(lines) > 2 else []
-
-
 def against_lines(records: list[dict[str, Any]], against: str) -> list[str]:
     """Per model and variant, Recall@20 and MRR@20 minus those of a harness run's model on the same split
     (``against``: ``RANKS.npz:PROTOCOL:MODEL``, e.g. streaming STAN), seed-averaged per sample, paired t-tests."""
@@ -364,8 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.files:
         print(f"`{name}`\n")
         print("\n".join(summary_lines(read_records(name))) + "\n")
-        if novelty := novelty_lines(read_records(name)):
-            print("\n".join(novelty) + "\n")
         if args.against:
             print("\n".join(against_lines(read_records(name), args.against)) + "\n")
     if len(args.files) > 1:
