@@ -17,7 +17,8 @@ training again, for logs where training takes hours; ``ended`` is then the rate 
 last rate a checkpoint holds.
 
 ``summary``: a markdown table of each ``run`` output (mean over seeds, paired t-test over test samples of
-the seed-averaged Recall@20 against ``off``).
+the seed-averaged Recall@20 against ``off``); ``--against RANKS.npz:PROTOCOL:MODEL`` also compares each variant
+with a harness run's model on the same split (for instance streaming STAN).
 
     OMP_NUM_THREADS=1 uv run python -m benchmarks.continual_study run --models TASRec,LESSR \
         --seeds 3 --variants refit:1:ended,daily:1:ended --output OUT.json --data_path=/tmp/digi_h/data

@@ -45,7 +45,7 @@ def test_config_builds_on_numpy_2(data_dir: Path, tmp_path: Path) -> None:
 
 def test_a_config_read_back_in_a_fresh_process_sets_the_numpy_aliases(data_dir: Path, tmp_path: Path) -> None:
     """A process that only loads a checkpoint (``load_data_and_model``, then RecBole's evaluation) builds no
-    ``Config``: reading one back must set the aliases that RecBole's NDCG and MRR read."""
+    ``Config``: reading one back must set the alias that RecBole's NDCG reads (``np.float``)."""
     path = tmp_path / "config.pkl"
     path.write_bytes(pickle.dumps(Config("SRGNN", "tiny", config_dict=small_settings(data_dir, tmp_path))))
     code = (
