@@ -45,7 +45,7 @@ from scipy import stats
 
 from recbole_tasrec import continual
 from recbole_tasrec.config import Config, parse_overrides
-from recbole_tasrec.harness.reproduce import cell_settings, metrics_from_ranks, paired, seed_averaged
+from recbole_tasrec.harness.reproduce import cell_of, cell_settings, metrics_from_ranks, paired, seed_averaged
 from recbole_tasrec.harness.sample_ranks import recording_test_ranks
 from recbole_tasrec.quick_start import build_model, load_data_and_model, make_dataloaders, prepare_data
 from recbole_tasrec.safe_write import write_bytes
@@ -272,6 +272,9 @@ def against_lines(records: list[dict[str, Any]], against: str) -> list[str]:
     ranks_file, protocol, other = against.rsplit(":", 2)
     with np.load(ranks_file) as loaded:
         harness_ranks = dict(loaded)
+    if not any(cell_of(key)[:2] == (protocol, other) for key in harness_ranks):
+        cells = sorted({":".join(cell_of(key)[:2]) for key in harness_ranks})
+        raise SystemExit(f"--against: {ranks_file} has no {protocol} run of {other} (it has {', '.join(cells)})")
     lines = [
         f"| model | variant | minus {other} ({protocol}): Recall@20 (pp, p) | MRR@20 (pp, p) |",
         "|---|---|---|---|",
@@ -336,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"replay takes a saved run's own settings; unrecognised: {' '.join(rest)}")
         run(args, rest)
         return 0
+    against_file = args.against.rsplit(":", 2)[0] if args.against else None
+    if missing := [name for name in [*args.files, against_file] if name is not None and not Path(name).is_file()]:
+        parser.error(f"no such file: {', '.join(missing)} (give outputs of run or replay, and a harness .ranks.npz)")
     for name in args.files:
         print(f"`{name}`\n")
         print("\n".join(summary_lines(read_records(name))) + "\n")
