@@ -47,7 +47,7 @@ from recbole_tasrec import continual
 from recbole_tasrec.config import Config, parse_overrides
 from recbole_tasrec.harness.reproduce import cell_of, cell_settings, metrics_from_ranks, paired, seed_averaged
 from recbole_tasrec.harness.sample_ranks import recording_test_ranks
-from recbole_tasrec.quick_start import build_model, load_data_and_model, make_dataloaders, prepare_data
+from recbole_tasrec.quick_start import PreparedData, build_model, load_data_and_model, make_dataloaders, prepare_data
 from recbole_tasrec.safe_write import write_bytes
 
 CLASSES = ("repeat", "train", "valid", "earlier_test", "none")
@@ -130,12 +130,12 @@ def run_cell(model: str, seed: int, dataset: str, overrides: dict[str, Any], var
     config = Config(base, dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     prepared = prepare_data(config)
-    train_data, valid_data, _ = make_dataloaders(config, prepared)
+    train_data, valid_data, test_data = make_dataloaders(config, prepared)
     trainer = ScheduledTrainer(config, build_model(config, prepared.train))
     trainer.fit_with_callback(train_data, valid_data, saved=True)
     record = {"model": model, "seed": seed, "epochs_run": len(trainer.train_loss_dict),
               "train_steps": int(trainer.optimizer_steps), "batches_per_epoch": len(train_data)}  # fmt: skip
-    record |= score_variants(trainer, prepared, trainer.learning_rates, variants)
+    record |= score_variants(trainer, prepared, test_data, trainer.learning_rates, variants)
     record["seconds"] = round(time.time() - start, 1)
     return record
 
@@ -147,25 +147,26 @@ def replay_cell(checkpoint: str, variants: list[str]) -> dict[str, Any]:
     from recbole_tasrec.trainer import ScheduledTrainer
 
     start = time.time()
-    config, model, _, train_data, _, _ = load_data_and_model(checkpoint)
-    prepared = prepare_data(config)
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(checkpoint)
+    prepared = PreparedData(dataset, train_data._dataset, valid_data._dataset, test_data._dataset)  # the split it read
     trainer = ScheduledTrainer(config, model)
     trainer.saved_model_file = checkpoint
     saved = continual.load_trusted(checkpoint, ("optimizer",))
     ended = [float(group["lr"]) for group in saved["optimizer"]["param_groups"]]
     record = {"model": config["model"], "seed": config["seed"], "checkpoint": checkpoint,
               "batches_per_epoch": len(train_data)}  # fmt: skip
-    record |= score_variants(trainer, prepared, ended, variants)
+    record |= score_variants(trainer, prepared, test_data, ended, variants)
     record["seconds"] = round(time.time() - start, 1)
     return record
 
 
-def score_variants(trainer: Any, prepared: Any, ended: list[float], variants: list[str]) -> dict[str, Any]:
+def score_variants(
+    trainer: Any, prepared: Any, test_data: Any, ended: list[float], variants: list[str]
+) -> dict[str, Any]:
     """From the trainer's best checkpoint: the test ranks under ``off`` and each variant, one more training epoch
     as a yardstick, and what each sample's last transition is (:func:`transition_classes`)."""
     config = trainer.config
     kind, days = transition_classes(prepared, config)
-    _, _, test_data = make_dataloaders(config, prepared)
     record: dict[str, Any] = {
         "best_epoch": int(continual.load_trusted(trainer.saved_model_file, ("epoch",))["epoch"]),
         "lr_ended": ended[0], "learner": config["learner"], "n_train": len(prepared.train),
